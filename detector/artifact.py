@@ -1,0 +1,163 @@
+"""Model artifacts: a directory holding ``weights.pt`` (a torch state dict) and ``metadata.json``.
+
+The metadata carries everything needed to score: the schema, the fitted encoder, the model config, the
+training summary and the calibration scores the thresholders warm up from, plus ``format_version`` and a
+``content_hash`` (SHA-256 over the canonical metadata and the weights' bytes). Loading checks the hash,
+the version and every tensor's shape, and reads weights with ``torch.load(weights_only=True)``: nothing
+is ever unpickled, and a tampered, truncated or incompatible artifact is refused with the reason.
+
+>>> model = load_artifact("models/nsl-kdd")  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from detector.errors import ArtifactError
+from detector.features import FeatureEncoder
+from detector.model import LSTMAutoencoder, ModelConfig
+from detector.schema import Schema, SchemaError
+
+FORMAT_VERSION = 1
+WEIGHTS = "weights.pt"
+METADATA = "metadata.json"
+CALIBRATION_KEEP = 20_000
+
+
+@dataclass
+class TrainedModel:
+    schema: Schema
+    encoder: FeatureEncoder
+    config: ModelConfig
+    net: LSTMAutoencoder
+    calibration: list[float]
+    training: dict[str, Any] = field(default_factory=dict)
+    content_hash: str = ""
+
+    @property
+    def version(self) -> str:
+        """Short model version shown in alerts and metrics: the first 12 hex digits of the content hash."""
+        return self.content_hash[:12] if self.content_hash else "unsaved"
+
+    def calibration_quantiles(self) -> dict[str, float]:
+        if not self.calibration:
+            return {}
+        arr = np.asarray(self.calibration)
+        return {f"p{q:g}": float(np.quantile(arr, q / 100)) for q in (50, 90, 95, 99, 99.9)}
+
+
+def _weights_bytes(net: LSTMAutoencoder) -> bytes:
+    buf = io.BytesIO()
+    torch.save({k: v.detach().clone() for k, v in net.state_dict().items()}, buf)
+    return buf.getvalue()
+
+
+def _digest(meta: dict[str, Any], weights: bytes) -> str:
+    body = {k: v for k, v in meta.items() if k != "content_hash"}
+    h = hashlib.sha256()
+    h.update(json.dumps(body, sort_keys=True, separators=(",", ":")).encode())
+    h.update(b"\0")
+    h.update(weights)
+    return h.hexdigest()
+
+
+def save_artifact(model: TrainedModel, directory: str | Path) -> str:
+    """Write the artifact atomically (files are renamed into place). Returns the content hash."""
+    out = Path(directory)
+    out.mkdir(parents=True, exist_ok=True)
+    weights = _weights_bytes(model.net)
+    meta: dict[str, Any] = {
+        "format": "flowsentinel-model",
+        "format_version": FORMAT_VERSION,
+        "schema": model.schema.to_dict(),
+        "encoder": model.encoder.state_dict(),
+        "model": model.config.to_dict(),
+        "training": model.training,
+        "calibration": {"scores": model.calibration, "quantiles": model.calibration_quantiles()},
+        "weights_file": WEIGHTS,
+        "weights_sha256": hashlib.sha256(weights).hexdigest(),
+        "torch_version": torch.__version__.split("+")[0],
+    }
+    meta["content_hash"] = _digest(meta, weights)
+    _atomic_write(out / WEIGHTS, weights)
+    _atomic_write(out / METADATA, (json.dumps(meta, indent=1, sort_keys=True) + "\n").encode())
+    model.content_hash = meta["content_hash"]
+    return str(meta["content_hash"])
+
+
+def _atomic_write(path: Path, data: bytes) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def load_artifact(directory: str | Path) -> TrainedModel:
+    d = Path(directory)
+    meta_path, weights_path = d / METADATA, d / WEIGHTS
+    if not d.is_dir():
+        raise ArtifactError(f"model directory {str(d)!r} does not exist")
+    for p in (meta_path, weights_path):
+        if not p.is_file():
+            raise ArtifactError(f"model directory {str(d)!r} has no {p.name} (not a flowsentinel model?)")
+    try:
+        meta = json.loads(meta_path.read_bytes())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ArtifactError(f"{meta_path}: metadata is not valid JSON (truncated or edited?): {exc}") from None
+    if not isinstance(meta, dict) or meta.get("format") != "flowsentinel-model":
+        raise ArtifactError(f"{meta_path}: not flowsentinel model metadata")
+    version = meta.get("format_version")
+    if version != FORMAT_VERSION:
+        raise ArtifactError(
+            f"{meta_path}: artifact format_version {version!r} is not supported by this flowsentinel "
+            f"(expects {FORMAT_VERSION}); retrain or use a matching release"
+        )
+    weights = weights_path.read_bytes()
+    if hashlib.sha256(weights).hexdigest() != meta.get("weights_sha256"):
+        raise ArtifactError(f"{weights_path}: weights do not match their recorded SHA-256 (truncated or tampered)")
+    if _digest(meta, weights) != meta.get("content_hash"):
+        raise ArtifactError(f"{meta_path}: content hash mismatch: the metadata was modified after saving")
+    try:
+        schema = Schema.from_dict(meta["schema"], source="artifact schema")
+        encoder = FeatureEncoder.from_state_dict(meta["encoder"])
+        config = ModelConfig.from_dict(meta["model"])
+        calibration = [float(s) for s in meta["calibration"]["scores"]]
+    except (KeyError, TypeError, ValueError, SchemaError) as exc:
+        raise ArtifactError(f"{meta_path}: metadata is incomplete or invalid: {exc}") from None
+    if config.n_features != encoder.width:
+        raise ArtifactError(f"{meta_path}: model expects {config.n_features} features, encoder gives {encoder.width}")
+    try:
+        state = torch.load(io.BytesIO(weights), map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises several types for corrupt/unsafe payloads
+        raise ArtifactError(f"{weights_path}: cannot be loaded safely: {str(exc).splitlines()[0]}") from None
+    net = LSTMAutoencoder(config)
+    try:
+        net.load_state_dict(state, strict=True)
+    except (RuntimeError, TypeError, AttributeError) as exc:
+        raise ArtifactError(f"{weights_path}: weights do not fit the model config: {str(exc).splitlines()[0]}") from None
+    net.eval()
+    return TrainedModel(
+        schema=schema,
+        encoder=encoder,
+        config=config,
+        net=net,
+        calibration=calibration,
+        training=meta.get("training", {}),
+        content_hash=meta["content_hash"],
+    )

@@ -1,0 +1,56 @@
+"""Error types of the detector library.
+
+Every error a user can cause carries enough context to act on it: the field, the value and where it
+came from. ``retriable`` says whether trying the same thing again can succeed (it never can for bad data).
+"""
+
+from __future__ import annotations
+
+
+class FlowSentinelError(Exception):
+    """Base class of all errors raised on purpose by flowsentinel."""
+
+    retriable = False
+
+
+class ConfigError(FlowSentinelError, ValueError):
+    """A configuration value is invalid; the message names the key and the value."""
+
+
+class SchemaError(FlowSentinelError, ValueError):
+    """A schema definition is invalid, or data does not fit the schema as a whole (e.g. missing columns)."""
+
+
+class RecordError(FlowSentinelError, ValueError):
+    """One record could not be parsed or validated.
+
+    >>> str(RecordError("not a number", field="src_bytes", value="abc", where="line 7"))
+    "line 7: field 'src_bytes' = 'abc': not a number"
+    """
+
+    def __init__(self, reason: str, *, field: str | None = None, value: object = None, where: str = "") -> None:
+        self.reason = reason
+        self.field = field
+        self.value = value
+        self.where = where
+        super().__init__(self._text())
+
+    def _text(self) -> str:
+        parts = []
+        if self.where:
+            parts.append(f"{self.where}: ")
+        if self.field is not None:
+            shown = repr(_clip(self.value))
+            parts.append(f"field {self.field!r} = {shown}: ")
+        parts.append(self.reason)
+        return "".join(parts)
+
+
+class ArtifactError(FlowSentinelError):
+    """A model artifact is missing, truncated, tampered with or of an incompatible version."""
+
+
+def _clip(value: object, limit: int = 80) -> object:
+    if isinstance(value, str) and len(value) > limit:
+        return value[:limit] + "…"
+    return value

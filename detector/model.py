@@ -1,0 +1,77 @@
+"""The LSTM autoencoder: a window of encoded records in, the window's newest record reconstructed out.
+
+The encoder LSTM reads the window (each step sees the record and a present/padding flag); its final
+state is squeezed through a small latent code; a dense decoder rebuilds the *newest* record from it. A
+record's score is the error of its own reconstruction — the context helps explain it but is never scored,
+so an attack next to a normal record does not make the normal record's score its own. Training hardens
+this (see :mod:`detector.train`): contexts are truncated, shuffled and corrupted while the target stays
+clean, so the model learns not to let an odd neighbour spoil a record's reconstruction.
+
+>>> import torch
+>>> net = LSTMAutoencoder(ModelConfig(n_features=5, window=4, hidden=8, latent=2))
+>>> net(torch.zeros(3, 4, 5), torch.ones(3, 4)).shape
+torch.Size([3, 5])
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import torch
+from torch import nn
+
+from detector.errors import ArtifactError, ConfigError
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    n_features: int
+    window: int = 8
+    hidden: int = 64
+    latent: int = 16
+    layers: int = 1
+
+    def __post_init__(self) -> None:
+        for name in ("n_features", "window", "hidden", "latent", "layers"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ConfigError(f"model {name} = {value!r} must be a positive integer")
+        if self.latent > self.hidden:
+            raise ConfigError(f"model latent = {self.latent} must not exceed hidden = {self.hidden}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ModelConfig:
+        try:
+            return cls(**data)
+        except (TypeError, ConfigError) as exc:
+            raise ArtifactError(f"model config is not valid: {exc}") from None
+
+
+class LSTMAutoencoder(nn.Module):
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.encoder = nn.LSTM(config.n_features + 1, config.hidden, num_layers=config.layers, batch_first=True)
+        self.to_latent = nn.Sequential(nn.Linear(config.hidden, config.latent), nn.Tanh())
+        self.decoder = nn.Sequential(
+            nn.Linear(config.latent, config.hidden),
+            nn.ReLU(),
+            nn.Linear(config.hidden, config.hidden),
+            nn.ReLU(),
+            nn.Linear(config.hidden, config.n_features),
+        )
+
+    def forward(self, windows: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """windows (B, W, F), mask (B, W) → reconstruction of windows[:, -1] (B, F)."""
+        steps = torch.cat([windows, mask.unsqueeze(-1)], dim=-1)
+        out, _ = self.encoder(steps)
+        return self.decoder(self.to_latent(out[:, -1]))
+
+
+def squared_errors(net: LSTMAutoencoder, windows: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Per-column squared reconstruction error of each window's newest record, (B, F)."""
+    return (net(windows, mask) - windows[:, -1]) ** 2

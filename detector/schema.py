@@ -1,0 +1,687 @@
+"""Declarative record schemas and the one validation path every record goes through.
+
+A :class:`Schema` says how a format names its fields, which are numeric or categorical, which field is the
+entity key (a window is kept per key), the timestamp, the label and which label values mean *normal*.
+:func:`parse_table` turns raw values (strings from a file, or values from JSON) into a :class:`RecordBatch`
+of validated records plus one :class:`~detector.errors.RecordError` per rejected record.
+
+Validation rules (documented in the README, applied identically to files and live records):
+
+- a numeric value that is empty/absent is rejected (``missing value``), except that a schema may declare
+  *unset tokens* (Zeek's ``-`` and ``(empty)``) which are repaired to 0 and counted as repaired;
+- text that is not a number, or a boolean where a number belongs, is rejected (``not a number``);
+- NaN and ±inf are rejected (``non-finite``), unless the schema sets ``nonfinite = "zero"`` (CICFlowMeter:
+  its rate fields are NaN/Infinity when a flow lasted 0 µs), which repairs them to 0 and counts them;
+- a negative value in a field that cannot be negative (every numeric field not listed as ``signed``)
+  is rejected (``negative value``);
+- a categorical value that is empty is rejected; an unseen category is *not* an error here — the feature
+  encoder maps it to the unknown bucket and counts it.
+
+>>> s = builtin_schema("kdd")
+>>> s.numeric[0], s.categorical
+('duration', ('protocol_type', 'service', 'flag'))
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import tomllib
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import pandas as pd
+
+from detector.errors import RecordError, SchemaError
+
+GLOBAL_KEY = "*"
+"""Entity key used when a schema has no key field or a record lacks it: one shared window stream."""
+
+Format = Literal["csv", "zeek"]
+TimestampKind = Literal["epoch", "datetime"]
+NonFinite = Literal["reject", "zero"]
+
+
+def normalize_name(name: str) -> str:
+    """Header-name normal form used to match columns to fields: lower case, letters and digits only.
+
+    >>> normalize_name(" Total Fwd Packets"), normalize_name("total_fwd_packets")
+    ('totalfwdpackets', 'totalfwdpackets')
+    """
+    return re.sub(r"[^0-9a-z]", "", name.lower())
+
+
+@dataclass(frozen=True)
+class Schema:
+    """A record format. Field names are canonical; ``aliases`` lists other spellings seen in files.
+
+    Construct with :meth:`from_dict` (validates) or use :func:`builtin_schema`.
+    """
+
+    name: str
+    version: int
+    format: Format
+    numeric: tuple[str, ...]
+    categorical: tuple[str, ...]
+    has_header: bool = True
+    columns: tuple[str, ...] = ()
+    optional_columns: tuple[str, ...] = ()
+    delimiter: str = ","
+    key: str | None = None
+    timestamp: str | None = None
+    timestamp_kind: TimestampKind = "epoch"
+    label: str | None = None
+    normal_labels: frozenset[str] = frozenset()
+    label_strip: str = ""
+    signed: frozenset[str] = frozenset()
+    unset_tokens: frozenset[str] = frozenset()
+    nonfinite: NonFinite = "reject"
+    aliases: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    description: str = ""
+
+    def __post_init__(self) -> None:
+        if not re.fullmatch(r"[a-z][a-z0-9_.-]{0,63}", self.name):
+            raise SchemaError(f"schema name {self.name!r} must be lower-case letters, digits, '_', '-', '.'")
+        if self.version < 1:
+            raise SchemaError(f"schema {self.name}: version {self.version!r} must be >= 1")
+        if self.format not in ("csv", "zeek"):
+            raise SchemaError(f"schema {self.name}: format {self.format!r} must be 'csv' or 'zeek'")
+        if not self.numeric and not self.categorical:
+            raise SchemaError(f"schema {self.name}: needs at least one numeric or categorical field")
+        seen: set[str] = set()
+        for f in (*self.numeric, *self.categorical):
+            if f in seen:
+                raise SchemaError(f"schema {self.name}: field {f!r} is listed twice")
+            seen.add(f)
+        for role in ("key", "timestamp", "label"):
+            value = getattr(self, role)
+            if value is not None and value in seen:
+                raise SchemaError(f"schema {self.name}: {role} field {value!r} is also a feature")
+        unknown_signed = set(self.signed) - set(self.numeric)
+        if unknown_signed:
+            raise SchemaError(f"schema {self.name}: signed field {sorted(unknown_signed)[0]!r} is not numeric")
+        if self.timestamp_kind not in ("epoch", "datetime"):
+            raise SchemaError(f"schema {self.name}: timestamp_kind {self.timestamp_kind!r} invalid")
+        if self.nonfinite not in ("reject", "zero"):
+            raise SchemaError(f"schema {self.name}: nonfinite {self.nonfinite!r} must be 'reject' or 'zero'")
+        if not self.has_header and not self.columns:
+            raise SchemaError(f"schema {self.name}: a header-less format must list its columns")
+        if self.columns:
+            missing = [f for f in self.features if f not in self.columns]
+            if missing:
+                raise SchemaError(f"schema {self.name}: feature {missing[0]!r} is not among its columns")
+
+    # ------------------------------------------------------------------ derived views
+    @property
+    def features(self) -> tuple[str, ...]:
+        return (*self.numeric, *self.categorical)
+
+    @property
+    def fields(self) -> tuple[str, ...]:
+        """Every field a record of this schema can carry (features, key, timestamp, label)."""
+        extra = [f for f in (self.key, self.timestamp, self.label) if f is not None]
+        return (*self.features, *[f for f in extra if f not in self.features])
+
+    def is_normal(self, labels: Sequence[str] | np.ndarray) -> np.ndarray:
+        """Boolean array: which (already cleaned) labels mean normal traffic."""
+        normal = {s.lower() for s in self.normal_labels}
+        return np.fromiter((str(v).lower() in normal for v in labels), dtype=bool, count=len(labels))
+
+    def clean_label(self, value: object) -> str:
+        text = str(value).strip()
+        if self.label_strip:
+            text = text.rstrip(self.label_strip)
+        return text
+
+    def resolve_header(self, header: Sequence[str]) -> dict[str, int]:
+        """Map canonical field names to column positions of a file header, using aliases.
+
+        Raises :class:`SchemaError` naming the first feature the header lacks.
+        """
+        position = {normalize_name(h): i for i, h in reversed(list(enumerate(header)))}
+        out: dict[str, int] = {}
+        for f in self.fields:
+            for candidate in (f, *self.aliases.get(f, ())):
+                idx = position.get(normalize_name(candidate))
+                if idx is not None:
+                    out[f] = idx
+                    break
+        missing = [f for f in self.features if f not in out]
+        if missing:
+            spellings = ", ".join(repr(a) for a in (missing[0], *self.aliases.get(missing[0], ())))
+            raise SchemaError(
+                f"schema {self.name}: the header has no column for field {missing[0]!r} "
+                f"(looked for {spellings}); {len(missing)} feature(s) missing in all"
+            )
+        return out
+
+    # ------------------------------------------------------------------ (de)serialisation
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "version": self.version,
+            "format": self.format,
+            "numeric": list(self.numeric),
+            "categorical": list(self.categorical),
+            "has_header": self.has_header,
+            "columns": list(self.columns),
+            "optional_columns": list(self.optional_columns),
+            "delimiter": self.delimiter,
+            "key": self.key,
+            "timestamp": self.timestamp,
+            "timestamp_kind": self.timestamp_kind,
+            "label": self.label,
+            "normal_labels": sorted(self.normal_labels),
+            "label_strip": self.label_strip,
+            "signed": sorted(self.signed),
+            "unset_tokens": sorted(self.unset_tokens),
+            "nonfinite": self.nonfinite,
+            "aliases": {k: list(v) for k, v in sorted(self.aliases.items())},
+            "description": self.description,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any], *, source: str = "schema") -> Schema:
+        """Build and validate a schema from plain data (a parsed TOML/YAML/JSON document)."""
+        known = set(cls.__dataclass_fields__)
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise SchemaError(f"{source}: unknown schema key {unknown[0]!r} (known: {', '.join(sorted(known))})")
+        for required in ("name",):
+            if required not in data:
+                raise SchemaError(f"{source}: schema key {required!r} is required")
+
+        def strings(key: str) -> tuple[str, ...]:
+            value = data.get(key, ())
+            if isinstance(value, str) or not isinstance(value, Iterable):
+                raise SchemaError(f"{source}: schema key {key!r} must be a list of names, got {value!r}")
+            items = tuple(value)
+            for item in items:
+                if not isinstance(item, str) or not item:
+                    raise SchemaError(f"{source}: schema key {key!r} holds {item!r}, not a field name")
+            return items
+
+        aliases_raw = data.get("aliases", {})
+        if not isinstance(aliases_raw, Mapping):
+            raise SchemaError(f"{source}: schema key 'aliases' must be a table of name = [spellings]")
+        aliases = {}
+        for k, v in aliases_raw.items():
+            if isinstance(v, str):
+                v = [v]
+            aliases[str(k)] = tuple(str(x) for x in v)
+        try:
+            version = int(data.get("version", 1))
+        except (TypeError, ValueError):
+            raise SchemaError(f"{source}: schema key 'version' = {data.get('version')!r} is not an integer") from None
+        try:
+            return cls(
+                name=str(data["name"]),
+                version=version,
+                format=data.get("format", "csv"),
+                numeric=strings("numeric"),
+                categorical=strings("categorical"),
+                has_header=bool(data.get("has_header", True)),
+                columns=strings("columns"),
+                optional_columns=strings("optional_columns"),
+                delimiter=str(data.get("delimiter", ",")),
+                key=data.get("key"),
+                timestamp=data.get("timestamp"),
+                timestamp_kind=data.get("timestamp_kind", "epoch"),
+                label=data.get("label"),
+                normal_labels=frozenset(strings("normal_labels")),
+                label_strip=str(data.get("label_strip", "")),
+                signed=frozenset(strings("signed")),
+                unset_tokens=frozenset(strings("unset_tokens")),
+                nonfinite=data.get("nonfinite", "reject"),
+                aliases=aliases,
+                description=str(data.get("description", "")),
+            )
+        except SchemaError as exc:
+            raise SchemaError(f"{source}: {exc}") from None
+
+
+# ---------------------------------------------------------------------------------------------- parsing
+@dataclass
+class RecordBatch:
+    """Validated records, column-wise. Row ``i`` of every array is the same record.
+
+    ``positions`` says where each record came from (``line 12``, ``partition 3 offset 88``); ``rejected``
+    holds one error per record that failed validation (those records are not in the arrays).
+    """
+
+    schema: Schema
+    numeric: np.ndarray  # (n, len(schema.numeric)) float64
+    categorical: np.ndarray  # (n, len(schema.categorical)) object (str)
+    keys: np.ndarray  # (n,) object (str)
+    timestamps: np.ndarray  # (n,) float64 seconds since the epoch, NaN when the schema has none
+    labels: np.ndarray | None  # (n,) object (str), None when the data carries no labels
+    positions: list[str]
+    rejected: list[RecordError] = field(default_factory=list)
+    repaired: dict[str, int] = field(default_factory=dict)
+    row_index: np.ndarray | None = None  # index of each kept record in the input table
+
+    def __len__(self) -> int:
+        return int(self.numeric.shape[0])
+
+    @property
+    def is_normal(self) -> np.ndarray | None:
+        return None if self.labels is None else self.schema.is_normal(self.labels)
+
+    def take(self, idx: np.ndarray | Sequence[int]) -> RecordBatch:
+        """The sub-batch of rows ``idx`` (in that order); rejections and repairs stay with the parent."""
+        idx = np.asarray(idx, dtype=np.int64)
+        return RecordBatch(
+            schema=self.schema,
+            numeric=self.numeric[idx],
+            categorical=self.categorical[idx],
+            keys=self.keys[idx],
+            timestamps=self.timestamps[idx],
+            labels=None if self.labels is None else self.labels[idx],
+            positions=[self.positions[i] for i in idx],
+            row_index=None if self.row_index is None else self.row_index[idx],
+        )
+
+    @staticmethod
+    def concat(batches: Sequence[RecordBatch]) -> RecordBatch:
+        if not batches:
+            raise ValueError("concat needs at least one batch")
+        schema = batches[0].schema
+        has_labels = all(b.labels is not None for b in batches)
+        repaired: dict[str, int] = {}
+        for b in batches:
+            for k, v in b.repaired.items():
+                repaired[k] = repaired.get(k, 0) + v
+        return RecordBatch(
+            schema=schema,
+            numeric=np.concatenate([b.numeric for b in batches]),
+            categorical=np.concatenate([b.categorical for b in batches]),
+            keys=np.concatenate([b.keys for b in batches]),
+            timestamps=np.concatenate([b.timestamps for b in batches]),
+            labels=np.concatenate([b.labels for b in batches]) if has_labels else None,  # type: ignore[misc]
+            positions=[p for b in batches for p in b.positions],
+            rejected=[e for b in batches for e in b.rejected],
+            repaired=repaired,
+        )
+
+
+_NAN_TEXT = {"nan", "+nan", "-nan"}
+
+
+def _is_missing(v: object) -> bool:
+    if v is None:
+        return True
+    if isinstance(v, float) and math.isnan(v):
+        return False  # a real NaN is a non-finite value, not an absent one
+    return isinstance(v, str) and v.strip() == ""
+
+
+def _category_text(v: object) -> str:
+    if isinstance(v, float) and v.is_integer():
+        return str(int(v))
+    return str(v).strip()
+
+
+def parse_table(
+    schema: Schema,
+    table: Mapping[str, Sequence[object] | np.ndarray],
+    positions: Sequence[str],
+    *,
+    require_label: bool = False,
+) -> RecordBatch:
+    """Validate a column table (canonical field name → values) into a :class:`RecordBatch`.
+
+    Values may be strings (from a file) or JSON values. A feature column absent from ``table`` is a
+    :class:`SchemaError` (the data does not fit the schema at all); bad *values* reject their record only.
+    """
+    n = len(positions)
+    for f in schema.features:
+        if f not in table:
+            raise SchemaError(f"schema {schema.name}: the data has no field {f!r}")
+    errors: list[RecordError | None] = [None] * n
+    bad = np.zeros(n, dtype=bool)
+    repaired: dict[str, int] = {}
+
+    def reject(mask: np.ndarray, field_name: str, values: np.ndarray, reason: str) -> None:
+        new = mask & ~bad
+        for i in np.flatnonzero(new):
+            errors[i] = RecordError(reason, field=field_name, value=values[i], where=positions[i])
+        bad[new] = True
+
+    def as_objects(values: Sequence[object] | np.ndarray) -> np.ndarray:
+        arr = np.asarray(values, dtype=object)
+        if arr.shape != (n,):
+            raise SchemaError(f"schema {schema.name}: a column has {arr.shape[0]} values for {n} records")
+        return arr
+
+    numeric = np.zeros((n, len(schema.numeric)), dtype=np.float64)
+    for j, name in enumerate(schema.numeric):
+        raw = as_objects(table[name])
+        values = _to_float(raw)
+        nan = np.isnan(values)
+        if nan.any():
+            idx = np.flatnonzero(nan)
+            for i in idx:
+                v = raw[i]
+                if isinstance(v, str) and v.strip() in schema.unset_tokens:
+                    values[i] = 0.0
+                    repaired[name] = repaired.get(name, 0) + 1
+                elif _is_missing(v):
+                    reject(_one(n, i), name, raw, "missing value")
+                elif (isinstance(v, float) and math.isnan(v)) or (
+                    isinstance(v, str) and v.strip().lower() in _NAN_TEXT
+                ):
+                    if schema.nonfinite == "zero":
+                        values[i] = 0.0
+                        repaired[name] = repaired.get(name, 0) + 1
+                    else:
+                        reject(_one(n, i), name, raw, "non-finite value (NaN) is not allowed")
+                else:
+                    reject(_one(n, i), name, raw, "not a number")
+        if bool in set(map(type, raw)):
+            is_bool = np.fromiter((isinstance(v, bool) for v in raw), dtype=bool, count=n)
+            reject(is_bool, name, raw, "not a number (boolean)")
+        inf = np.isinf(values)
+        if inf.any():
+            if schema.nonfinite == "zero":
+                values[inf] = 0.0
+                repaired[name] = repaired.get(name, 0) + int(inf.sum())
+            else:
+                reject(inf, name, raw, "non-finite value (inf) is not allowed")
+        if name not in schema.signed:
+            reject(values < 0, name, raw, "negative value in a field that cannot be negative")
+        numeric[:, j] = values
+
+    categorical = np.empty((n, len(schema.categorical)), dtype=object)
+    for j, name in enumerate(schema.categorical):
+        raw = as_objects(table[name])
+        text = np.array([_category_text(v) if v is not None else "" for v in raw], dtype=object)
+        reject(text == "", name, raw, "missing value")
+        categorical[:, j] = text
+
+    if schema.key is not None and schema.key in table:
+        keys = np.array(
+            [GLOBAL_KEY if _is_missing(v) else str(v).strip() for v in as_objects(table[schema.key])], dtype=object
+        )
+    else:
+        keys = np.full(n, GLOBAL_KEY, dtype=object)
+
+    timestamps = np.full(n, np.nan)
+    if schema.timestamp is not None and schema.timestamp in table:
+        raw = as_objects(table[schema.timestamp])
+        if schema.timestamp_kind == "epoch":
+            timestamps = pd.to_numeric(pd.Series(raw, dtype=object), errors="coerce").to_numpy(dtype=np.float64)
+        else:
+            timestamps = _parse_datetimes(raw)
+        reject(~np.isfinite(timestamps), schema.timestamp, raw, "not a valid timestamp")
+
+    labels = None
+    if schema.label is not None and schema.label in table:
+        raw = as_objects(table[schema.label])
+        labels = np.array([schema.clean_label(v) if v is not None else "" for v in raw], dtype=object)
+        reject(labels == "", schema.label, raw, "missing label")
+    elif require_label:
+        raise SchemaError(f"schema {schema.name}: the data has no label field {schema.label!r}")
+
+    keep = np.flatnonzero(~bad)
+    return RecordBatch(
+        schema=schema,
+        numeric=numeric[keep],
+        categorical=categorical[keep],
+        keys=keys[keep],
+        timestamps=timestamps[keep],
+        labels=None if labels is None else labels[keep],
+        positions=[positions[i] for i in keep],
+        rejected=[e for e in errors if e is not None],
+        repaired=repaired,
+        row_index=keep,
+    )
+
+
+def _to_float(raw: np.ndarray) -> np.ndarray:
+    """Numbers from strings or JSON values; NaN where a value is not a number (classified by the caller)."""
+    try:
+        return raw.astype(np.float64)  # fast path: every value is numeric text or a number
+    except (ValueError, TypeError):
+        coerced = pd.to_numeric(pd.Series(raw, dtype=object), errors="coerce")
+        return np.array(coerced.to_numpy(dtype=np.float64), dtype=np.float64)  # a writable copy
+
+
+def _one(n: int, i: int) -> np.ndarray:
+    mask = np.zeros(n, dtype=bool)
+    mask[i] = True
+    return mask
+
+
+def _parse_datetimes(raw: np.ndarray) -> np.ndarray:
+    """Datetime strings (ISO, or CIC's day-first ``3/7/2017 8:55``) to epoch seconds; NaN where unparseable."""
+    series = pd.Series(raw, dtype=object).astype(str)
+    iso = pd.to_datetime(series, errors="coerce", format="ISO8601", utc=True)
+    todo = iso.isna() & series.str.contains("/", regex=False)
+    if todo.any():
+        iso[todo] = pd.to_datetime(series[todo], errors="coerce", dayfirst=True, format="mixed", utc=True)
+    out = np.full(len(raw), np.nan)
+    ok = iso.notna().to_numpy()
+    out[ok] = iso[ok].astype("int64").to_numpy() / 1e9 * _ns_scale(iso)
+    return out
+
+
+def _ns_scale(series: pd.Series) -> float:
+    """pandas 3 may store datetimes at µs or s resolution; scale integer views to nanoseconds."""
+    unit = getattr(series.dt, "unit", "ns")
+    return {"s": 1e9, "ms": 1e6, "us": 1e3, "ns": 1.0}[unit]
+
+
+# ------------------------------------------------------------------------------------ built-in schemas
+KDD_FEATURES = (
+    "duration", "protocol_type", "service", "flag", "src_bytes", "dst_bytes", "land", "wrong_fragment",
+    "urgent", "hot", "num_failed_logins", "logged_in", "num_compromised", "root_shell", "su_attempted",
+    "num_root", "num_file_creations", "num_shells", "num_access_files", "num_outbound_cmds",
+    "is_host_login", "is_guest_login", "count", "srv_count", "serror_rate", "srv_serror_rate",
+    "rerror_rate", "srv_rerror_rate", "same_srv_rate", "diff_srv_rate", "srv_diff_host_rate",
+    "dst_host_count", "dst_host_srv_count", "dst_host_same_srv_rate", "dst_host_diff_srv_rate",
+    "dst_host_same_src_port_rate", "dst_host_srv_diff_host_rate", "dst_host_serror_rate",
+    "dst_host_srv_serror_rate", "dst_host_rerror_rate", "dst_host_srv_rerror_rate",
+)  # fmt: skip
+KDD_CATEGORICAL = ("protocol_type", "service", "flag")
+
+_KDD = Schema(
+    name="kdd",
+    version=1,
+    format="csv",
+    has_header=False,
+    columns=(*KDD_FEATURES, "label", "difficulty"),
+    optional_columns=("difficulty",),
+    numeric=tuple(f for f in KDD_FEATURES if f not in KDD_CATEGORICAL),
+    categorical=KDD_CATEGORICAL,
+    key="src_host",
+    timestamp="ts",
+    label="label",
+    normal_labels=frozenset({"normal"}),
+    label_strip=".",
+    description=(
+        "KDD Cup 1999 and NSL-KDD connection records: 41 features named as in kddcup.names, then the label "
+        "(KDD'99 writes it with a trailing dot), then NSL-KDD's optional difficulty. Files carry no host or "
+        "time; live JSON records may add 'src_host' (entity key) and 'ts' (epoch seconds)."
+    ),
+)
+
+# CICFlowMeter: canonical name (re-extracted "improved" CIC-IDS2017 spelling) → other spellings
+# (the original MachineLearningCVE / TrafficLabelling CSVs, whose names carry stray leading spaces).
+_CIC_NUMERIC: dict[str, tuple[str, ...]] = {
+    "Flow Duration": (),
+    "Total Fwd Packet": ("Total Fwd Packets",),
+    "Total Bwd packets": ("Total Backward Packets",),
+    "Total Length of Fwd Packet": ("Total Length of Fwd Packets",),
+    "Total Length of Bwd Packet": ("Total Length of Bwd Packets",),
+    "Fwd Packet Length Max": (),
+    "Fwd Packet Length Min": (),
+    "Fwd Packet Length Mean": (),
+    "Fwd Packet Length Std": (),
+    "Bwd Packet Length Max": (),
+    "Bwd Packet Length Min": (),
+    "Bwd Packet Length Mean": (),
+    "Bwd Packet Length Std": (),
+    "Flow Bytes/s": (),
+    "Flow Packets/s": (),
+    "Flow IAT Mean": (),
+    "Flow IAT Std": (),
+    "Flow IAT Max": (),
+    "Flow IAT Min": (),
+    "Fwd IAT Total": (),
+    "Fwd IAT Mean": (),
+    "Fwd IAT Std": (),
+    "Fwd IAT Max": (),
+    "Fwd IAT Min": (),
+    "Bwd IAT Total": (),
+    "Bwd IAT Mean": (),
+    "Bwd IAT Std": (),
+    "Bwd IAT Max": (),
+    "Bwd IAT Min": (),
+    "Fwd PSH Flags": (),
+    "Bwd PSH Flags": (),
+    "Fwd URG Flags": (),
+    "Bwd URG Flags": (),
+    "Fwd Header Length": (),
+    "Bwd Header Length": (),
+    "Fwd Packets/s": (),
+    "Bwd Packets/s": (),
+    "Packet Length Min": ("Min Packet Length",),
+    "Packet Length Max": ("Max Packet Length",),
+    "Packet Length Mean": (),
+    "Packet Length Std": (),
+    "Packet Length Variance": (),
+    "FIN Flag Count": (),
+    "SYN Flag Count": (),
+    "RST Flag Count": (),
+    "PSH Flag Count": (),
+    "ACK Flag Count": (),
+    "URG Flag Count": (),
+    "CWR Flag Count": ("CWE Flag Count",),
+    "ECE Flag Count": (),
+    "Down/Up Ratio": (),
+    "Average Packet Size": (),
+    "Fwd Segment Size Avg": ("Avg Fwd Segment Size",),
+    "Bwd Segment Size Avg": ("Avg Bwd Segment Size",),
+    "Fwd Bytes/Bulk Avg": ("Fwd Avg Bytes/Bulk",),
+    "Fwd Packet/Bulk Avg": ("Fwd Avg Packets/Bulk",),
+    "Fwd Bulk Rate Avg": ("Fwd Avg Bulk Rate",),
+    "Bwd Bytes/Bulk Avg": ("Bwd Avg Bytes/Bulk",),
+    "Bwd Packet/Bulk Avg": ("Bwd Avg Packets/Bulk",),
+    "Bwd Bulk Rate Avg": ("Bwd Avg Bulk Rate",),
+    "Subflow Fwd Packets": (),
+    "Subflow Fwd Bytes": (),
+    "Subflow Bwd Packets": (),
+    "Subflow Bwd Bytes": (),
+    "FWD Init Win Bytes": ("Init_Win_bytes_forward", "Init Win bytes forward"),
+    "Bwd Init Win Bytes": ("Init_Win_bytes_backward", "Init Win bytes backward"),
+    "Fwd Act Data Pkts": ("act_data_pkt_fwd",),
+    "Fwd Seg Size Min": ("min_seg_size_forward",),
+    "Active Mean": (),
+    "Active Std": (),
+    "Active Max": (),
+    "Active Min": (),
+    "Idle Mean": (),
+    "Idle Std": (),
+    "Idle Max": (),
+    "Idle Min": (),
+}
+# Fields that legitimately go negative in CICFlowMeter output: -1 is its "not seen" sentinel for the
+# initial window sizes, and its IAT/rate arithmetic yields small negatives on clock skew.
+_CIC_SIGNED = frozenset(
+    {"FWD Init Win Bytes", "Bwd Init Win Bytes", "Flow IAT Min", "Flow IAT Mean", "Flow IAT Max",
+     "Fwd IAT Min", "Flow Bytes/s", "Flow Packets/s", "Fwd Header Length", "Bwd Header Length"}
+)  # fmt: skip
+
+_CIC = Schema(
+    name="cicflowmeter",
+    version=1,
+    format="csv",
+    has_header=True,
+    numeric=tuple(_CIC_NUMERIC),
+    categorical=("Dst Port", "Protocol"),
+    key="Src IP",
+    timestamp="Timestamp",
+    timestamp_kind="datetime",
+    label="Label",
+    normal_labels=frozenset({"BENIGN"}),
+    signed=_CIC_SIGNED,
+    nonfinite="zero",
+    aliases={
+        **{k: v for k, v in _CIC_NUMERIC.items() if v},
+        "Dst Port": ("Destination Port",),
+        "Src IP": ("Source IP",),
+    },
+    description=(
+        "CICFlowMeter flow CSV (CIC-IDS2017 style). Accepts the original MachineLearningCVE/TrafficLabelling "
+        "column names (stray spaces included) and the re-extracted 'improved' names; columns only one variant "
+        "has are ignored. NaN/Infinity in rate fields (0-µs flows) are repaired to 0."
+    ),
+)
+
+ZEEK_NUMERIC = (
+    "duration", "orig_bytes", "resp_bytes", "missed_bytes", "orig_pkts", "orig_ip_bytes", "resp_pkts",
+    "resp_ip_bytes",
+)  # fmt: skip
+_ZEEK = Schema(
+    name="zeek-conn",
+    version=1,
+    format="zeek",
+    has_header=True,
+    numeric=ZEEK_NUMERIC,
+    categorical=("proto", "service", "conn_state", "id.resp_p", "history"),
+    key="id.orig_h",
+    timestamp="ts",
+    timestamp_kind="epoch",
+    label="label",
+    normal_labels=frozenset({"benign", "normal"}),
+    unset_tokens=frozenset({"-", "(empty)"}),
+    description=(
+        "Zeek conn.log, TSV with a '#fields' header or JSON lines. Unset numeric fields ('-') are repaired "
+        "to 0 and counted. An optional 'label' column (as in IoT-23) gives ground truth."
+    ),
+)
+
+BUILTIN_SCHEMAS: dict[str, Schema] = {s.name: s for s in (_KDD, _CIC, _ZEEK)}
+SCHEMA_ALIASES = {"nsl-kdd": "kdd", "kdd99": "kdd", "kddcup99": "kdd", "cic": "cicflowmeter", "zeek": "zeek-conn"}
+
+
+def builtin_schema(name: str) -> Schema:
+    """A built-in schema by name (``kdd``, ``cicflowmeter``, ``zeek-conn``; a few aliases accepted)."""
+    key = SCHEMA_ALIASES.get(name, name)
+    try:
+        return BUILTIN_SCHEMAS[key]
+    except KeyError:
+        raise SchemaError(
+            f"unknown schema {name!r}: use one of {', '.join(BUILTIN_SCHEMAS)} or a schema file (.toml/.yaml)"
+        ) from None
+
+
+def load_schema(name_or_path: str | Path) -> Schema:
+    """A built-in schema name, or the path of a TOML/YAML schema file the user wrote."""
+    text = str(name_or_path)
+    if not text.endswith((".toml", ".yaml", ".yml", ".json")):
+        return builtin_schema(text)
+    path = Path(text)
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise SchemaError(f"cannot read schema file {text!r}: {exc.strerror}") from None
+    try:
+        if text.endswith(".toml"):
+            data = tomllib.loads(raw.decode("utf-8"))
+        elif text.endswith(".json"):
+            import json
+
+            data = json.loads(raw)
+        else:
+            import yaml
+
+            data = yaml.safe_load(raw)
+    except Exception as exc:  # any parser's syntax error becomes one line naming the file
+        raise SchemaError(f"schema file {text!r} is not valid: {exc}".splitlines()[0]) from None
+    if not isinstance(data, Mapping):
+        raise SchemaError(f"schema file {text!r} must hold a table of schema keys")
+    return Schema.from_dict(data, source=f"schema file {text!r}")

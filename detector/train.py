@@ -1,0 +1,219 @@
+"""Training loop: normal records in, a :class:`~detector.artifact.TrainedModel` out.
+
+- a seeded validation split of the normal records (early stopping and threshold calibration use it);
+- AdamW, learning rate halved when the validation loss stalls, early stopping that restores the best
+  weights;
+- fixed seeds and deterministic kernels: the same data and seed give the same weights;
+- context hardening: each training window's *context* (not its target record) is, at random, truncated
+  (as for a key's first records), replaced by random other records (as in a shuffled stream) or partly
+  overwritten with synthetic outliers (as next to an attack), while the target record stays clean. The
+  model so learns that a record's reconstruction must not depend on how odd its neighbours are.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from detector.artifact import CALIBRATION_KEEP, TrainedModel
+from detector.errors import ConfigError
+from detector.features import FeatureEncoder
+from detector.model import LSTMAutoencoder, ModelConfig
+from detector.pipeline import score_windows
+from detector.schema import RecordBatch
+from detector.windows import gather_windows, window_indices
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    window: int = 8
+    hidden: int = 64
+    latent: int = 16
+    layers: int = 1
+    epochs: int = 40
+    batch_size: int = 256
+    lr: float = 2e-3
+    weight_decay: float = 1e-5
+    patience: int = 4
+    val_fraction: float = 0.1
+    seed: int = 0
+    p_truncate: float = 0.25
+    p_shuffle: float = 0.25
+    p_corrupt: float = 0.25
+    min_count: int = 3
+
+    def __post_init__(self) -> None:
+        positive = ("window", "hidden", "latent", "layers", "epochs", "batch_size", "patience", "min_count")
+        for name in positive:
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ConfigError(f"{name} = {value!r} must be a positive integer")
+        if not (0.0 < self.lr < 1.0):
+            raise ConfigError(f"lr = {self.lr!r} must be in (0, 1)")
+        if not (0.0 < self.val_fraction < 0.5):
+            raise ConfigError(f"val_fraction = {self.val_fraction!r} must be in (0, 0.5)")
+        for name in ("p_truncate", "p_shuffle", "p_corrupt"):
+            value = getattr(self, name)
+            if not (0.0 <= value <= 1.0):
+                raise ConfigError(f"{name} = {value!r} must be in [0, 1]")
+        if self.weight_decay < 0:
+            raise ConfigError(f"weight_decay = {self.weight_decay!r} must be >= 0")
+        if self.latent > self.hidden:
+            raise ConfigError(f"latent = {self.latent} must not exceed hidden = {self.hidden}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def set_determinism(seed: int) -> None:
+    torch.manual_seed(seed)
+    torch.use_deterministic_algorithms(True, warn_only=True)
+
+
+def harden_contexts(
+    idx: np.ndarray, x: np.ndarray, rng: np.random.Generator, cfg: TrainConfig, pool: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Apply context truncation/shuffling (on indices) and corruption (on values) to a training batch."""
+    idx = idx.copy()
+    b, w = idx.shape
+    if w > 1:
+        shuffle = rng.random(b) < cfg.p_shuffle
+        if shuffle.any():
+            ctx = idx[shuffle, :-1]
+            random_ctx = rng.choice(pool, size=ctx.shape)
+            idx[shuffle, :-1] = np.where(ctx >= 0, random_ctx, -1)
+        trunc = rng.random(b) < cfg.p_truncate
+        if trunc.any():
+            keep = rng.integers(0, w, size=int(trunc.sum()))  # context records kept: 0..w-1
+            cols = np.arange(w - 1)
+            drop = cols[None, :] < (w - 1 - keep)[:, None]
+            sub = idx[trunc, :-1]
+            sub[drop] = -1
+            idx[trunc, :-1] = sub
+    windows, mask = gather_windows(x, idx)
+    if w > 1:
+        corrupt = rng.random(b) < cfg.p_corrupt
+        if corrupt.any():
+            ctx = windows[corrupt, :-1]
+            hit = (rng.random(ctx.shape[:2]) < 0.5) & (mask[corrupt, :-1] > 0)
+            cells = hit[..., None] & (rng.random(ctx.shape) < 0.3)
+            noise = rng.uniform(-2.0, 3.0, size=ctx.shape).astype(np.float32)
+            ctx[cells] = noise[cells]
+            windows[corrupt, :-1] = ctx
+    return windows, mask
+
+
+def train(
+    batch: RecordBatch,
+    cfg: TrainConfig,
+    *,
+    progress: bool = True,
+    on_epoch: Callable[[dict[str, float]], None] | None = None,
+) -> TrainedModel:
+    """Fit encoder and autoencoder on ``batch`` (normal records only) and calibrate on its validation split."""
+    n = len(batch)
+    if n < 10:
+        raise ConfigError(f"need at least 10 normal records to train, got {n}")
+    started = time.monotonic()
+    set_determinism(cfg.seed)
+    rng = np.random.default_rng(cfg.seed)
+
+    encoder = FeatureEncoder(min_count=cfg.min_count).fit(batch)
+    x, _ = encoder.transform(batch)
+    win_idx = window_indices(batch.keys, cfg.window)
+    perm = rng.permutation(n)
+    n_val = max(1, int(round(n * cfg.val_fraction)))
+    val_rows, train_rows = np.sort(perm[:n_val]), perm[n_val:]
+
+    mcfg = ModelConfig(n_features=encoder.width, window=cfg.window, hidden=cfg.hidden, latent=cfg.latent,
+                       layers=cfg.layers)  # fmt: skip
+    net = LSTMAutoencoder(mcfg)
+    opt = torch.optim.AdamW(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, factor=0.5, patience=1)
+    val_windows, val_mask = gather_windows(x, win_idx[val_rows])
+    val_w, val_m = torch.from_numpy(val_windows), torch.from_numpy(val_mask)
+
+    def val_loss() -> float:
+        net.eval()
+        with torch.inference_mode():
+            total = 0.0
+            for s in range(0, len(val_rows), 4096):
+                err = (net(val_w[s : s + 4096], val_m[s : s + 4096]) - val_w[s : s + 4096, -1]) ** 2
+                total += float(err.mean(dim=1).sum())
+        return total / len(val_rows)
+
+    history: list[dict[str, float]] = []
+    best = (float("inf"), copy.deepcopy(net.state_dict()), 0)
+    steps_per_epoch = (len(train_rows) + cfg.batch_size - 1) // cfg.batch_size
+    initial_val = val_loss()
+    bar = tqdm(total=cfg.epochs * steps_per_epoch, disable=not progress, unit="batch", desc="training",
+               dynamic_ncols=True, mininterval=0.5)  # fmt: skip
+    stale = 0
+    for epoch in range(1, cfg.epochs + 1):
+        net.train()
+        order = rng.permutation(train_rows)
+        running, seen = 0.0, 0
+        for s in range(0, len(order), cfg.batch_size):
+            rows = order[s : s + cfg.batch_size]
+            windows, mask = harden_contexts(win_idx[rows], x, rng, cfg, train_rows)
+            target = torch.from_numpy(x[rows])
+            recon = net(torch.from_numpy(windows), torch.from_numpy(mask))
+            loss = torch.mean((recon - target) ** 2)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(net.parameters(), 5.0)
+            opt.step()
+            running += float(loss.detach()) * len(rows)
+            seen += len(rows)
+            bar.update(1)
+        v = val_loss()
+        sched.step(v)
+        row = {"epoch": epoch, "train_loss": running / seen, "val_loss": v, "lr": opt.param_groups[0]["lr"]}
+        history.append(row)
+        bar.set_postfix(epoch=epoch, train=f"{row['train_loss']:.5f}", val=f"{v:.5f}")
+        if on_epoch is not None:
+            on_epoch(row)
+        if v < best[0] - 1e-7:
+            best = (v, copy.deepcopy(net.state_dict()), epoch)
+            stale = 0
+        else:
+            stale += 1
+            if stale >= cfg.patience:
+                break
+    bar.close()
+    net.load_state_dict(best[1])
+    net.eval()
+
+    cal_scores, _ = score_windows(net, val_windows, val_mask, encoder.groups)
+    keep = np.random.default_rng(cfg.seed + 1).permutation(len(cal_scores))[:CALIBRATION_KEEP]
+    elapsed = time.monotonic() - started
+    training = {
+        "records": n,
+        "train_records": int(len(train_rows)),
+        "val_records": int(n_val),
+        "epochs_run": len(history),
+        "best_epoch": best[2],
+        "initial_val_loss": initial_val,
+        "best_val_loss": best[0],
+        "seconds": round(elapsed, 2),
+        "config": cfg.to_dict(),
+        "history": history,
+    }
+    return TrainedModel(
+        schema=batch.schema,
+        encoder=encoder,
+        config=mcfg,
+        net=net,
+        calibration=[float(s) for s in cal_scores[keep]],
+        training=training,
+    )

@@ -1,0 +1,3 @@
+from flowsentinel.cli import main
+import sys
+sys.exit(main())

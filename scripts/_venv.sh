@@ -1,0 +1,19 @@
+# Sourced by scripts/run.sh and scripts/test.sh: create .venv (once) and install flowsentinel into it.
+# The CPU build of torch is pinned first: any other torch pulls a multi-GB CUDA build.
+set -euo pipefail
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+venv="${FLOWSENTINEL_VENV:-$root/.venv}"
+extras="${1:-}"
+if [ ! -x "$venv/bin/python" ]; then
+    python3 -m venv "$venv"
+fi
+# shellcheck disable=SC1091
+. "$venv/bin/activate"
+stamp="$venv/.flowsentinel-installed${extras:+-$extras}"
+if [ ! -f "$stamp" ] || [ "$root/pyproject.toml" -nt "$stamp" ]; then
+    python -m pip install --quiet --upgrade pip
+    python -m pip install --quiet torch==2.13.0
+    python -m pip install --quiet -e "$root${extras:+[$extras]}"
+    touch "$stamp"
+fi
+cd "$root"

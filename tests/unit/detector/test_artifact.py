@@ -1,0 +1,95 @@
+from __future__ import annotations
+
+import io
+import json
+import pickle
+
+import numpy as np
+import pytest
+import torch
+
+from detector.artifact import FORMAT_VERSION, load_artifact, save_artifact
+from detector.errors import ArtifactError
+from detector.pipeline import Detector
+from tests.conftest import toy_batch
+
+
+@pytest.fixture
+def saved(tiny_model, tmp_path):
+    save_artifact(tiny_model, tmp_path / "m")
+    return tmp_path / "m"
+
+
+def test_round_trip_scores_identically(tiny_model, saved):
+    loaded = load_artifact(saved)
+    batch = toy_batch(300, seed=9, attack_rate=0.2)
+    a = Detector(tiny_model).process_batch(batch)
+    b = Detector(loaded).process_batch(batch)
+    np.testing.assert_array_equal(a.scores, b.scores)
+    np.testing.assert_array_equal(a.alerts, b.alerts)
+    assert loaded.version == tiny_model.version and len(loaded.version) == 12
+    assert loaded.schema == tiny_model.schema
+    meta = json.loads((saved / "metadata.json").read_text())
+    assert meta["format_version"] == FORMAT_VERSION
+    assert set(meta) >= {"schema", "encoder", "model", "training", "calibration", "content_hash"}
+
+
+def test_edited_metadata_is_refused(saved):
+    meta = json.loads((saved / "metadata.json").read_text())
+    meta["calibration"]["scores"][0] = 1e9
+    (saved / "metadata.json").write_text(json.dumps(meta))
+    with pytest.raises(ArtifactError, match="content hash mismatch"):
+        load_artifact(saved)
+
+
+def test_truncated_weights_are_refused(saved):
+    data = (saved / "weights.pt").read_bytes()
+    (saved / "weights.pt").write_bytes(data[: len(data) // 2])
+    with pytest.raises(ArtifactError, match="truncated or tampered"):
+        load_artifact(saved)
+
+
+def test_truncated_metadata_is_refused(saved):
+    text = (saved / "metadata.json").read_text()
+    (saved / "metadata.json").write_text(text[:100])
+    with pytest.raises(ArtifactError, match="not valid JSON"):
+        load_artifact(saved)
+
+
+def test_newer_format_version_is_refused(saved):
+    meta = json.loads((saved / "metadata.json").read_text())
+    meta["format_version"] = FORMAT_VERSION + 1
+    (saved / "metadata.json").write_text(json.dumps(meta))
+    with pytest.raises(ArtifactError, match="format_version 2 is not supported"):
+        load_artifact(saved)
+
+
+class _Boom:
+    def __reduce__(self):
+        return (eval, ("__import__('os').getpid()",))
+
+
+def test_a_pickle_payload_is_never_unpickled(saved):
+    """Replace the weights by a malicious pickle and forge matching hashes: torch refuses to load it."""
+    from detector.artifact import _digest
+
+    buf = io.BytesIO()
+    torch.save({"x": _Boom()}, buf, pickle_module=pickle)
+    payload = buf.getvalue()
+    (saved / "weights.pt").write_bytes(payload)
+    meta = json.loads((saved / "metadata.json").read_text())
+    import hashlib
+
+    meta["weights_sha256"] = hashlib.sha256(payload).hexdigest()
+    meta["content_hash"] = _digest(meta, payload)
+    (saved / "metadata.json").write_text(json.dumps(meta))
+    with pytest.raises(ArtifactError, match="cannot be loaded safely"):
+        load_artifact(saved)
+
+
+def test_missing_directory_or_file_is_named(tmp_path, saved):
+    with pytest.raises(ArtifactError, match="does not exist"):
+        load_artifact(tmp_path / "nope")
+    (saved / "weights.pt").unlink()
+    with pytest.raises(ArtifactError, match="has no weights.pt"):
+        load_artifact(saved)

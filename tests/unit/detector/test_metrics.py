@@ -1,0 +1,31 @@
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from sklearn.metrics import average_precision_score, confusion_matrix, f1_score, roc_auc_score
+
+from detector.metrics import at_threshold, auprc, auroc
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_auroc_and_auprc_match_scikit_learn_with_ties(seed):
+    rng = np.random.default_rng(seed)
+    y = rng.random(500) < 0.3
+    scores = np.round(rng.normal(size=500) + y * 0.8, 1)  # rounding makes many ties
+    assert auroc(y, scores) == pytest.approx(roc_auc_score(y, scores), abs=1e-12)
+    assert auprc(y, scores) == pytest.approx(average_precision_score(y, scores), abs=1e-12)
+
+
+def test_threshold_metrics_match_scikit_learn():
+    rng = np.random.default_rng(0)
+    y = rng.random(300) < 0.4
+    alerts = rng.random(300) < 0.5
+    m = at_threshold(y, alerts)
+    tn, fp, fn, tp = confusion_matrix(y, alerts).ravel()
+    assert m["confusion"] == {"tp": tp, "fp": fp, "fn": fn, "tn": tn}
+    assert m["f1"] == pytest.approx(f1_score(y, alerts))
+    assert m["fpr"] == pytest.approx(fp / (fp + tn))
+
+
+def test_single_class_gives_nan():
+    assert np.isnan(auroc(np.zeros(4), np.arange(4)))

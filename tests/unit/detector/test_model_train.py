@@ -1,0 +1,114 @@
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from detector.errors import ConfigError
+from detector.model import LSTMAutoencoder, ModelConfig
+from detector.pipeline import Detector, score_windows
+from detector.train import TrainConfig, train
+from detector.windows import gather_windows, window_indices
+from tests.conftest import toy_batch
+
+
+def test_validation_loss_falls(tiny_model):
+    tr = tiny_model.training
+    assert tr["best_val_loss"] < 0.2 * tr["initial_val_loss"]
+    assert tr["history"][-1]["epoch"] == tr["epochs_run"]
+    assert len(tiny_model.calibration) == tr["val_records"]
+
+
+def test_injected_anomalies_outscore_normal_records(tiny_model):
+    from detector.metrics import auroc
+
+    batch = toy_batch(2000, seed=11, attack_rate=0.1)
+    det = Detector(tiny_model)
+    scores, _, _ = det.score_many(batch)
+    y = ~batch.is_normal
+    assert auroc(y, scores) > 0.99
+    assert np.median(scores[y]) > 10 * np.median(scores[~y])
+
+
+def test_same_seed_same_weights_and_different_seed_differs():
+    batch = toy_batch(600, seed=2)
+    cfg = TrainConfig(window=4, hidden=8, latent=4, epochs=2, batch_size=64, seed=5)
+    a = train(batch, cfg, progress=False)
+    b = train(batch, cfg, progress=False)
+    c = train(batch, TrainConfig(window=4, hidden=8, latent=4, epochs=2, batch_size=64, seed=6), progress=False)
+    for k, v in a.net.state_dict().items():
+        assert torch.equal(v, b.net.state_dict()[k]), k
+    assert any(not torch.equal(v, c.net.state_dict()[k]) for k, v in a.net.state_dict().items())
+    assert a.calibration == b.calibration
+
+
+def test_attack_neighbours_do_not_make_a_normal_record_look_anomalous(tiny_model):
+    """The same normal record scored after normal context and after a burst of attack records."""
+    normal = toy_batch(400, seed=21)
+    attacks = toy_batch(400, seed=22, attack_rate=1.0)
+    x_norm, _ = tiny_model.encoder.transform(normal)
+    x_att, _ = tiny_model.encoder.transform(attacks)
+    w = tiny_model.config.window
+    clean_ctx = np.stack([x_norm[i : i + w] for i in range(300)])
+    dirty_ctx = clean_ctx.copy()
+    dirty_ctx[:, :-1] = np.stack([x_att[i : i + w - 1] for i in range(300)])
+    mask = np.ones((300, w), dtype=np.float32)
+    groups = tiny_model.encoder.groups
+    clean, _ = score_windows(tiny_model.net, clean_ctx, mask, groups)
+    dirty, _ = score_windows(tiny_model.net, dirty_ctx, mask, groups)
+    threshold = np.quantile(tiny_model.calibration, 0.99)
+    assert np.median(dirty) < 3 * np.median(clean) + 1e-9
+    assert (dirty > threshold).mean() <= 0.03  # a normal record next to attacks stays under the threshold
+
+
+def test_time_order_and_shuffled_order_scores_stay_close(tiny_model):
+    """Attacks come in bursts per host (time order); scoring the same records shuffled changes little."""
+    rng = np.random.default_rng(5)
+    batch = toy_batch(3000, seed=31, attack_rate=0.0)
+    burst = toy_batch(600, seed=32, attack_rate=1.0)
+    from detector.schema import RecordBatch
+
+    burst.keys[:] = batch.keys[:600]  # the attacked hosts are the normal ones
+    timeline = RecordBatch.concat([batch.take(np.arange(1500)), burst, batch.take(np.arange(1500, 3000))])
+    perm = rng.permutation(len(timeline))
+    time_scores, _, _ = Detector(tiny_model).score_many(timeline)
+    shuf_scores = np.empty(len(timeline))
+    shuf_scores[perm] = Detector(tiny_model).score_many(timeline.take(perm))[0]
+    normal = timeline.is_normal
+    threshold = np.quantile(tiny_model.calibration, 0.99)
+    fp_time = (time_scores[normal] > threshold).mean()
+    fp_shuf = (shuf_scores[normal] > threshold).mean()
+    assert abs(fp_time - fp_shuf) <= 0.01, (fp_time, fp_shuf)
+    rel = np.abs(np.log(time_scores[normal] + 1e-9) - np.log(shuf_scores[normal] + 1e-9))
+    assert np.median(rel) < np.log(1.5)
+
+
+def test_every_record_gets_a_score_including_a_new_keys_first():
+    cfg = ModelConfig(n_features=3, window=4, hidden=8, latent=2)
+    net = LSTMAutoencoder(cfg)
+    x = np.random.default_rng(0).normal(size=(5, 3)).astype(np.float32)
+    windows, mask = gather_windows(x, window_indices(["a", "b", "c", "d", "e"], 4))
+    scores, field_err = score_windows(net, windows, mask, [("f0", 0, 1), ("f1", 1, 3)])
+    assert scores.shape == (5,) and np.isfinite(scores).all()
+    np.testing.assert_allclose(field_err.sum(axis=1) / 3, scores)
+
+
+def test_top_features_explain_the_score(tiny_model):
+    batch = toy_batch(200, seed=41, attack_rate=0.5)
+    v = Detector(tiny_model).process_batch(batch)
+    i = int(np.argmax(v.scores))
+    top = v.top_features(i)
+    assert len(top) == 3 and top[0][1] >= top[1][1] >= top[2][1]
+    assert sum(share for _, share in v.top_features(i, k=10)) == pytest.approx(1.0)
+    assert {name for name, _ in top} <= set(v.field_names)
+
+
+def test_training_config_errors_name_the_value():
+    with pytest.raises(ConfigError, match="window = 0"):
+        TrainConfig(window=0)
+    with pytest.raises(ConfigError, match="val_fraction = 0.9"):
+        TrainConfig(val_fraction=0.9)
+    with pytest.raises(ConfigError, match="latent = 99"):
+        TrainConfig(latent=99, hidden=8)
+    with pytest.raises(ConfigError, match="at least 10 normal records"):
+        train(toy_batch(5), TrainConfig(), progress=False)

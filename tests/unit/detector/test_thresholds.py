@@ -1,0 +1,156 @@
+"""Contract suite every online thresholder must pass (like river's check_estimator)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from detector.errors import ConfigError
+from detector.thresholds import (
+    AdaptPolicy,
+    QuantileThresholder,
+    SpotThresholder,
+    fit_gpd,
+    ks_distance,
+    make_thresholder,
+)
+
+Q = 5e-3
+POLICY = AdaptPolicy(quarantine=3_000)
+# documented recovery bound: CUSUM detection delay (a few hundred records for a shift of ~1 sd) + quarantine
+RECOVERY_BOUND = POLICY.quarantine + 1_000
+
+
+def normal_scores(rng: np.random.Generator, n: int, scale: float = 1.0) -> np.ndarray:
+    """Reconstruction-error-like scores: log-normal (heavy right tail)."""
+    return scale * rng.lognormal(mean=-6.0, sigma=0.8, size=n)
+
+
+def make(kind: str):
+    return make_thresholder(kind, Q, POLICY)
+
+
+KINDS = ["spot", "quantile"]
+
+
+@pytest.fixture(params=KINDS)
+def warmed(request):
+    rng = np.random.default_rng(42)
+    th = make(request.param)
+    th.warm_up(normal_scores(rng, 20_000))
+    return th, rng
+
+
+def test_stationary_stream_alert_rate_within_2x_of_q(warmed):
+    th, rng = warmed
+    alerts, _ = th.update_many(normal_scores(rng, 100_000))
+    rate = alerts.mean()
+    assert Q / 2 <= rate <= 2 * Q, f"{th.kind}: alert rate {rate:.4f} for q={Q}"
+    assert th.rebaselines == 0
+
+
+def test_level_shift_of_normal_traffic_recovers_within_the_bound(warmed):
+    th, rng = warmed
+    th.update_many(normal_scores(rng, 10_000))
+    shifted = normal_scores(rng, 40_000, scale=2.0)
+    alerts, _ = th.update_many(shifted)
+    early = alerts[:1000].mean()
+    late = alerts[RECOVERY_BOUND:].mean()
+    assert early > 10 * Q, "the shift itself should be visible at first"
+    assert late <= 2 * Q, f"{th.kind}: still alerting at {late:.4f} after {RECOVERY_BOUND} records"
+    assert th.rebaselines >= 1
+
+
+def test_level_drop_of_normal_traffic_rebaselines_too(warmed):
+    th, rng = warmed
+    before = th.threshold
+    th.update_many(normal_scores(rng, 30_000, scale=0.3))
+    assert th.rebaselines >= 1 and th.threshold < 0.6 * before
+
+
+def test_long_flood_far_above_threshold_stays_visible(warmed):
+    th, rng = warmed
+    th.update_many(normal_scores(rng, 10_000))
+    before = th.threshold
+    flood = before * rng.uniform(3.0, 30.0, size=30_000)  # 10x the quarantine
+    alerts, _ = th.update_many(flood)
+    assert alerts.mean() >= 0.99, f"{th.kind}: flood recall {alerts.mean():.3f}"
+    assert th.threshold <= 1.2 * before
+    assert th.rebaselines == 0 and th.rejected_shifts >= 1
+    after, _ = th.update_many(normal_scores(rng, 20_000))
+    assert after.mean() <= 2 * Q
+
+
+def test_attack_interleaved_with_normal_does_not_rebaseline(warmed):
+    """Half the traffic is attack whose scores straddle the threshold (median just under it)."""
+    th, rng = warmed
+    th.update_many(normal_scores(rng, 10_000))
+    before = th.threshold
+    n = 30_000
+    attack = rng.random(n) < 0.5
+    stream = np.where(attack, before * rng.lognormal(0.3, 0.6, size=n), normal_scores(rng, n))
+    alerts, _ = th.update_many(stream)
+    recall = alerts[attack].mean()
+    frozen_recall = (stream[attack] > before).mean()  # what the threshold before the attack would catch
+    assert th.rebaselines == 0
+    assert recall >= 0.9 * frozen_recall, f"{th.kind}: recall {recall:.3f} vs {frozen_recall:.3f} frozen"
+
+
+def test_state_round_trips_exactly_through_json(warmed):
+    th, rng = warmed
+    th.update_many(normal_scores(rng, 5_000))
+    th.update_many(normal_scores(rng, 2_000, scale=3.0))  # leave it mid-quarantine
+    blob = json.dumps(th.state_dict())
+    clone = make(th.kind)
+    clone.load_state_dict(json.loads(blob))
+    assert clone.state_dict() == th.state_dict()
+    more = np.concatenate([normal_scores(rng, 3_000, scale=3.0), normal_scores(rng, 3_000)])
+    a1, t1 = th.update_many(more)
+    a2, t2 = clone.update_many(more)
+    np.testing.assert_array_equal(a1, a2)
+    np.testing.assert_array_equal(t1, t2)
+    assert clone.state_dict() == th.state_dict()
+
+
+def test_warm_start_means_no_cold_start_alert_storm(warmed):
+    th, rng = warmed
+    alerts, _ = th.update_many(normal_scores(rng, 1_000))
+    assert alerts.sum() <= 15
+
+
+def test_state_for_another_kind_is_refused():
+    spot = SpotThresholder(Q)
+    spot.warm_up(normal_scores(np.random.default_rng(0), 1000))
+    with pytest.raises(ConfigError, match="'spot', not 'quantile'"):
+        QuantileThresholder(Q).load_state_dict(spot.state_dict())
+
+
+def test_use_before_warm_up_and_bad_parameters_are_named():
+    with pytest.raises(ConfigError, match="before warm_up"):
+        SpotThresholder(Q).update(1.0)
+    with pytest.raises(ConfigError, match="risk q = 0.7"):
+        SpotThresholder(0.7)
+    with pytest.raises(ConfigError, match="quarantine = 5"):
+        AdaptPolicy(quarantine=5)
+    with pytest.raises(ConfigError, match="unknown thresholder 'evt'"):
+        make_thresholder("evt", Q)
+    with pytest.raises(ConfigError, match="at least 50"):
+        SpotThresholder(Q).warm_up([1.0, 2.0])
+
+
+@pytest.mark.parametrize(("gamma", "sigma"), [(0.2, 1.0), (0.0, 2.0), (-0.2, 1.0)])
+def test_gpd_fit_recovers_known_parameters(gamma, sigma):
+    rng = np.random.default_rng(7)
+    u = rng.random(20_000)
+    y = -sigma * np.log(u) if gamma == 0 else sigma / gamma * (u ** (-gamma) - 1)
+    g, s = fit_gpd(y)
+    assert g == pytest.approx(gamma, abs=0.05)
+    assert s == pytest.approx(sigma, rel=0.1)
+
+
+def test_ks_distance():
+    a = np.arange(100.0)
+    assert ks_distance(a, a) == 0.0
+    assert ks_distance(a, a + 1000) == 1.0
