@@ -28,8 +28,8 @@ from detector.errors import ArtifactError, ConfigError
 class ModelConfig:
     n_features: int
     window: int = 8
-    hidden: int = 64
-    latent: int = 16
+    hidden: int = 32
+    latent: int = 8
     layers: int = 1
 
     def __post_init__(self) -> None:

@@ -1,0 +1,79 @@
+"""The command line as a user meets it: real subprocesses, one-line errors, exit status 2."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from tests.conftest import TOY, toy_table
+
+
+def run(*args: str, cwd=None) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "flowsentinel", *args], capture_output=True, text=True,
+                          timeout=300, cwd=cwd)  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def toy_files(tmp_path_factory):
+    import numpy as np
+
+    d = tmp_path_factory.mktemp("toy")
+    schema = d / "toy.json"
+    schema.write_text(json.dumps(TOY.to_dict()))
+    for name, n, rate, seed in (("train.csv", 1500, 0.0, 1), ("test.csv", 600, 0.2, 2)):
+        table = toy_table(n, np.random.default_rng(seed), attack_rate=rate)
+        cols = list(table)
+        lines = [",".join(cols)] + [",".join(str(table[c][i]) for c in cols) for i in range(n)]
+        lines.insert(5, "12,not-a-number,1,tcp,http,10.0.0.1,normal")  # one malformed row
+        (d / name).write_text("\n".join(lines) + "\n")
+    return d
+
+
+def test_train_then_score_end_to_end(toy_files, tmp_path):
+    model = tmp_path / "model"
+    r = run("train", "--schema", str(toy_files / "toy.json"), "--data", str(toy_files / "train.csv"),
+            "--out", str(model), "--window", "4", "--hidden", "16", "--latent", "4", "--epochs", "6",
+            "--quiet")  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    assert "trained toy model on 1,500 normal records" in r.stdout
+    assert "1 record(s) rejected" in r.stderr and "not a number" in r.stderr
+    assert (model / "metadata.json").is_file() and (model / "training-summary.json").is_file()
+    out = tmp_path / "scores.csv"
+    r = run("score", "--model", str(model), "--data", str(toy_files / "test.csv"), "--out", str(out), "--json")
+    assert r.returncode == 0, r.stderr
+    summary = json.loads(r.stdout)
+    assert summary["records"] == 600 and summary["rejected"] == 1
+    assert summary["auroc"] > 0.95
+    rows = out.read_text().splitlines()
+    assert rows[0].startswith("position,key,score,threshold,alert,label,top_features")
+    assert len(rows) == 601
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["train", "--schema", "kddx", "--data", "x", "--out", "m"], "unknown schema 'kddx'"),
+        (["train", "--schema", "kdd", "--data", "/no/such.csv", "--out", "m"], "--data '/no/such.csv': no such file"),
+        (["train", "--schema", "kdd", "--data", "x", "--out", "m", "--window", "0"], "argument --window: '0' must be >= 1"),
+        (["train", "--schema", "kdd", "--data", "x", "--out", "m", "--lr", "abc"], "argument --lr: 'abc' is not a number"),
+        (["score", "--model", "/no/model", "--data", "/etc/hostname"], "model directory '/no/model' does not exist"),
+        (["score", "--model", "m", "--data", "x", "--risk", "0.9"], "argument --risk: '0.9' must be between"),
+        (["frobnicate"], "invalid choice: 'frobnicate'"),
+        (["train", "--schema", "kdd"], "the following arguments are required: --data, --out"),
+    ],
+)
+def test_bad_arguments_give_one_line_naming_the_value(args, message):
+    r = run(*args)
+    assert r.returncode == 2
+    assert message in r.stderr
+    assert "Traceback" not in r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1
+
+
+def test_schema_mismatch_is_one_line(toy_files, tmp_path):
+    r = run("train", "--schema", "cicflowmeter", "--data", str(toy_files / "train.csv"), "--out", str(tmp_path))
+    assert r.returncode == 2
+    assert "no column for field 'Flow Duration'" in r.stderr and "Traceback" not in r.stderr
