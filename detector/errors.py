@@ -22,14 +22,19 @@ class SchemaError(FlowSentinelError, ValueError):
 
 
 class RecordError(FlowSentinelError, ValueError):
-    """One record could not be parsed or validated.
+    """One record could not be parsed or validated. ``code`` is a short reason code from a fixed set
+    (``missing_value``, ``wrong_type``, ``non_finite``, ``negative_value``, ``bad_timestamp``, ``malformed``),
+    fit for a metric label.
 
     >>> str(RecordError("not a number", field="src_bytes", value="abc", where="line 7"))
     "line 7: field 'src_bytes' = 'abc': not a number"
     """
 
-    def __init__(self, reason: str, *, field: str | None = None, value: object = None, where: str = "") -> None:
+    def __init__(
+        self, reason: str, *, field: str | None = None, value: object = None, where: str = "", code: str = "invalid"
+    ) -> None:
         self.reason = reason
+        self.code = code
         self.field = field
         self.value = value
         self.where = where

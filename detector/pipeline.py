@@ -10,6 +10,7 @@ attribution → online threshold (score first, then learn). Nothing here does I/
 
 from __future__ import annotations
 
+from collections.abc import Hashable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -113,18 +114,22 @@ class Detector:
 
         return cls(load_artifact(path), make_thresholder(thresholder, q, policy), max_keys=max_keys)
 
-    def score_many(self, batch: RecordBatch) -> tuple[np.ndarray, np.ndarray, dict[str, int]]:
+    def score_many(
+        self, batch: RecordBatch, window_keys: Sequence[Hashable] | None = None
+    ) -> tuple[np.ndarray, np.ndarray, dict[str, int]]:
         """Scores (no thresholding) in stream order; advances the windows. Returns scores, field errors,
-        unknown-category counts."""
+        unknown-category counts. ``window_keys`` overrides the records' own keys for windowing (the
+        service keys windows by (partition, key) so a revoked partition's windows can be dropped)."""
         x, unknown = self.model.encoder.transform(batch)
-        windows, mask = self.windows.push_many(list(batch.keys), x)
+        keys = list(batch.keys) if window_keys is None else list(window_keys)
+        windows, mask = self.windows.push_many(keys, x)
         scores, field_err = score_windows(self.model.net, windows, mask, self.model.encoder.groups)
         for k, v in unknown.items():
             self.unknown_total[k] = self.unknown_total.get(k, 0) + v
         return scores, field_err, unknown
 
-    def process_batch(self, batch: RecordBatch) -> Verdicts:
-        scores, field_err, unknown = self.score_many(batch)
+    def process_batch(self, batch: RecordBatch, window_keys: Sequence[Hashable] | None = None) -> Verdicts:
+        scores, field_err, unknown = self.score_many(batch, window_keys)
         alerts, thresholds = self.thresholder.update_many(scores)
         return Verdicts(
             scores=scores,

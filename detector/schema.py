@@ -346,8 +346,9 @@ def parse_table(
 
     def reject(mask: np.ndarray, field_name: str, values: np.ndarray, reason: str) -> None:
         new = mask & ~bad
+        code = _reason_code(reason)
         for i in np.flatnonzero(new):
-            errors[i] = RecordError(reason, field=field_name, value=values[i], where=positions[i])
+            errors[i] = RecordError(reason, field=field_name, value=values[i], where=positions[i], code=code)
         bad[new] = True
 
     def as_objects(values: Sequence[object] | np.ndarray) -> np.ndarray:
@@ -415,13 +416,18 @@ def parse_table(
             timestamps = pd.to_numeric(pd.Series(raw, dtype=object), errors="coerce").to_numpy(dtype=np.float64)
         else:
             timestamps = _parse_datetimes(raw)
-        reject(~np.isfinite(timestamps), schema.timestamp, raw, "not a valid timestamp")
+        absent = np.fromiter((_is_missing(v) for v in raw), dtype=bool, count=n)  # absent: no time, fine
+        reject(~np.isfinite(timestamps) & ~absent, schema.timestamp, raw, "not a valid timestamp")
 
     labels = None
     if schema.label is not None and schema.label in table:
         raw = as_objects(table[schema.label])
+        # an absent label (None: a live record carries none) is allowed; an empty one in a file is not
         labels = np.array([schema.clean_label(v) if v is not None else "" for v in raw], dtype=object)
-        reject(labels == "", schema.label, raw, "missing label")
+        given = np.fromiter((v is not None for v in raw), dtype=bool, count=n)
+        reject((labels == "") & given, schema.label, raw, "missing label")
+        if not given.any():
+            labels = None
     elif require_label:
         raise SchemaError(f"schema {schema.name}: the data has no label field {schema.label!r}")
 
@@ -447,6 +453,14 @@ def _to_float(raw: np.ndarray) -> np.ndarray:
     except (ValueError, TypeError):
         coerced = pd.to_numeric(pd.Series(raw, dtype=object), errors="coerce")
         return np.array(coerced.to_numpy(dtype=np.float64), dtype=np.float64)  # a writable copy
+
+
+def _reason_code(reason: str) -> str:
+    for prefix, code in (("missing", "missing_value"), ("not a number", "wrong_type"), ("non-finite", "non_finite"),
+                         ("negative", "negative_value"), ("not a valid timestamp", "bad_timestamp")):  # fmt: skip
+        if reason.startswith(prefix):
+            return code
+    return "invalid"
 
 
 def _one(n: int, i: int) -> np.ndarray:

@@ -48,6 +48,10 @@ class WindowStore:
     def __contains__(self, key: Hashable) -> bool:
         return key in self._rings
 
+    def keys(self) -> list[Hashable]:
+        """Live keys, least recently used first."""
+        return list(self._rings)
+
     def clear(self) -> None:
         self._rings.clear()
 

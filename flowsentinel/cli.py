@@ -43,7 +43,7 @@ def _positive_int(text: str) -> int:
     return value
 
 
-def _fraction(low: float, high: float):  # type: ignore[no-untyped-def]
+def _fraction(low: float, high: float):  # type: ignore[no-untyped-def]  # noqa: ANN202
     def parse(text: str) -> float:
         try:
             value = float(text)
@@ -87,7 +87,105 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--out", default=None, metavar="CSV", help="write one row per record here")
     s.add_argument("--json", action="store_true", help="print the summary as JSON")
     s.add_argument("--limit", type=_positive_int, default=None, help="read at most N records per file")
+
+    d = sub.add_parser("detect", help="run the detector service on a Kafka topic",
+                       description="Every flag can also be set as FLOWSENTINEL_<FLAG> (e.g. "
+                                   "FLOWSENTINEL_BOOTSTRAP_SERVERS) or in a TOML --config file.")  # fmt: skip
+    d.add_argument("--config", default=None, metavar="FILE", help="TOML file of settings (same names as the flags)")
+    _add_settings_flags(d)
+
+    pr = sub.add_parser("produce", help="replay a file, or synthetic traffic, into a Kafka topic")
+    pr.add_argument("schema", help="kdd, cicflowmeter, zeek-conn, a schema file, or 'synthetic'")
+    pr.add_argument("--bootstrap-servers", default=_env("BOOTSTRAP_SERVERS", "127.0.0.1:9092"))
+    pr.add_argument("--topic", default=_env("TOPIC", "flowsentinel.records"))
+    pr.add_argument("--data", nargs="+", metavar="PATH", default=_env_list("DATA"))
+    pace = pr.add_mutually_exclusive_group()
+    pace.add_argument("--rate", type=_positive_float, default=_env("RATE", None, float),
+                      help="records per second (synthetic default: 1000)")  # fmt: skip
+    pace.add_argument("--speedup", type=_positive_float, default=_env("SPEEDUP", None, float),
+                      help="replay at X times the records' own timestamps")  # fmt: skip
+    pace.add_argument("--realtime", action="store_true", default=_env("REALTIME", False, _truthy),
+                      help="replay at the records' own pace (--speedup 1)")  # fmt: skip
+    pr.add_argument("--loop", action="store_true", default=_env("LOOP", False, _truthy), help="start over at the end")
+    pr.add_argument("--limit", type=_positive_int, default=_env("LIMIT", None, int), help="stop after N records")
+    pr.add_argument("--partitions", type=_positive_int, default=_env("PARTITIONS", 4, int),
+                    help="partitions if the topic has to be created (default 4)")  # fmt: skip
+    pr.add_argument("--compression", choices=("none", "gzip", "snappy", "lz4", "zstd"),
+                    default=_env("COMPRESSION", "lz4"))  # fmt: skip
+    pr.add_argument("--linger-ms", type=int, default=_env("LINGER_MS", 20, int))
+    pr.add_argument("--batch-bytes", type=_positive_int, default=_env("BATCH_BYTES", 262144, int))
+    pr.add_argument("--hosts", type=_positive_int, default=_env("HOSTS", 200, int), help="synthetic: hosts")
+    pr.add_argument("--attack-every", type=float, default=_env("ATTACK_EVERY", 30.0, float),
+                    help="synthetic: seconds between attack episodes (0: none)")  # fmt: skip
+    pr.add_argument("--seed", type=int, default=_env("SEED", 0, int), help="synthetic: random seed")
+    pr.add_argument("--quiet", action="store_true", help="no progress bar")
+
+    dm = sub.add_parser("demo", help="everything at once: broker, model, detector, synthetic traffic, live view")
+    dm.add_argument("--bootstrap-servers", default=_env("BOOTSTRAP_SERVERS", None),
+                    help="use this Kafka instead of starting an embedded broker")  # fmt: skip
+    dm.add_argument("--model", default=_env("MODEL", None), help="model directory (default: train one)")
+    dm.add_argument("--rate", type=_positive_float, default=_env("RATE", 500.0, float), help="records/s (500)")
+    dm.add_argument("--metrics-port", type=int, default=_env("METRICS_PORT", 9464, int))
+    dm.add_argument("--attack-every", type=float, default=_env("ATTACK_EVERY", 20.0, float))
+    dm.add_argument("--duration", type=_positive_float, default=None, help="stop after S seconds")
+    dm.add_argument("--workdir", default=_env("WORKDIR", "models/demo"), help="where the demo keeps its model/state")
     return p
+
+
+def _env(name: str, default: Any, convert: Any = str) -> Any:
+    import os
+
+    raw = os.environ.get("FLOWSENTINEL_" + name)
+    if raw is None:
+        return default
+    try:
+        return convert(raw)
+    except ValueError:
+        print(f"flowsentinel: error: FLOWSENTINEL_{name} = {raw!r} is not valid", file=sys.stderr)
+        raise SystemExit(2) from None
+
+
+def _env_list(name: str) -> list[str] | None:
+    import os
+
+    raw = os.environ.get("FLOWSENTINEL_" + name)
+    return raw.split() if raw else None
+
+
+def _truthy(text: str) -> bool:
+    if text.strip().lower() in ("1", "true", "yes", "on"):
+        return True
+    if text.strip().lower() in ("0", "false", "no", "off", ""):
+        return False
+    raise ValueError(text)
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except (TypeError, ValueError):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"{text!r} must be a positive number")
+    return value
+
+
+def _add_settings_flags(parser: argparse.ArgumentParser) -> None:
+    import dataclasses
+
+    from consumers.settings import Settings
+
+    for f in dataclasses.fields(Settings):
+        flag = "--" + f.name.replace("_", "-")
+        default = "" if f.default is dataclasses.MISSING else f.default
+        if f.type == "bool":
+            parser.add_argument(flag, dest=f.name, action="store_const", const=True, default=None,
+                                help=f"(env FLOWSENTINEL_{f.name.upper()})")  # fmt: skip
+        else:
+            shown = "***" if "password" in f.name else default
+            parser.add_argument(flag, dest=f.name, default=None, metavar=f.name.upper(),
+                                help=f"default {shown!r} (env FLOWSENTINEL_{f.name.upper()})")  # fmt: skip
+
 
 
 def _check_files(paths: Sequence[str], flag: str) -> None:
@@ -244,8 +342,95 @@ def _print_summary(s: dict[str, Any]) -> None:
               f"{s['precision']:.3f} recall {s['recall']:.3f} F1 {s['f1']:.3f} FPR {s['fpr']:.3f}")  # fmt: skip
 
 
+# ------------------------------------------------------------------------------------------ detect
+def cmd_detect(args: argparse.Namespace) -> int:
+    from consumers.main import run_detect
+    from consumers.settings import Settings
+
+    values = {k: v for k, v in vars(args).items() if k not in ("command", "verbose")}
+    settings = Settings.load(values)
+    logging.getLogger().setLevel(settings.log_level.upper())
+    return run_detect(settings)
+
+
+# ----------------------------------------------------------------------------------------- produce
+def cmd_produce(args: argparse.Namespace) -> int:
+    from detector.schema import load_schema
+    from flowsentinel.kafka_admin import ensure_topics
+    from producers.files import iter_batches
+    from producers.publisher import Pacer, Publisher, publish
+    from producers.synthetic import SyntheticTraffic
+
+    synthetic = args.schema == "synthetic"
+    speedup = 1.0 if args.realtime else args.speedup
+    if synthetic:
+        if args.data:
+            raise UsageError("--data is not used with 'synthetic'")
+        rate = args.rate or 1000.0
+        pacer = Pacer(rate=rate)
+        gen = SyntheticTraffic(seed=args.seed, hosts=args.hosts, attack_every_s=args.attack_every)
+        schema = gen.schema
+
+        def synthetic_batches():  # type: ignore[no-untyped-def]
+            import time as _time
+
+            t = _time.time()
+            while True:
+                chunk = gen.records(500, start=t, rate=rate)
+                t += 500 / rate
+                yield chunk
+
+        source: Any = synthetic_batches()
+    else:
+        schema = load_schema(args.schema)
+        if not args.data:
+            raise UsageError("--data PATH is required (or use 'synthetic')")
+        _check_files(args.data, "--data")
+        pacer = Pacer(rate=args.rate, speedup=speedup)
+
+        def file_batches():  # type: ignore[no-untyped-def]
+            while True:
+                for path in args.data:
+                    yield from iter_batches(path, schema)
+                if not args.loop:
+                    return
+                pacer.restart_clock()
+
+        source = file_batches()
+    ensure_topics(args.bootstrap_servers, {args.topic: args.partitions})
+    publisher = Publisher(args.bootstrap_servers, args.topic, compression=args.compression,
+                          linger_ms=args.linger_ms, batch_bytes=args.batch_bytes)  # fmt: skip
+    from tqdm import tqdm
+
+    bar = tqdm(total=args.limit, disable=args.quiet, unit="rec", desc=f"→ {args.topic}", dynamic_ncols=True,
+               mininterval=0.5)  # fmt: skip
+    limit = args.limit if (args.limit or not synthetic) else None
+    try:
+        summary = publish(source, publisher, pacer, key_field=schema.key, ts_field=schema.timestamp,
+                          limit=limit, on_progress=bar.update)  # fmt: skip
+    except KeyboardInterrupt:
+        summary = publisher.summary
+        print("interrupted", file=sys.stderr)
+    finally:
+        bar.close()
+        publisher.close()
+    report = summary.as_dict()
+    print(f"sent {report['sent']:,}  failed {report['failed']:,}  skipped {report['skipped']:,} "
+          f"{report['skipped_reasons'] or ''} in {report['seconds']}s ({report['records_per_second'] or 0:,} rec/s)")  # fmt: skip
+    for err in summary.first_errors:
+        print(f"  {err}", file=sys.stderr)
+    return 0 if summary.failed == 0 else 1
+
+
+# -------------------------------------------------------------------------------------------- demo
+def cmd_demo(args: argparse.Namespace) -> int:
+    from flowsentinel.demo import run_demo
+
+    return run_demo(args)
+
+
 # -------------------------------------------------------------------------------------------- main
-COMMANDS = {"train": cmd_train, "score": cmd_score}
+COMMANDS = {"train": cmd_train, "score": cmd_score, "detect": cmd_detect, "produce": cmd_produce, "demo": cmd_demo}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

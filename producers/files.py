@@ -107,7 +107,7 @@ def _iter_rows(path: str | Path, schema: Schema, name: str) -> Iterator[Row | Re
                     return
                 except csv.Error as exc:
                     line_no = reader.line_num
-                    yield RecordError(f"malformed CSV: {exc}", where=f"{name} line {line_no}")
+                    yield RecordError(f"malformed CSV: {exc}", where=f"{name} line {line_no}", code="malformed")
                     continue
                 line_no = reader.line_num
                 if not row or (len(row) == 1 and not row[0].strip()):
@@ -122,6 +122,7 @@ def _iter_rows(path: str | Path, schema: Schema, name: str) -> Iterator[Row | Re
                     yield RecordError(
                         f"expected {want} fields, got {len(row)} (truncated or malformed row)",
                         where=f"{name} line {line_no}",
+                        code="malformed",
                     )
                     continue
                 yield (line_no, row)

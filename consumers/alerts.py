@@ -1,0 +1,189 @@
+"""Alert messages and episodes.
+
+A record above the threshold is an *alert*. Consecutive alerts of one entity key form an *episode*; the
+alerts topic carries episode events, not one message per record, so a flood of 100,000 attack records is a
+handful of messages:
+
+- ``opened`` — the first alert of a key (after a quiet period);
+- ``updated`` — when the episode's severity rises, or at most every ``update_s`` while alerts continue;
+- ``closed`` — after ``quiet_s`` seconds without an alert for the key (or at shutdown / when the key's
+  partition is revoked, with the reason).
+
+Every message id is derived from the topic, partition and offset of the record that triggered it (and the
+event), so a replay after a crash yields the same ids and consumers can de-duplicate. The episode id is
+the id of its ``opened`` message.
+
+Alert message (JSON), example::
+
+    {"id": "5f0c…", "event": "opened", "episode_id": "5f0c…", "key": "10.0.3.7", "schema": "kdd",
+     "model_version": "3a9e51c2b7d0", "score": 0.84, "threshold": 0.012, "severity": "critical",
+     "top_features": [{"field": "service", "share": 0.41}, …], "event_time": "2026-11-29T17:40:02Z",
+     "kafka_timestamp": "2026-11-29T17:40:02.113Z", "detected_at": "2026-11-29T17:40:02.190Z",
+     "source": {"topic": "flowsentinel.records", "partition": 2, "offset": 88412},
+     "first_source": {…}, "alerts_in_episode": 1, "max_score": 0.84, "max_severity": "critical",
+     "label": "neptune"}
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+SEVERITIES = ("low", "medium", "high", "critical")
+# score / threshold ratio at which each severity starts
+SEVERITY_RATIOS = (1.0, 2.0, 5.0, 20.0)
+
+
+def severity(score: float, threshold: float) -> str:
+    ratio = score / threshold if threshold > 0 else math.inf
+    level = 0
+    for i, start in enumerate(SEVERITY_RATIOS):
+        if ratio >= start:
+            level = i
+    return SEVERITIES[level]
+
+
+def message_id(topic: str, partition: int, offset: int, event: str) -> str:
+    return hashlib.sha256(f"{topic}/{partition}/{offset}/{event}".encode()).hexdigest()[:24]
+
+
+def iso(ts: float | None) -> str | None:
+    if ts is None or not math.isfinite(ts):
+        return None
+    return datetime.fromtimestamp(ts, tz=UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+@dataclass(frozen=True)
+class AlertRecord:
+    """What the service knows about one record that crossed the threshold."""
+
+    key: str
+    partition: int
+    topic: str
+    offset: int
+    score: float
+    threshold: float
+    top_features: list[tuple[str, float]]
+    event_time: float | None
+    kafka_timestamp_ms: int
+    label: str | None = None
+
+    @property
+    def source(self) -> dict[str, Any]:
+        return {"topic": self.topic, "partition": self.partition, "offset": self.offset}
+
+
+@dataclass
+class Episode:
+    id: str
+    key: str
+    partition: int
+    first: AlertRecord
+    last: AlertRecord
+    alerts: int = 1
+    max_score: float = 0.0
+    max_severity: str = "low"
+    last_alert_clock: float = 0.0
+    last_emit_clock: float = 0.0
+    pending: bool = False  # alerts arrived since the last message
+    labels: dict[str, int] = field(default_factory=dict)
+
+
+class EpisodeTracker:
+    def __init__(self, *, schema: str, model_version: str, quiet_s: float, update_s: float,
+                 clock: Callable[[], float]) -> None:  # fmt: skip
+        self.schema = schema
+        self.model_version = model_version
+        self.quiet_s = quiet_s
+        self.update_s = update_s
+        self.clock = clock
+        self.open: dict[str, Episode] = {}
+
+    def observe(self, alerts: Iterable[AlertRecord]) -> list[dict[str, Any]]:
+        """Fold a batch's alerts (in stream order) into episodes; return the messages to publish."""
+        out: list[dict[str, Any]] = []
+        now = self.clock()
+        for a in alerts:
+            sev = severity(a.score, a.threshold)
+            ep = self.open.get(a.key)
+            if ep is None:
+                ep_id = message_id(a.topic, a.partition, a.offset, "opened")
+                ep = Episode(id=ep_id, key=a.key, partition=a.partition, first=a, last=a, max_score=a.score,
+                             max_severity=sev, last_alert_clock=now, last_emit_clock=now)  # fmt: skip
+                self._count_label(ep, a)
+                self.open[a.key] = ep
+                out.append(self._message(ep, a, "opened", now))
+                continue
+            escalated = SEVERITIES.index(sev) > SEVERITIES.index(ep.max_severity)
+            ep.alerts += 1
+            ep.last = a
+            ep.last_alert_clock = now
+            ep.max_score = max(ep.max_score, a.score)
+            self._count_label(ep, a)
+            if escalated:
+                ep.max_severity = sev
+            if escalated or now - ep.last_emit_clock >= self.update_s:
+                ep.last_emit_clock = now
+                ep.pending = False
+                out.append(self._message(ep, a, "updated", now))
+            else:
+                ep.pending = True
+        return out
+
+    def expire(self) -> list[dict[str, Any]]:
+        """Close the episodes that have been quiet for ``quiet_s``."""
+        now = self.clock()
+        quiet = [k for k, ep in self.open.items() if now - ep.last_alert_clock >= self.quiet_s]
+        return [self._close(k, "quiet", now) for k in quiet]
+
+    def close_where(self, predicate: Callable[[Episode], bool], reason: str) -> list[dict[str, Any]]:
+        now = self.clock()
+        keys = [k for k, ep in self.open.items() if predicate(ep)]
+        return [self._close(k, reason, now) for k in keys]
+
+    def _close(self, key: str, reason: str, now: float) -> dict[str, Any]:
+        ep = self.open.pop(key)
+        msg = self._message(ep, ep.last, "closed", now)
+        msg["close_reason"] = reason
+        msg["duration_s"] = round(max(ep.last_alert_clock - self._opened_clock(ep), 0.0), 3)
+        return msg
+
+    @staticmethod
+    def _opened_clock(ep: Episode) -> float:
+        return ep.first.kafka_timestamp_ms / 1000.0 if ep.first.kafka_timestamp_ms else ep.last_alert_clock
+
+    @staticmethod
+    def _count_label(ep: Episode, a: AlertRecord) -> None:
+        if a.label:
+            ep.labels[a.label] = ep.labels.get(a.label, 0) + 1
+
+    def _message(self, ep: Episode, a: AlertRecord, event: str, now: float) -> dict[str, Any]:
+        msg: dict[str, Any] = {
+            "id": message_id(a.topic, a.partition, a.offset, event),
+            "event": event,
+            "episode_id": ep.id,
+            "key": ep.key,
+            "schema": self.schema,
+            "model_version": self.model_version,
+            "score": a.score,
+            "threshold": a.threshold,
+            "severity": severity(a.score, a.threshold),
+            "top_features": [{"field": f, "share": round(s, 4)} for f, s in a.top_features],
+            "event_time": iso(a.event_time),
+            "kafka_timestamp": iso(a.kafka_timestamp_ms / 1000.0) if a.kafka_timestamp_ms else None,
+            "detected_at": iso(now),
+            "source": a.source,
+            "first_source": ep.first.source,
+            "alerts_in_episode": ep.alerts,
+            "max_score": ep.max_score,
+            "max_severity": ep.max_severity,
+        }
+        if a.label is not None:
+            msg["label"] = a.label
+        if ep.labels:
+            msg["labels_in_episode"] = dict(ep.labels)
+        return msg

@@ -1,0 +1,112 @@
+"""Kafka message bytes → validated records, or a dead letter with the reason.
+
+Input records are JSON objects whose keys are the schema's field names plus ``schema`` (and optionally
+``schema_version``; absent means current). Bad messages are data, not exceptions: each becomes a
+:class:`DeadLetter` with a reason code from a fixed set (a metric label) and a one-line detail.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from detector.schema import SCHEMA_ALIASES, RecordBatch, Schema, parse_table
+
+REASONS = (
+    "oversized", "empty", "not_json", "not_object", "wrong_schema", "unsupported_version", "missing_field",
+    "unexpected_field", "missing_value", "wrong_type", "non_finite", "negative_value", "bad_timestamp", "invalid",
+)  # fmt: skip
+META_FIELDS = ("schema", "schema_version")
+
+
+@dataclass(frozen=True)
+class InputMessage:
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+    timestamp_ms: int
+
+    @property
+    def position(self) -> str:
+        return f"{self.topic}[{self.partition}]@{self.offset}"
+
+
+@dataclass(frozen=True)
+class DeadLetter:
+    message: InputMessage
+    reason: str
+    detail: str
+
+
+def _schema_matches(name: object, schema: Schema) -> bool:
+    return isinstance(name, str) and SCHEMA_ALIASES.get(name, name) == schema.name
+
+
+def decode_messages(
+    messages: Sequence[InputMessage],
+    schema: Schema,
+    *,
+    max_bytes: int,
+    allow_extra_fields: bool = False,
+) -> tuple[RecordBatch, list[InputMessage], list[DeadLetter]]:
+    """Decode and validate. Returns the batch of good records, the message of each batch row, and the
+    dead letters (in input order)."""
+    allowed = set(schema.fields) | set(META_FIELDS)
+    dead: list[DeadLetter] = []
+    objects: list[dict] = []
+    kept: list[InputMessage] = []
+
+    def reject(msg: InputMessage, reason: str, detail: str) -> None:
+        dead.append(DeadLetter(msg, reason, f"{msg.position}: {detail}"))
+
+    for msg in messages:
+        value = msg.value
+        if value is None or len(value) == 0:
+            reject(msg, "empty", "empty message (tombstone or blank value)")
+            continue
+        if len(value) > max_bytes:
+            reject(msg, "oversized", f"message of {len(value):,} bytes exceeds the limit of {max_bytes:,}")
+            continue
+        try:
+            obj = json.loads(value)
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            reject(msg, "not_json", f"not valid UTF-8 JSON: {exc}")
+            continue
+        if not isinstance(obj, dict):
+            reject(msg, "not_object", f"JSON {type(obj).__name__} where an object was expected")
+            continue
+        name = obj.get("schema")
+        if not _schema_matches(name, schema):
+            reject(msg, "wrong_schema", f"schema {name!r} but this detector's model is for {schema.name!r}")
+            continue
+        version = obj.get("schema_version", schema.version)
+        if version != schema.version:
+            reject(msg, "unsupported_version",
+                   f"schema_version {version!r} not supported (model has {schema.name} v{schema.version})")  # fmt: skip
+            continue
+        missing = [f for f in schema.features if f not in obj]
+        if missing:
+            reject(msg, "missing_field", f"missing field(s) {', '.join(map(repr, missing[:5]))}"
+                   + (f" and {len(missing) - 5} more" if len(missing) > 5 else ""))  # fmt: skip
+            continue
+        if not allow_extra_fields:
+            extra = sorted(k for k in obj if k not in allowed)
+            if extra:
+                reject(msg, "unexpected_field", f"unexpected field(s) {', '.join(map(repr, extra[:5]))}")
+                continue
+        objects.append(obj)
+        kept.append(msg)
+
+    table = {f: [o.get(f) for o in objects] for f in schema.fields}
+    batch = parse_table(schema, table, [m.position for m in kept])
+    if batch.rejected:
+        by_position = {m.position: m for m in kept}
+        for err in batch.rejected:
+            dead.append(DeadLetter(by_position[err.where], err.code, str(err)))
+        row_index = batch.row_index if batch.row_index is not None else range(len(kept))
+        kept = [kept[i] for i in row_index]
+        dead.sort(key=lambda d: (d.message.partition, d.message.offset))
+    return batch, kept, dead

@@ -1,0 +1,448 @@
+"""The detector service loop: poll → decode → detect → produce → flush → commit. No env, no signals.
+
+At-least-once by order: a batch's alerts and dead letters are produced and flushed before its offsets
+are committed; a crash between the two replays the batch, and alert ids (derived from offsets) repeat
+rather than multiply. Bad messages are data: they go to the dead-letter topic with the reason in headers
+and are committed past. A broker outage is waited out (logged, visible in ``flowsentinel_broker_up`` and
+``/readyz``) and nothing is committed until what it covers has been published.
+
+``stop`` (a :class:`threading.Event`) asks the loop to finish its batch, flush, commit and return.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from kafka import KafkaConsumer, KafkaProducer
+from kafka.consumer.subscription_state import ConsumerRebalanceListener
+from kafka.errors import CommitFailedError, KafkaError
+from kafka.structs import OffsetAndMetadata, TopicPartition
+
+from consumers.alerts import AlertRecord, EpisodeTracker, severity
+from consumers.decode import DeadLetter, InputMessage, decode_messages
+from consumers.metrics import Metrics
+from consumers.settings import Settings
+from detector.artifact import TrainedModel, load_artifact
+from detector.errors import ArtifactError, ConfigError
+from detector.pipeline import Detector
+from detector.thresholds import AdaptPolicy, make_thresholder
+
+log = logging.getLogger(__name__)
+VERSION = "0.1.0"
+
+
+@dataclass
+class LoopState:
+    """What /healthz and /readyz look at."""
+
+    heartbeat: float = 0.0
+    assigned: int = 0
+    broker_ok: bool = False
+    started: bool = False
+
+
+class _Rebalance(ConsumerRebalanceListener):
+    def __init__(self, service: DetectorService) -> None:
+        self.service = service
+
+    def on_partitions_revoked(self, revoked: Any) -> None:
+        self.service._on_revoked({tp.partition for tp in revoked})
+
+    def on_partitions_assigned(self, assigned: Any) -> None:
+        self.service._on_assigned({tp.partition for tp in assigned})
+
+
+class DetectorService:
+    def __init__(
+        self,
+        settings: Settings,
+        metrics: Metrics,
+        *,
+        model: TrainedModel | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.settings = settings
+        self.metrics = metrics
+        self.clock = clock
+        self.state = LoopState()
+        self.reload_requested = threading.Event()
+        self._model_mtime = 0.0
+        self._last_reload_check = 0.0
+        self._last_snapshot = clock()
+        self._consumer: KafkaConsumer | None = None
+        self._producer: KafkaProducer | None = None
+        self._pending: list[tuple[str, bytes | None, bytes, Any]] = []  # (topic, key, value, headers)
+        self._install_model(model or self._load_model())
+        self._restore_threshold()
+        self.scored = 0
+
+    # ------------------------------------------------------------------ model and state
+    def _load_model(self) -> TrainedModel:
+        if not self.settings.model:
+            raise ConfigError("setting model is empty: pass --model MODEL_DIR")
+        model = load_artifact(self.settings.model)
+        self._model_mtime = self._mtime()
+        return model
+
+    def _mtime(self) -> float:
+        try:
+            return (Path(self.settings.model) / "metadata.json").stat().st_mtime
+        except OSError:
+            return 0.0
+
+    def _install_model(self, model: TrainedModel) -> None:
+        s = self.settings
+        policy = AdaptPolicy(quarantine=s.quarantine)
+        self.model = model
+        self.detector = Detector(model, make_thresholder(s.thresholder, s.risk, policy), max_keys=s.max_keys)
+        self.episodes = EpisodeTracker(schema=model.schema.name, model_version=model.version,
+                                       quiet_s=s.episode_quiet_s, update_s=s.episode_update_s, clock=self.clock)  # fmt: skip
+        self.metrics.model_info.clear()
+        self.metrics.model_info.labels(version=model.version, schema=model.schema.name).set(1)
+        self.metrics.threshold.set(self.detector.thresholder.threshold)
+
+    def _snapshot_path(self) -> Path | None:
+        if not self.settings.state_dir:
+            return None
+        return Path(self.settings.state_dir) / f"threshold-{self.settings.group}-{self.model.version}.json"
+
+    def _restore_threshold(self) -> None:
+        path = self._snapshot_path()
+        if path is None or not path.is_file():
+            return
+        try:
+            self.detector.thresholder.load_state_dict(json.loads(path.read_text()))
+            log.info("restored threshold state from %s (threshold %.6g, %d scores seen)", path,
+                     self.detector.thresholder.threshold, self.detector.thresholder.seen)  # fmt: skip
+        except (ValueError, ConfigError) as exc:
+            log.warning("ignoring threshold snapshot %s: %s", path, exc)
+
+    def snapshot_threshold(self) -> None:
+        path = self._snapshot_path()
+        if path is None:
+            return
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(self.detector.thresholder.state_dict()))
+        tmp.replace(path)
+        self._last_snapshot = self.clock()
+
+    def _maybe_reload(self) -> None:
+        now = self.clock()
+        changed = False
+        if self.settings.model and now - self._last_reload_check >= self.settings.reload_check_s:
+            self._last_reload_check = now
+            mtime = self._mtime()
+            changed = mtime > self._model_mtime
+        if not (changed or self.reload_requested.is_set()):
+            return
+        self.reload_requested.clear()
+        try:
+            model = self._load_model()
+        except ArtifactError as exc:
+            self.metrics.model_reloads.labels(result="failed").inc()
+            log.error("model reload failed, keeping version %s: %s", self.model.version, exc)
+            self._model_mtime = self._mtime()
+            return
+        if model.schema.name != self.model.schema.name:
+            self.metrics.model_reloads.labels(result="failed").inc()
+            log.error("model reload refused: new model is for schema %r, not %r", model.schema.name,
+                      self.model.schema.name)  # fmt: skip
+            return
+        old = self.model.version
+        self._publish(self.episodes.close_where(lambda ep: True, "model_reload"), [])
+        self._install_model(model)
+        self.metrics.model_reloads.labels(result="ok").inc()
+        log.info("model reloaded: %s → %s", old, model.version)
+
+    # ------------------------------------------------------------------ kafka clients
+    def _connect(self) -> None:
+        s = self.settings
+        common = s.kafka_common()
+        self._consumer = KafkaConsumer(
+            **common,
+            group_id=s.group,
+            enable_auto_commit=False,
+            auto_offset_reset=s.auto_offset_reset,
+            max_poll_records=s.batch_size,
+            session_timeout_ms=s.session_timeout_ms,
+            heartbeat_interval_ms=s.heartbeat_interval_ms,
+            max_poll_interval_ms=s.max_poll_interval_ms,
+        )
+        self._consumer.subscribe([s.input_topic], listener=_Rebalance(self))
+        self._producer = KafkaProducer(
+            **common,
+            acks="all",
+            linger_ms=5,
+            compression_type=None if s.compression == "none" else s.compression,
+            enable_idempotence=False,
+            max_block_ms=10_000,
+        )
+
+    def close(self) -> None:
+        if self._consumer is not None:
+            try:
+                self._consumer.close(autocommit=False)
+            except Exception as exc:  # closing must not raise on the way out
+                log.warning("consumer close: %s", exc)
+            self._consumer = None
+        if self._producer is not None:
+            try:
+                self._producer.close(timeout=5)
+            except Exception as exc:
+                log.warning("producer close: %s", exc)
+            self._producer = None
+
+    # ------------------------------------------------------------------ rebalance
+    def _on_revoked(self, partitions: set[int]) -> None:
+        self.metrics.rebalances.labels(kind="revoked").inc()
+        store = self.detector.windows
+        store.discard([k for k in list(store.keys()) if isinstance(k, tuple) and k[0] in partitions])
+        closed = self.episodes.close_where(lambda ep: ep.partition in partitions, "rebalance")
+        if closed:
+            self._publish(closed, [])
+            self._flush_until_done(None)
+        for p in partitions:
+            try:
+                self.metrics.consumer_lag.remove(str(p))
+            except KeyError:
+                pass
+        log.info("partitions revoked: %s", sorted(partitions))
+
+    def _on_assigned(self, partitions: set[int]) -> None:
+        self.metrics.rebalances.labels(kind="assigned").inc()
+        self.state.assigned = len(partitions)
+        self.metrics.assigned_partitions.set(len(partitions))
+        log.info("partitions assigned: %s", sorted(partitions))
+
+    # ------------------------------------------------------------------ the loop
+    def run(self, stop: threading.Event) -> None:
+        self._connect()
+        self.state.started = True
+        log.info("consuming %s as group %s with model %s (%s)", self.settings.input_topic, self.settings.group,
+                 self.model.version, self.model.schema.name)  # fmt: skip
+        try:
+            while not stop.is_set():
+                self.step(stop)
+        finally:
+            self.shutdown()
+
+    def step(self, stop: threading.Event | None = None) -> int:
+        """One poll batch, fully handled. Returns the number of messages consumed."""
+        assert self._consumer is not None
+        self.state.heartbeat = self.clock()
+        self._maybe_reload()
+        try:
+            polled = self._consumer.poll(timeout_ms=self.settings.poll_timeout_ms, max_records=self.settings.batch_size)
+            self._broker(ok=self._coordinator_alive())
+        except KafkaError as exc:
+            self._broker(ok=False)
+            log.warning("poll failed (%s); retrying", exc)
+            time.sleep(1.0)
+            return 0
+        self.state.assigned = len(self._consumer.assignment())
+        self.metrics.assigned_partitions.set(self.state.assigned)
+        self.metrics.ready.set(1 if self.state.assigned and self.state.broker_ok else 0)
+        started = time.monotonic()
+        messages = [
+            InputMessage(r.topic, r.partition, r.offset, r.key, r.value, r.timestamp)
+            for tp in sorted(polled, key=lambda t: t.partition)
+            for r in polled[tp]
+        ]
+        events: list[dict[str, Any]] = []
+        dead: list[DeadLetter] = []
+        if messages:
+            self.metrics.records_consumed.inc(len(messages))
+            events, dead = self._detect(messages)
+        events.extend(self.episodes.expire())
+        if events or dead:
+            self._publish(events, dead)
+            if not self._flush_until_done(stop):
+                return len(messages)  # stopping during an outage: leave the batch uncommitted
+        if messages:
+            offsets = {}
+            for m in messages:
+                tp = TopicPartition(m.topic, m.partition)
+                offsets[tp] = OffsetAndMetadata(max(m.offset + 1, offsets[tp].offset if tp in offsets else 0), "", -1)
+            if self._commit(offsets, stop):
+                now = self.clock()
+                for m in messages:
+                    if m.timestamp_ms and m.timestamp_ms > 0:
+                        self.metrics.end_to_end_latency.observe(max(now - m.timestamp_ms / 1000.0, 0.0))
+                self.metrics.last_batch_timestamp.set(now)
+            self.metrics.batch_duration.observe(time.monotonic() - started)
+        self._update_gauges(polled)
+        if self.clock() - self._last_snapshot >= self.settings.snapshot_interval_s:
+            self.snapshot_threshold()
+        return len(messages)
+
+    def _detect(self, messages: list[InputMessage]) -> tuple[list[dict[str, Any]], list[DeadLetter]]:
+        s = self.settings
+        batch, kept, dead = decode_messages(messages, self.model.schema, max_bytes=s.max_record_bytes,
+                                            allow_extra_fields=s.allow_extra_fields)  # fmt: skip
+        for d in dead:
+            self.metrics.records_invalid.labels(reason=d.reason).inc()
+        if dead:
+            log.debug("%d dead letter(s); first: %s", len(dead), dead[0].detail)
+        if len(batch) == 0:
+            return [], dead
+        t0 = time.monotonic()
+        window_keys = [(m.partition, k) for m, k in zip(kept, batch.keys, strict=True)]
+        v = self.detector.process_batch(batch, window_keys=window_keys)
+        self.metrics.inference_duration.observe(time.monotonic() - t0)
+        self.metrics.records_scored.inc(len(batch))
+        self.scored += len(batch)
+        for field_name, n in v.unknown_categories.items():
+            self.metrics.unknown_categories.labels(field=field_name).inc(n)
+        for score in v.scores:
+            self.metrics.score.observe(float(score))
+        alerts = []
+        for i in np.flatnonzero(v.alerts):
+            m = kept[i]
+            sev = severity(float(v.scores[i]), float(v.thresholds[i]))
+            self.metrics.alerts.labels(severity=sev).inc()
+            ts = float(batch.timestamps[i])
+            alerts.append(AlertRecord(
+                key=str(batch.keys[i]), partition=m.partition, topic=m.topic, offset=m.offset,
+                score=float(v.scores[i]), threshold=float(v.thresholds[i]), top_features=v.top_features(i),
+                event_time=ts if np.isfinite(ts) else None, kafka_timestamp_ms=m.timestamp_ms,
+                label=None if batch.labels is None else str(batch.labels[i]) or None,
+            ))  # fmt: skip
+        return self.episodes.observe(alerts), dead
+
+    # ------------------------------------------------------------------ output
+    def _publish(self, events: list[dict[str, Any]], dead: list[DeadLetter]) -> None:
+        assert self._producer is not None
+        s = self.settings
+        for e in events:
+            self._pending.append((s.alerts_topic, e["key"].encode(), json.dumps(e).encode(), None))
+            self.metrics.episodes.labels(event=e["event"]).inc()
+        for d in dead:
+            m = d.message
+            headers = [
+                ("flowsentinel.error.reason", d.reason.encode()),
+                ("flowsentinel.error.detail", d.detail.encode("utf-8", "replace")[:4096]),
+                ("flowsentinel.source.topic", m.topic.encode()),
+                ("flowsentinel.source.partition", str(m.partition).encode()),
+                ("flowsentinel.source.offset", str(m.offset).encode()),
+                ("flowsentinel.version", VERSION.encode()),
+            ]
+            self._pending.append((s.dead_letter_topic, m.key, m.value if m.value is not None else b"", headers))
+        self.metrics.episodes_open.set(len(self.episodes.open))
+
+    def _flush_until_done(self, stop: threading.Event | None) -> bool:
+        """Send everything pending and wait for the broker to acknowledge it; retry through outages.
+        Returns False only if asked to stop before it could be delivered."""
+        assert self._producer is not None
+        delay = 0.5
+        while self._pending:
+            futures = []
+            for topic, key, value, headers in self._pending:
+                try:
+                    futures.append(self._producer.send(topic, key=key, value=value, headers=headers))
+                except KafkaError as exc:  # buffer full / metadata unavailable during an outage
+                    futures.append(exc)
+            try:
+                self._producer.flush(timeout=30)
+            except KafkaError as exc:
+                log.warning("flush failed: %s", exc)
+            failed = []
+            for item, fut in zip(self._pending, futures, strict=True):
+                if isinstance(fut, Exception) or not fut.is_done or fut.failed():
+                    failed.append(item)
+            self._pending = failed
+            if not failed:
+                return True
+            self._broker(ok=False)
+            self.metrics.produce_failures.inc()
+            log.warning("%d alert/dead-letter message(s) not acknowledged; retrying in %.1fs", len(failed), delay)
+            if stop is not None and stop.wait(delay):
+                log.error("stopping with %d unpublished message(s); their batch stays uncommitted", len(failed))
+                return False
+            delay = min(delay * 2, 10.0)
+        return True
+
+    def _commit(self, offsets: dict[TopicPartition, OffsetAndMetadata], stop: threading.Event | None) -> bool:
+        assert self._consumer is not None
+        delay = 0.5
+        while True:
+            try:
+                self._consumer.commit(offsets)
+                return True
+            except CommitFailedError as exc:
+                # the group rebalanced: the partitions may be someone else's now; they will re-deliver
+                self.metrics.commit_failures.inc()
+                log.warning("commit failed after a rebalance (records will be redelivered): %s", exc)
+                return False
+            except KafkaError as exc:
+                self.metrics.commit_failures.inc()
+                self._broker(ok=False)
+                log.warning("commit failed (%s); retrying in %.1fs", exc, delay)
+                if stop is not None and stop.wait(delay):
+                    return False
+                delay = min(delay * 2, 10.0)
+
+    def _coordinator_alive(self) -> bool:
+        """The group coordinator answered a heartbeat recently (works with an idle input topic too)."""
+        assert self._consumer is not None
+        groups = self._consumer.metrics()
+        ago = groups.get("consumer-coordinator-metrics", {}).get("last-heartbeat-seconds-ago", float("inf"))
+        limit = 3 * self.settings.heartbeat_interval_ms / 1000 + self.settings.poll_timeout_ms / 1000 + 2
+        if ago == float("inf"):  # not in the group yet: alive if we got an assignment
+            return bool(self._consumer.assignment())
+        return bool(ago < limit)
+
+    def _broker(self, *, ok: bool) -> None:
+        if ok != self.state.broker_ok:
+            (log.info if ok else log.warning)("broker %s", "reachable" if ok else "unreachable")
+        self.state.broker_ok = ok
+        self.metrics.broker_up.set(1 if ok else 0)
+
+    def _update_gauges(self, polled: dict) -> None:
+        th = self.detector.thresholder
+        self.metrics.threshold.set(th.threshold)
+        self.metrics.threshold_rebaselines.set(th.rebaselines)
+        self.metrics.threshold_rejected_shifts.set(th.rejected_shifts)
+        self.metrics.threshold_quarantine.set(1 if th.in_quarantine else 0)
+        self.metrics.window_keys.set(len(self.detector.windows))
+        self.metrics.window_evictions.set(self.detector.windows.evictions)
+        self.metrics.episodes_open.set(len(self.episodes.open))
+        assert self._consumer is not None
+        for tp in self._consumer.assignment():
+            hw = self._consumer.highwater(tp)
+            if hw is None:
+                continue
+            try:
+                pos = self._consumer.position(tp, timeout_ms=0)
+            except (KafkaError, TypeError):
+                pos = None
+            if pos is not None:
+                self.metrics.consumer_lag.labels(partition=str(tp.partition)).set(max(hw - pos, 0))
+
+    def shutdown(self) -> None:
+        """Close open episodes (reason: shutdown), flush, snapshot the threshold state, leave the group."""
+        try:
+            if self._producer is not None:
+                closed = self.episodes.close_where(lambda ep: True, "shutdown")
+                if closed:
+                    self._publish(closed, [])
+                deadline_stop = threading.Event()
+                timer = threading.Timer(self.settings.shutdown_timeout_s / 2, deadline_stop.set)
+                timer.start()
+                try:
+                    self._flush_until_done(deadline_stop)
+                finally:
+                    timer.cancel()
+            self.snapshot_threshold()
+        finally:
+            self.metrics.ready.set(0)
+            self.close()
+            log.info("stopped after scoring %d record(s)", self.scored)

@@ -1,0 +1,232 @@
+"""The one settings object of the detector service, and the one place that reads the environment.
+
+Precedence, lowest to highest: defaults < config file (TOML; ``--config`` or ``FLOWSENTINEL_CONFIG``) <
+environment ``FLOWSENTINEL_<FLAG>`` < command-line flags. Every value is validated at start; an invalid
+one is reported in one line naming the setting, its source and the value. Secrets (SASL password, SSL key
+password) are held as :class:`Secret` and shown masked in the effective configuration that is logged.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+import re
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from detector.errors import ConfigError
+
+ENV_PREFIX = "FLOWSENTINEL_"
+
+
+class Secret(str):
+    """A string that does not show itself in logs, reprs or the effective configuration."""
+
+    def __repr__(self) -> str:
+        return "Secret('***')"
+
+    def masked(self) -> str:
+        return "***" if self else ""
+
+
+@dataclass(frozen=True)
+class Settings:
+    bootstrap_servers: str = "127.0.0.1:9092"
+    input_topic: str = "flowsentinel.records"
+    alerts_topic: str = "flowsentinel.alerts"
+    dead_letter_topic: str = "flowsentinel.dead-letter"
+    group: str = "flowsentinel-detector"
+    client_id: str = "flowsentinel"
+    model: str = ""
+    thresholder: str = "spot"
+    risk: float = 0.01
+    quarantine: int = 5_000
+    max_keys: int = 50_000
+    metrics_host: str = "0.0.0.0"
+    metrics_port: int = 9464
+    batch_size: int = 2_000
+    poll_timeout_ms: int = 500
+    max_record_bytes: int = 65_536
+    allow_extra_fields: bool = False
+    episode_quiet_s: float = 60.0
+    episode_update_s: float = 30.0
+    state_dir: str = ""
+    snapshot_interval_s: float = 30.0
+    reload_check_s: float = 5.0
+    session_timeout_ms: int = 10_000
+    heartbeat_interval_ms: int = 3_000
+    max_poll_interval_ms: int = 300_000
+    auto_offset_reset: str = "earliest"
+    compression: str = "none"
+    shutdown_timeout_s: float = 20.0
+    security_protocol: str = "PLAINTEXT"
+    sasl_mechanism: str = ""
+    sasl_username: str = ""
+    sasl_password: Secret = field(default_factory=lambda: Secret(""))
+    ssl_cafile: str = ""
+    ssl_certfile: str = ""
+    ssl_keyfile: str = ""
+    ssl_password: Secret = field(default_factory=lambda: Secret(""))
+    log_level: str = "INFO"
+
+    def __post_init__(self) -> None:
+        def bad(name: str, why: str) -> ConfigError:
+            return ConfigError(f"setting {name} = {getattr(self, name)!r}: {why}")
+
+        for name in ("bootstrap_servers",):
+            for server in str(getattr(self, name)).split(","):
+                if not re.fullmatch(r"\[?[A-Za-z0-9_.:-]+\]?:\d{1,5}", server.strip()):
+                    raise bad(name, "expected HOST:PORT[,HOST:PORT...]")
+        for name in ("input_topic", "alerts_topic", "dead_letter_topic"):
+            if not re.fullmatch(r"[A-Za-z0-9._-]{1,249}", getattr(self, name)):
+                raise bad(name, "a Kafka topic name is 1-249 of letters, digits, '.', '_', '-'")
+        if len({self.input_topic, self.alerts_topic, self.dead_letter_topic}) != 3:
+            raise ConfigError("settings input_topic, alerts_topic and dead_letter_topic must all differ")
+        if not self.group:
+            raise bad("group", "must not be empty")
+        if self.thresholder not in ("spot", "quantile"):
+            raise bad("thresholder", "must be 'spot' or 'quantile'")
+        if not (0.0 < self.risk < 0.5):
+            raise bad("risk", "must be in (0, 0.5)")
+        if not (1 <= self.metrics_port <= 65535) and self.metrics_port != 0:
+            raise bad("metrics_port", "must be a TCP port (0 picks a free one)")
+        positive_ints = ("quarantine", "max_keys", "batch_size", "poll_timeout_ms", "max_record_bytes",
+                         "session_timeout_ms", "heartbeat_interval_ms", "max_poll_interval_ms")  # fmt: skip
+        for name in positive_ints:
+            if getattr(self, name) < 1:
+                raise bad(name, "must be >= 1")
+        if self.quarantine < 100:
+            raise bad("quarantine", "must be >= 100 records")
+        positive_floats = ("episode_quiet_s", "episode_update_s", "snapshot_interval_s", "reload_check_s",
+                           "shutdown_timeout_s")  # fmt: skip
+        for name in positive_floats:
+            value = getattr(self, name)
+            if not (math.isfinite(value) and value > 0):
+                raise bad(name, "must be a positive number of seconds")
+        if self.auto_offset_reset not in ("earliest", "latest"):
+            raise bad("auto_offset_reset", "must be 'earliest' or 'latest'")
+        if self.compression not in ("none", "gzip", "snappy", "lz4", "zstd"):
+            raise bad("compression", "must be one of none, gzip, snappy, lz4, zstd")
+        if self.security_protocol not in ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"):
+            raise bad("security_protocol", "must be PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL")
+        if self.security_protocol.startswith("SASL") and not self.sasl_mechanism:
+            raise bad("sasl_mechanism", f"is required with security_protocol {self.security_protocol}")
+        if self.log_level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):
+            raise bad("log_level", "must be DEBUG, INFO, WARNING or ERROR")
+
+    # ------------------------------------------------------------------ views
+    def kafka_common(self) -> dict[str, Any]:
+        """Connection and security settings shared by consumer, producer and admin clients."""
+        out: dict[str, Any] = {
+            "bootstrap_servers": [s.strip() for s in self.bootstrap_servers.split(",")],
+            "client_id": self.client_id,
+            "security_protocol": self.security_protocol,
+        }
+        if self.sasl_mechanism:
+            out["sasl_mechanism"] = self.sasl_mechanism
+            out["sasl_plain_username"] = self.sasl_username
+            out["sasl_plain_password"] = str(self.sasl_password)
+        for name in ("ssl_cafile", "ssl_certfile", "ssl_keyfile"):
+            if getattr(self, name):
+                out[name] = getattr(self, name)
+        if self.ssl_password:
+            out["ssl_password"] = str(self.ssl_password)
+        return out
+
+    def effective(self) -> dict[str, Any]:
+        """The configuration as it will be used, secrets masked (for the start-up log)."""
+        out: dict[str, Any] = {}
+        for f in fields(self):
+            value = getattr(self, f.name)
+            out[f.name] = value.masked() if isinstance(value, Secret) else value
+        return out
+
+    # ------------------------------------------------------------------ construction
+    @classmethod
+    def load(
+        cls,
+        cli: Mapping[str, Any] | None = None,
+        *,
+        environ: Mapping[str, str] | None = None,
+        config_file: str | None = None,
+    ) -> Settings:
+        """Merge defaults, config file, environment and CLI values (``None`` in ``cli`` means unset)."""
+        env = dict(os.environ if environ is None else environ)
+        cli = {k: v for k, v in (cli or {}).items() if v is not None}
+        path = config_file or cli.pop("config", None) or env.get(ENV_PREFIX + "CONFIG")
+        merged: dict[str, Any] = {}
+        sources: dict[str, str] = {}
+        types = {f.name: f for f in fields(cls)}
+        if path:
+            for k, v in _read_config_file(path).items():
+                name = k.replace("-", "_")
+                if name not in types:
+                    raise ConfigError(f"config file {path!r}: unknown setting {k!r}")
+                merged[name] = v
+                sources[name] = f"config file {path!r}"
+        for name in types:
+            key = ENV_PREFIX + name.upper()
+            if key in env:
+                merged[name] = env[key]
+                sources[name] = f"environment {key}"
+        for name, value in cli.items():
+            if name not in types:
+                raise ConfigError(f"unknown setting {name!r}")
+            merged[name] = value
+            sources[name] = "command line"
+        values = {}
+        for name, raw in merged.items():
+            values[name] = _coerce(name, raw, types[name], sources[name])
+        try:
+            return cls(**values)
+        except ConfigError as exc:
+            bad = next((n for n in values if f"setting {n} =" in str(exc)), None)
+            if bad and bad in sources:
+                raise ConfigError(f"{exc} (from {sources[bad]})") from None
+            raise
+
+    def replace(self, **changes: Any) -> Settings:
+        return dataclasses.replace(self, **changes)
+
+
+def _read_config_file(path: str) -> dict[str, Any]:
+    try:
+        data = tomllib.loads(Path(path).read_text())
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file {path!r}: {exc.strerror}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"config file {path!r} is not valid TOML: {exc}") from None
+    return data.get("flowsentinel", data)
+
+
+def _coerce(name: str, raw: Any, f: dataclasses.Field, source: str) -> Any:
+    kind = f.type if isinstance(f.type, str) else getattr(f.type, "__name__", str(f.type))
+    try:
+        if kind == "bool":
+            if isinstance(raw, bool):
+                return raw
+            text = str(raw).strip().lower()
+            if text in ("1", "true", "yes", "on"):
+                return True
+            if text in ("0", "false", "no", "off", ""):
+                return False
+            raise ValueError
+        if kind == "int":
+            if isinstance(raw, bool):
+                raise ValueError
+            return int(str(raw).strip())
+        if kind == "float":
+            value = float(str(raw).strip())
+            if not math.isfinite(value):
+                raise ValueError
+            return value
+        if kind == "Secret":
+            return Secret(str(raw))
+        return str(raw)
+    except ValueError:
+        shown = "***" if kind == "Secret" else repr(raw)
+        raise ConfigError(f"setting {name} = {shown} (from {source}): expected {kind}") from None

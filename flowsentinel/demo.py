@@ -1,0 +1,162 @@
+"""``flowsentinel demo``: the whole pipeline on one machine with nothing configured.
+
+Starts an embedded Kafka-protocol broker (unless ``--bootstrap-servers`` names one), creates the topics,
+trains a small model on synthetic normal traffic (unless ``--model`` is given), starts the detector
+service and the synthetic producer, and shows live what is happening — records/s, alert episodes as they
+open and close, where /metrics is — until Ctrl+C (or ``--duration``), then shuts everything down.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import signal
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+RECORDS, ALERTS, DEAD = "flowsentinel.records", "flowsentinel.alerts", "flowsentinel.dead-letter"
+
+
+def _train_demo_model(workdir: Path) -> Path:
+    from detector.artifact import load_artifact, save_artifact
+    from detector.errors import ArtifactError
+    from detector.train import TrainConfig, train
+    from producers.synthetic import normal_training_records, to_batch
+
+    out = workdir / "model"
+    try:
+        load_artifact(out)
+        print(f"using the demo model in {out}", flush=True)
+        return out
+    except ArtifactError:
+        pass
+    print("training a demo model on 60,000 synthetic normal records …", flush=True)
+    batch = to_batch(normal_training_records(60_000, seed=1, hosts=500))
+    model = train(batch, TrainConfig(epochs=15, seed=0), progress=True)
+    save_artifact(model, out)
+    print(f"model {model.version} saved to {out} ({model.training['seconds']:.0f}s)", flush=True)
+    return out
+
+
+def _watch_alerts(bootstrap: str, stop: threading.Event, counts: dict[str, int]) -> None:
+    from kafka import KafkaConsumer, TopicPartition
+
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, consumer_timeout_ms=500)
+    tps = [TopicPartition(ALERTS, p) for p in sorted(consumer.partitions_for_topic(ALERTS) or {0})]
+    consumer.assign(tps)
+    consumer.seek_to_beginning(*tps)
+    while not stop.is_set():
+        for batch in consumer.poll(timeout_ms=500).values():
+            for msg in batch:
+                event = json.loads(msg.value)
+                counts[event["event"]] = counts.get(event["event"], 0) + 1
+                labels = event.get("labels_in_episode") or {}
+                truth = f" (truth: {', '.join(labels)})" if labels else ""
+                top = ", ".join(f["field"] for f in event["top_features"])
+                if event["event"] == "opened":
+                    print(f"  ⚠ episode OPENED  key={event['key']:<15} severity={event['severity']:<8} "
+                          f"score={event['score']:.3g} > {event['threshold']:.3g}  why: {top}{truth}", flush=True)  # fmt: skip
+                elif event["event"] == "closed":
+                    print(f"  ✓ episode closed  key={event['key']:<15} {event['alerts_in_episode']} alert(s), "
+                          f"max severity {event['max_severity']} ({event.get('close_reason')}){truth}", flush=True)  # fmt: skip
+    consumer.close()
+
+
+def run_demo(args: argparse.Namespace) -> int:
+    from consumers.main import start_service
+    from consumers.settings import Settings
+    from flowsentinel.broker import EmbeddedBroker
+    from flowsentinel.kafka_admin import ensure_topics
+    from producers.publisher import Pacer, Publisher, publish
+    from producers.synthetic import SyntheticTraffic
+
+    logging.getLogger("kafka").setLevel(logging.ERROR)
+    workdir = Path(args.workdir)
+    broker = None
+    if args.bootstrap_servers:
+        bootstrap = args.bootstrap_servers
+    else:
+        broker = EmbeddedBroker(log_path=None).start()
+        bootstrap = broker.bootstrap
+        print(f"embedded Kafka-protocol broker (Tansu) on {bootstrap}", flush=True)
+    stop = threading.Event()
+    signal.signal(signal.SIGINT, lambda *_: _second_interrupt(stop))
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    running = None
+    threads: list[threading.Thread] = []
+    try:
+        ensure_topics(bootstrap, {RECORDS: 4, ALERTS: 1, DEAD: 1})
+        model_dir = Path(args.model) if args.model else _train_demo_model(workdir)
+        settings = Settings(bootstrap_servers=bootstrap, input_topic=RECORDS, alerts_topic=ALERTS,
+                            dead_letter_topic=DEAD, group="flowsentinel-demo", model=str(model_dir),
+                            metrics_port=args.metrics_port, metrics_host="127.0.0.1", session_timeout_ms=6000,
+                            heartbeat_interval_ms=1000, episode_quiet_s=5.0, episode_update_s=10.0,
+                            state_dir=str(workdir / "state"), risk=0.002)  # fmt: skip
+        running = start_service(settings)
+        print(f"detector service up: metrics at http://127.0.0.1:{running.server.port}/metrics "
+              f"(also /healthz, /readyz)", flush=True)  # fmt: skip
+        gen = SyntheticTraffic(seed=int(time.time()), attack_every_s=args.attack_every)
+        publisher = Publisher(bootstrap, RECORDS, compression="lz4")
+
+        def produce() -> None:
+            t = time.time()
+
+            def batches():  # type: ignore[no-untyped-def]
+                nonlocal t
+                while not stop.is_set():
+                    chunk = gen.records(100, start=t, rate=args.rate)
+                    t += 100 / args.rate
+                    yield chunk
+
+            publish(batches(), publisher, Pacer(rate=args.rate), key_field="src_host", ts_field="ts",
+                    should_stop=stop.is_set)  # fmt: skip
+
+        counts: dict[str, int] = {}
+        threads = [threading.Thread(target=produce, daemon=True, name="demo-producer"),
+                   threading.Thread(target=_watch_alerts, args=(bootstrap, stop, counts), daemon=True)]  # fmt: skip
+        for t in threads:
+            t.start()
+        print(f"synthetic traffic at {args.rate:.0f} records/s, an attack episode every {args.attack_every:.0f}s; "
+              "Ctrl+C to stop\n", flush=True)  # fmt: skip
+        started = time.monotonic()
+        last_scored, last_t = 0, started
+        while not stop.wait(5.0):
+            now = time.monotonic()
+            svc = running.service
+            rate = (svc.scored - last_scored) / (now - last_t)
+            last_scored, last_t = svc.scored, now
+            th = svc.detector.thresholder
+            ep = gen.current_episode
+            print(f"[{now - started:5.0f}s] sent {publisher.summary.sent:,}  scored {svc.scored:,} ({rate:,.0f}/s)  "
+                  f"alerts {th.alerts:,}  episodes open {len(svc.episodes.open)}  threshold {th.threshold:.3g}"
+                  + (f"  — injecting {ep}" if ep else ""), flush=True)  # fmt: skip
+            if args.duration and now - started >= args.duration:
+                break
+    finally:
+        stop.set()
+        for t in threads:
+            t.join(timeout=10)
+        if running is not None:
+            running.shutdown()
+        if broker is not None:
+            broker.stop()
+    print(f"stopped cleanly: {running.service.scored if running else 0:,} records scored", flush=True)
+    return 0
+
+
+def _second_interrupt(stop: threading.Event) -> None:
+    if stop.is_set():
+        print("interrupted twice: exiting now", file=sys.stderr)
+        import os
+
+        os._exit(130)
+    print("\nstopping … (Ctrl+C again to exit at once)", flush=True)
+    stop.set()
+
+
