@@ -339,35 +339,41 @@ class DetectorService:
         self.metrics.episodes_open.set(len(self.episodes.open))
 
     def _flush_until_done(self, stop: threading.Event | None) -> bool:
-        """Send everything pending and wait for the broker to acknowledge it; retry through outages.
-        Returns False only if asked to stop before it could be delivered."""
+        """Send everything pending and wait until the broker has acknowledged it, through outages.
+
+        A message whose send failed is sent again; one still in flight is waited for, never re-sent.
+        Returns False only if asked to stop before everything was delivered.
+        """
         assert self._producer is not None
+        in_flight: list[tuple[tuple[str, bytes | None, bytes, Any], Any]] = [(item, None) for item in self._pending]
         delay = 0.5
-        while self._pending:
-            futures = []
-            for topic, key, value, headers in self._pending:
-                try:
-                    futures.append(self._producer.send(topic, key=key, value=value, headers=headers))
-                except KafkaError as exc:  # buffer full / metadata unavailable during an outage
-                    futures.append(exc)
+        while in_flight:
+            resent = []
+            for item, fut in in_flight:
+                if fut is None or (fut.is_done and fut.failed()):
+                    topic, key, value, headers = item
+                    try:
+                        fut = self._producer.send(topic, key=key, value=value, headers=headers)
+                    except KafkaError as exc:  # buffer full / metadata unavailable during an outage
+                        log.debug("send deferred: %s", exc)
+                        fut = None
+                resent.append((item, fut))
             try:
-                self._producer.flush(timeout=30)
+                self._producer.flush(timeout=5)
             except KafkaError as exc:
-                log.warning("flush failed: %s", exc)
-            failed = []
-            for item, fut in zip(self._pending, futures, strict=True):
-                if isinstance(fut, Exception) or not fut.is_done or fut.failed():
-                    failed.append(item)
-            self._pending = failed
-            if not failed:
+                log.debug("flush not complete: %s", exc)
+            in_flight = [(item, fut) for item, fut in resent if fut is None or not fut.is_done or fut.failed()]
+            self._pending = [item for item, _ in in_flight]
+            if not in_flight:
                 return True
+            self.state.heartbeat = self.clock()  # waiting out an outage is not a stall
             self._broker(ok=False)
             self.metrics.produce_failures.inc()
-            log.warning("%d alert/dead-letter message(s) not acknowledged; retrying in %.1fs", len(failed), delay)
+            log.warning("%d alert/dead-letter message(s) not yet acknowledged; waiting", len(in_flight))
             if stop is not None and stop.wait(delay):
-                log.error("stopping with %d unpublished message(s); their batch stays uncommitted", len(failed))
+                log.error("stopping with %d unpublished message(s); their batch stays uncommitted", len(in_flight))
                 return False
-            delay = min(delay * 2, 10.0)
+            delay = min(delay * 2, 5.0)
         return True
 
     def _commit(self, offsets: dict[TopicPartition, OffsetAndMetadata], stop: threading.Event | None) -> bool:
@@ -375,7 +381,7 @@ class DetectorService:
         delay = 0.5
         while True:
             try:
-                self._consumer.commit(offsets)
+                self._consumer.commit(offsets, timeout_ms=5_000)
                 return True
             except CommitFailedError as exc:
                 # the group rebalanced: the partitions may be someone else's now; they will re-deliver
@@ -385,6 +391,7 @@ class DetectorService:
             except KafkaError as exc:
                 self.metrics.commit_failures.inc()
                 self._broker(ok=False)
+                self.state.heartbeat = self.clock()
                 log.warning("commit failed (%s); retrying in %.1fs", exc, delay)
                 if stop is not None and stop.wait(delay):
                     return False

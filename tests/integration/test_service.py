@@ -1,0 +1,292 @@
+"""The detector service against a real broker: alerts, dead letters, metrics, rebalances, outages."""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+
+import pytest
+
+from consumers.main import start_service
+from producers.synthetic import SyntheticTraffic, normal_training_records
+from tests.integration.conftest import (
+    committed,
+    create_topics,
+    highwater,
+    http_status,
+    make_settings,
+    produce_raw,
+    produce_records,
+    read_topic,
+    scrape,
+    wait_for,
+)
+
+pytestmark = pytest.mark.integration
+
+ALERT_FIELDS = {"id", "event", "episode_id", "key", "schema", "model_version", "score", "threshold", "severity",
+                "top_features", "event_time", "kafka_timestamp", "detected_at", "source", "first_source",
+                "alerts_in_episode", "max_score", "max_severity"}  # fmt: skip
+
+
+def attack_stream(n_normal: int, n_attack: int, kind: str = "neptune", seed: int = 3) -> list[dict]:
+    """Normal traffic with one attack episode in the middle, from one attacker host."""
+    gen = SyntheticTraffic(seed=seed, attack_every_s=0, hosts=100)
+    normal = gen.records(n_normal, start=time.time() - 60, rate=1000)
+    from producers.synthetic import _attack
+
+    attack = []
+    for i in range(n_attack):
+        r = _attack(gen.rng, kind)
+        r.update(src_host="203.0.113.66", label=kind, ts=time.time(), schema="kdd", schema_version=1)
+        attack.append(r)
+    half = n_normal // 2
+    return normal[:half] + attack + normal[half:]
+
+
+def test_records_in_alerts_out_with_the_documented_schema(bootstrap, names, model_dir):
+    create_topics(bootstrap, names)
+    records = attack_stream(1500, 200)
+    produce_records(bootstrap, names["input"], records)
+    running = start_service(make_settings(bootstrap, names, model_dir))
+    try:
+        wait_for(lambda: running.service.scored >= len(records), 60, "all records scored")
+        alerts = [json.loads(m.value) for m in read_topic(bootstrap, names["alerts"], settle=3.0, timeout=20)]
+    finally:
+        running.shutdown()
+    assert alerts, "an attack episode must produce alert messages"
+    for a in alerts:
+        assert ALERT_FIELDS <= set(a), ALERT_FIELDS - set(a)
+        assert a["event"] in ("opened", "updated", "closed")
+        assert a["severity"] in ("low", "medium", "high", "critical")
+        assert a["score"] > a["threshold"] > 0
+        assert a["source"]["topic"] == names["input"] and a["source"]["offset"] >= 0
+        assert len(a["top_features"]) == 3 and all(0 <= f["share"] <= 1 for f in a["top_features"])
+    attacker = [a for a in alerts if a["key"] == "203.0.113.66"]
+    opened = [a for a in attacker if a["event"] == "opened"]
+    assert len(opened) == 1, "one attack is one episode, not hundreds of messages"
+    assert opened[0]["labels_in_episode"] == {"neptune": 1}
+    assert len(attacker) <= 10, f"{len(attacker)} messages for one 200-record attack"
+    closed = [a for a in attacker if a["event"] == "closed"]
+    assert closed and closed[-1]["alerts_in_episode"] >= 190
+    false_keys = {a["key"] for a in alerts if a["event"] == "opened"} - {"203.0.113.66"}
+    assert len(false_keys) <= 10  # risk q = 0.002 on 1,500 normal records
+
+
+POISON = [
+    (b"not json at all", "not_json"),
+    (b"\xff\xfe\x00", "not_json"),
+    (b"[1, 2, 3]", "not_object"),
+    (b"", "empty"),
+    (json.dumps({"schema": "cicflowmeter", "x": 1}).encode(), "wrong_schema"),
+    ("schema_version", "unsupported_version"),
+    ("missing", "missing_field"),
+    ("extra", "unexpected_field"),
+    ("nan", "non_finite"),
+    ("negative", "negative_value"),
+    ("text", "wrong_type"),
+    ("oversized", "oversized"),
+]
+
+
+def poison_value(kind: str | bytes, good: dict) -> bytes:
+    if isinstance(kind, bytes):
+        return kind
+    r = dict(good)
+    if kind == "schema_version":
+        r["schema_version"] = 99
+    elif kind == "missing":
+        del r["src_bytes"]
+    elif kind == "extra":
+        r["comment"] = "hello"
+    elif kind == "nan":
+        return json.dumps(r).replace(f'"src_bytes": {r["src_bytes"]}', '"src_bytes": NaN').encode()
+    elif kind == "negative":
+        r["dst_bytes"] = -10
+    elif kind == "text":
+        r["count"] = "many"
+    elif kind == "oversized":
+        r["label"] = "x" * 100_000
+    return json.dumps(r).encode()
+
+
+def test_poison_records_go_to_the_dead_letter_topic_and_the_stream_continues(bootstrap, names, model_dir):
+    create_topics(bootstrap, names, partitions=1)
+    good = normal_training_records(300, seed=9)
+    messages: list[tuple[bytes | None, bytes]] = []
+    for i, r in enumerate(good):
+        messages.append((b"k", json.dumps(r).encode()))
+        if i % 25 == 0 and i // 25 < len(POISON):
+            kind, _ = POISON[i // 25]
+            messages.append((b"poison", poison_value(kind, r)))
+    produce_raw(bootstrap, names["input"], messages)
+    running = start_service(make_settings(bootstrap, names, model_dir))
+    try:
+        wait_for(lambda: running.service.scored >= len(good), 60, "all good records scored")
+        dead = read_topic(bootstrap, names["dead"], expect=len(POISON), timeout=20)
+        wait_for(lambda: sum(committed(bootstrap, names["group"], names["input"]).values()) == len(messages), 20,
+                 "offsets committed past the poison")  # fmt: skip
+        metrics = scrape(running.server.port)
+        assert running.thread.is_alive()
+    finally:
+        running.shutdown()
+    assert running.service.scored == len(good)
+    reasons = [dict(m.headers)["flowsentinel.error.reason"].decode() for m in dead]
+    assert sorted(reasons) == sorted(r for _, r in POISON)
+    sent = {poison_value(k, good[i * 25]) for i, (k, _) in enumerate(POISON)}
+    assert {m.value for m in dead} == sent, "the original bytes travel to the dead-letter topic"
+    for m in dead:
+        h = dict(m.headers)
+        assert h["flowsentinel.source.topic"].decode() == names["input"]
+        assert int(h["flowsentinel.source.offset"]) >= 0
+        assert h["flowsentinel.error.detail"].decode().startswith(f"{names['input']}[0]@")
+    for _, reason in POISON:
+        assert metrics[f'flowsentinel_records_invalid_total{{reason="{reason}"}}'] >= 1
+
+
+def test_metrics_endpoint_tells_what_happened(bootstrap, names, model_dir):
+    create_topics(bootstrap, names)
+    records = attack_stream(800, 100, kind="smurf")
+    produce_records(bootstrap, names["input"], records)
+    produce_raw(bootstrap, names["input"], [(None, b"{broken")] * 3)
+    running = start_service(make_settings(bootstrap, names, model_dir))
+    port = running.server.port
+    try:
+        wait_for(lambda: running.service.scored >= len(records), 60, "all records scored")
+        wait_for(lambda: scrape(port).get("flowsentinel_records_consumed_total", 0) >= len(records) + 3, 10,
+                 "consumed counter")  # fmt: skip
+        wait_for(lambda: http_status(port, "/readyz") == 200, 15, "ready")
+        m = scrape(port)
+        health = http_status(port, "/healthz")
+        missing = http_status(port, "/nope")
+    finally:
+        running.shutdown()
+    assert m["flowsentinel_records_consumed_total"] == len(records) + 3
+    assert m["flowsentinel_records_scored_total"] == len(records)
+    assert m['flowsentinel_records_invalid_total{reason="not_json"}'] == 3
+    alerts = sum(v for k, v in m.items() if k.startswith("flowsentinel_alerts_total{"))
+    assert alerts >= 95
+    assert m["flowsentinel_score_count"] == len(records)
+    assert m["flowsentinel_end_to_end_latency_seconds_count"] == len(records) + 3
+    assert m["flowsentinel_threshold"] > 0
+    assert m["flowsentinel_assigned_partitions"] == 4
+    assert m["flowsentinel_broker_up"] == 1 and m["flowsentinel_ready"] == 1
+    assert m["flowsentinel_window_keys"] >= 50
+    lags = {k: v for k, v in m.items() if k.startswith("flowsentinel_consumer_lag{")}
+    assert len(lags) == 4 and all(v == 0 for v in lags.values())
+    assert any(k.startswith("flowsentinel_model_info{") for k in m)
+    assert m['flowsentinel_episode_events_total{event="opened"}'] >= 1
+    assert health == 200 and missing == 404
+    for key in m:  # labels from small fixed sets only: never a host
+        assert "203.0.113" not in key and "10.0." not in key
+
+
+def test_two_instances_split_the_partitions_and_score_every_record_once(bootstrap, names, model_dir):
+    create_topics(bootstrap, names, partitions=4)
+    records = normal_training_records(4000, seed=5, hosts=120)
+    a = start_service(make_settings(bootstrap, names, model_dir))
+    b = start_service(make_settings(bootstrap, names, model_dir))
+    try:
+        wait_for(lambda: a.service.state.assigned + b.service.state.assigned == 4
+                 and a.service.state.assigned and b.service.state.assigned, 60, "partitions split across both")  # fmt: skip
+        produce_records(bootstrap, names["input"], records)
+        wait_for(lambda: a.service.scored + b.service.scored >= len(records), 60, "all records scored")
+        time.sleep(2)  # anything scored twice would show up now
+    finally:
+        a.shutdown()
+        b.shutdown()
+    assert a.service.scored + b.service.scored == len(records)
+    assert a.service.scored > 0 and b.service.scored > 0
+
+
+def test_threshold_state_survives_a_restart(bootstrap, names, model_dir, tmp_path):
+    create_topics(bootstrap, names)
+    settings = make_settings(bootstrap, names, model_dir, state_dir=str(tmp_path / "state"))
+    produce_records(bootstrap, names["input"], normal_training_records(1500, seed=6))
+    first = start_service(settings)
+    try:
+        wait_for(lambda: first.service.scored >= 1500, 60, "first run scored")
+    finally:
+        first.shutdown()
+    seen = first.service.detector.thresholder.seen
+    state = first.service.detector.thresholder.state_dict()
+    assert seen == 1500
+    second = start_service(settings)
+    try:
+        assert second.service.detector.thresholder.state_dict() == state
+    finally:
+        second.shutdown()
+
+
+def test_model_directory_change_is_reloaded_between_batches(bootstrap, names, model_dir, tmp_path):
+    import shutil
+
+    from detector.artifact import load_artifact, save_artifact
+    from detector.train import TrainConfig, train
+    from producers.synthetic import to_batch
+
+    live = tmp_path / "live-model"
+    shutil.copytree(model_dir, live)
+    create_topics(bootstrap, names)
+    running = start_service(make_settings(bootstrap, names, live, reload_check_s=0.5))
+    try:
+        old = running.service.model.version
+        wait_for(lambda: running.service.state.assigned, 30, "assignment")
+        new_model = train(to_batch(normal_training_records(2000, seed=77)),
+                          TrainConfig(window=4, hidden=8, latent=4, epochs=2, seed=1), progress=False)  # fmt: skip
+        time.sleep(1.1)  # a later mtime than the first save on coarse filesystems
+        save_artifact(new_model, live)
+        wait_for(lambda: running.service.model.version != old, 20, "model reloaded")
+        produce_records(bootstrap, names["input"], normal_training_records(200, seed=8))
+        wait_for(lambda: running.service.scored >= 200, 30, "scoring with the new model")
+        m = scrape(running.server.port)
+    finally:
+        running.shutdown()
+    assert running.service.model.version == load_artifact(live).version
+    assert m['flowsentinel_model_reloads_total{result="ok"}'] == 1
+    assert f'flowsentinel_model_info{{schema="kdd",version="{running.service.model.version}"}}' in m
+
+
+def test_a_broker_outage_is_waited_out_and_nothing_is_lost(own_broker, names, model_dir):
+    bootstrap = own_broker.bootstrap
+    create_topics(bootstrap, names)
+    first = normal_training_records(1000, seed=10)
+    produce_records(bootstrap, names["input"], first)
+    running = start_service(make_settings(bootstrap, names, model_dir))
+    port = running.server.port
+    try:
+        wait_for(lambda: running.service.scored >= 1000, 60, "first half scored")
+        wait_for(lambda: http_status(port, "/readyz") == 200, 15, "ready before the outage")
+        own_broker.pause()
+        try:
+            wait_for(lambda: http_status(port, "/readyz") == 503, 30, "not ready during the outage")
+            assert scrape(port)["flowsentinel_broker_up"] == 0
+            assert http_status(port, "/healthz") == 200  # alive: waiting is not a fault
+            time.sleep(8)  # longer than the session timeout: the group must be rebuilt afterwards
+        finally:
+            own_broker.resume()
+        assert running.thread.is_alive()
+        second = normal_training_records(1000, seed=11)
+        produce_records(bootstrap, names["input"], second)
+        wait_for(lambda: running.service.scored >= 2000, 90, "second half scored after the outage")
+        wait_for(lambda: http_status(port, "/readyz") == 200, 30, "ready again")
+        hw = highwater(bootstrap, names["input"])
+        wait_for(lambda: committed(bootstrap, names["group"], names["input"]) == hw, 30, "all offsets committed")
+    finally:
+        running.shutdown()
+    assert running.service.scored >= 2000
+
+
+def test_end_to_end_latency_is_observed_from_kafka_timestamps(bootstrap, names, model_dir):
+    create_topics(bootstrap, names)
+    running = start_service(make_settings(bootstrap, names, model_dir))
+    try:
+        wait_for(lambda: running.service.state.assigned, 30, "assignment")
+        produce_records(bootstrap, names["input"], normal_training_records(300, seed=12))
+        wait_for(lambda: running.service.scored >= 300, 30, "scored")
+        m = scrape(running.server.port)
+    finally:
+        running.shutdown()
+    mean = m["flowsentinel_end_to_end_latency_seconds_sum"] / m["flowsentinel_end_to_end_latency_seconds_count"]
+    assert 0 <= mean < 30 and math.isfinite(mean)
