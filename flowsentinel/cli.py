@@ -63,7 +63,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     t = sub.add_parser("train", help="train a model on the normal records of labelled files")
     t.add_argument("--schema", required=True, help="kdd, cicflowmeter, zeek-conn, or a schema file (.toml/.yaml)")
-    t.add_argument("--data", required=True, nargs="+", metavar="PATH", help="data files (plain or .gz)")
+    src = t.add_mutually_exclusive_group(required=True)
+    src.add_argument("--data", nargs="+", metavar="PATH", help="data files (plain or .gz)")
+    src.add_argument("--synthetic", type=_positive_int, metavar="N",
+                     help="train on N records of the built-in synthetic normal traffic (kdd schema)")  # fmt: skip
     t.add_argument("--out", required=True, metavar="MODEL_DIR", help="directory to write the model to")
     t.add_argument("--window", type=_positive_int, default=8, help="records per window (default 8)")
     t.add_argument("--hidden", type=_positive_int, default=32, help="LSTM hidden size (default 32)")
@@ -202,13 +205,20 @@ def cmd_train(args: argparse.Namespace) -> int:
     from producers.files import read_records
 
     schema = load_schema(args.schema)
-    _check_files(args.data, "--data")
+    if args.data:
+        _check_files(args.data, "--data")
+    elif schema.name != "kdd":
+        raise UsageError(f"--synthetic writes kdd records; --schema {args.schema!r} does not match")
     cfg = TrainConfig(window=args.window, hidden=args.hidden, latent=args.latent, epochs=args.epochs,
                       batch_size=args.batch_size, lr=args.lr, patience=args.patience,
                       val_fraction=args.val_fraction, seed=args.seed)  # fmt: skip
     started = time.monotonic()
     batches = []
-    for path in args.data:
+    if args.synthetic:
+        from producers.synthetic import normal_training_records, to_batch
+
+        batches.append(to_batch(normal_training_records(args.synthetic, seed=args.seed)))
+    for path in args.data or ():
         batch = read_records(path, schema, limit=args.limit)
         _report_rejected(path, batch)
         batches.append(batch)
@@ -220,8 +230,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     else:
         train_batch = data.take(np.flatnonzero(normal))
     read_s = time.monotonic() - started
-    print(f"read {len(data):,} records ({len(train_batch):,} normal) from {len(args.data)} file(s) in {read_s:.1f}s",
-          file=sys.stderr)  # fmt: skip
+    print(f"read {len(data):,} records ({len(train_batch):,} normal) in {read_s:.1f}s", file=sys.stderr)
     model = train(train_batch, cfg, progress=not args.quiet)
     digest = save_artifact(model, args.out)
     weights = Path(args.out) / "weights.pt"

@@ -1,0 +1,136 @@
+"""deploy/ checked with real tools: the compose file, promtool on the alert rules, and every Grafana panel's
+query run against a live Prometheus that scrapes a live detector service."""
+
+from __future__ import annotations
+
+import configparser
+import json
+import os
+import shutil
+import subprocess
+import time
+import urllib.parse
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from consumers.main import start_service
+from flowsentinel.broker import free_port
+from producers.synthetic import SyntheticTraffic, normal_training_records
+from tests.conftest import REPO
+from tests.integration.conftest import create_topics, make_settings, produce_raw, produce_records, wait_for
+
+pytestmark = pytest.mark.integration
+DEPLOY = REPO / "deploy"
+
+
+def need(tool: str) -> str:
+    path = shutil.which(tool)
+    if path is None:
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(f"{tool} is not installed; .ci/run installs it (apt-get)")
+        pytest.skip(f"{tool} is not installed")
+    return path
+
+
+def test_compose_file_is_valid():
+    docker = shutil.which("docker")
+    if docker and subprocess.run([docker, "compose", "version"], capture_output=True).returncode == 0:
+        cmd = [docker, "compose", "-f", str(DEPLOY / "docker-compose.yml"), "config", "-q"]
+    else:
+        cmd = [need("docker-compose"), "-f", str(DEPLOY / "docker-compose.yml"), "config", "-q"]
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+
+
+def test_alert_rules_check_and_unit_tests_pass():
+    promtool = need("promtool")
+    rules = DEPLOY / "prometheus" / "rules"
+    r = subprocess.run([promtool, "check", "rules", str(rules / "flowsentinel.rules.yml")], capture_output=True, text=True)
+    assert r.returncode == 0, r.stdout + r.stderr
+    r = subprocess.run([promtool, "test", "rules", str(rules / "flowsentinel.rules.test.yml")], capture_output=True,
+                       text=True)  # fmt: skip
+    assert r.returncode == 0, r.stdout + r.stderr
+    r = subprocess.run([promtool, "check", "config", "--syntax-only", str(DEPLOY / "prometheus" / "prometheus.yml")],
+                       capture_output=True, text=True)  # fmt: skip
+    assert r.returncode == 0, r.stdout + r.stderr
+
+
+def test_systemd_unit_stops_with_sigterm_and_reloads_with_sighup():
+    unit = configparser.ConfigParser(strict=False, interpolation=None)
+    unit.optionxform = str  # type: ignore[assignment,method-assign]
+    unit.read(DEPLOY / "systemd" / "flowsentinel-detector.service")
+    svc = unit["Service"]
+    assert svc["ExecStart"].endswith("flowsentinel detect")
+    assert svc["KillSignal"] == "SIGTERM" and "HUP" in svc["ExecReload"]
+    assert int(svc["TimeoutStopSec"]) >= 20
+    env_keys = [line.split("=")[0] for line in (DEPLOY / "systemd" / "detector.env").read_text().splitlines()
+                if line and not line.startswith("#")]  # fmt: skip
+    from consumers.settings import Settings
+
+    names = {f"FLOWSENTINEL_{f.upper()}" for f in Settings.__dataclass_fields__}
+    assert set(env_keys) <= names, set(env_keys) - names
+
+
+def _query(port: int, expr: str) -> dict:
+    url = f"http://127.0.0.1:{port}/api/v1/query?" + urllib.parse.urlencode({"query": expr})
+    return json.loads(urllib.request.urlopen(url, timeout=10).read())
+
+
+def test_every_dashboard_panel_query_returns_data_from_a_live_prometheus(bootstrap, names, model_dir, tmp_path):
+    prometheus = need("prometheus")
+    dashboard = json.loads((DEPLOY / "grafana" / "dashboards" / "flowsentinel.json").read_text())
+    create_topics(bootstrap, names)
+    running = start_service(make_settings(bootstrap, names, model_dir))
+    prom_port = free_port()
+    config = tmp_path / "prometheus.yml"
+    config.write_text(f"global: {{scrape_interval: 1s}}\nscrape_configs:\n  - job_name: flowsentinel\n"
+                      f"    static_configs: [{{targets: ['127.0.0.1:{running.server.port}']}}]\n")  # fmt: skip
+    prom = subprocess.Popen([prometheus, f"--config.file={config}", f"--storage.tsdb.path={tmp_path / 'tsdb'}",
+                             f"--web.listen-address=127.0.0.1:{prom_port}"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    try:
+        wait_for(lambda: running.service.state.assigned, 30, "assignment")
+        gen = SyntheticTraffic(seed=2, attack_every_s=2.0)
+        odd = normal_training_records(5, seed=3)
+        for r in odd:
+            r["service"] = "gopher-never-seen"
+        deadline = time.monotonic() + 14
+        while time.monotonic() < deadline:  # ~1 s batches of traffic, so rates have something to show
+            produce_records(bootstrap, names["input"], gen.records(400, start=time.time(), rate=400) + odd[:1])
+            produce_raw(bootstrap, names["input"], [(None, b"garbage")])
+            time.sleep(1.0)
+
+        def has_data() -> bool:
+            try:
+                return bool(_query(prom_port, "flowsentinel_records_scored_total")["data"]["result"])
+            except OSError:
+                return False
+
+        wait_for(has_data, 30, "Prometheus to scrape the service")
+        time.sleep(3)
+        empty = []
+        for panel in dashboard["panels"]:
+            for target in panel["targets"]:
+                expr = target["expr"].replace("$__rate_interval", "15s")
+                reply = _query(prom_port, expr)
+                assert reply["status"] == "success", (panel["title"], expr, reply)
+                if not reply["data"]["result"]:
+                    empty.append((panel["title"], expr))
+        assert not empty, f"panels without data: {empty}"
+    finally:
+        prom.terminate()
+        prom.wait(10)
+        running.shutdown()
+
+
+def test_dashboard_is_provisioned_from_the_compose_file():
+    compose = (DEPLOY / "docker-compose.yml").read_text()
+    assert "./grafana/dashboards:/var/lib/grafana/dashboards" in compose
+    provider = (DEPLOY / "grafana" / "provisioning" / "dashboards" / "flowsentinel.yml").read_text()
+    assert "/var/lib/grafana/dashboards" in provider
+    dash = json.loads((DEPLOY / "grafana" / "dashboards" / "flowsentinel.json").read_text())
+    assert dash["uid"] == "flowsentinel" and len(dash["panels"]) >= 12
+    assert {t["datasource"]["uid"] for p in dash["panels"] for t in p["targets"]} == {"prometheus"}
+    assert Path(DEPLOY / "grafana" / "provisioning" / "datasources" / "prometheus.yml").is_file()
