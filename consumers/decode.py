@@ -8,8 +8,16 @@ Input records are JSON objects whose keys are the schema's field names plus ``sc
 from __future__ import annotations
 
 import json
+import operator
 from collections.abc import Sequence
 from dataclasses import dataclass
+
+try:  # orjson is a dependency; the stdlib fallback keeps the module importable without it
+    from orjson import JSONDecodeError as _JSONError
+    from orjson import loads as _loads
+except ImportError:  # pragma: no cover
+    from json import JSONDecodeError as _JSONError  # type: ignore[assignment]
+    from json import loads as _loads
 
 from detector.schema import SCHEMA_ALIASES, RecordBatch, Schema, parse_table
 
@@ -41,8 +49,9 @@ class DeadLetter:
     detail: str
 
 
-def _schema_matches(name: object, schema: Schema) -> bool:
-    return isinstance(name, str) and SCHEMA_ALIASES.get(name, name) == schema.name
+def _schema_names(schema: Schema) -> frozenset[str]:
+    """The names a record may give for ``schema``: its own and its aliases."""
+    return frozenset({schema.name} | {alias for alias, target in SCHEMA_ALIASES.items() if target == schema.name})
 
 
 def decode_messages(
@@ -55,6 +64,8 @@ def decode_messages(
     """Decode and validate. Returns the batch of good records, the message of each batch row, and the
     dead letters (in input order)."""
     allowed = set(schema.fields) | set(META_FIELDS)
+    features = set(schema.features)
+    names = _schema_names(schema)
     dead: list[DeadLetter] = []
     objects: list[dict] = []
     kept: list[InputMessage] = []
@@ -71,15 +82,20 @@ def decode_messages(
             reject(msg, "oversized", f"message of {len(value):,} bytes exceeds the limit of {max_bytes:,}")
             continue
         try:
-            obj = json.loads(value)
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-            reject(msg, "not_json", f"not valid UTF-8 JSON: {exc}")
-            continue
+            obj = _loads(value)
+        except (_JSONError, ValueError):
+            # Python's json module writes NaN/Infinity; accept the syntax here so that such a record is
+            # rejected for its value (non_finite), and everything else for not being JSON
+            try:
+                obj = json.loads(value)
+            except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+                reject(msg, "not_json", f"not valid UTF-8 JSON: {exc}")
+                continue
         if not isinstance(obj, dict):
             reject(msg, "not_object", f"JSON {type(obj).__name__} where an object was expected")
             continue
         name = obj.get("schema")
-        if not _schema_matches(name, schema):
+        if not (isinstance(name, str) and name in names):
             reject(msg, "wrong_schema", f"schema {name!r} but this detector's model is for {schema.name!r}")
             continue
         version = obj.get("schema_version", schema.version)
@@ -87,12 +103,12 @@ def decode_messages(
             reject(msg, "unsupported_version",
                    f"schema_version {version!r} not supported (model has {schema.name} v{schema.version})")  # fmt: skip
             continue
-        missing = [f for f in schema.features if f not in obj]
-        if missing:
+        if not features <= obj.keys():
+            missing = [f for f in schema.features if f not in obj]
             reject(msg, "missing_field", f"missing field(s) {', '.join(map(repr, missing[:5]))}"
                    + (f" and {len(missing) - 5} more" if len(missing) > 5 else ""))  # fmt: skip
             continue
-        if not allow_extra_fields:
+        if not allow_extra_fields and not obj.keys() <= allowed:
             extra = sorted(k for k in obj if k not in allowed)
             if extra:
                 reject(msg, "unexpected_field", f"unexpected field(s) {', '.join(map(repr, extra[:5]))}")
@@ -100,7 +116,16 @@ def decode_messages(
         objects.append(obj)
         kept.append(msg)
 
-    table = {f: [o.get(f) for o in objects] for f in schema.fields}
+    table: dict[str, Sequence[object]] = {}
+    if objects:  # every feature is present (checked above): transpose them in C
+        columns = zip(*map(operator.itemgetter(*schema.features), objects), strict=True)
+        table = dict(zip(schema.features, columns, strict=True)) if len(schema.features) > 1 else {
+            schema.features[0]: [o[schema.features[0]] for o in objects]}
+    else:
+        table = {f: [] for f in schema.features}
+    for f in schema.fields:
+        if f not in table:
+            table[f] = [o.get(f) for o in objects]
     batch = parse_table(schema, table, [m.position for m in kept])
     if batch.rejected:
         by_position = {m.position: m for m in kept}

@@ -13,13 +13,62 @@ a partition number, a schema field) — never a host or an IP.
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
+import numpy as np
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.core import HistogramMetricFamily
+from prometheus_client.registry import Collector
 
-LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
+LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.25, 0.3, 0.4, 0.5, 0.75, 1.0, 2.5, 5.0, 10.0,
+                   30.0, 60.0)
 BATCH_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 SCORE_BUCKETS = tuple(10.0**e for e in range(-6, 2)) + (1000.0,)
+
+
+class BulkHistogram(Collector):
+    """A label-less Prometheus histogram that takes a whole batch of observations at once.
+
+    ``prometheus_client.Histogram.observe`` costs about 2 µs a call; the service observes two values per
+    record, so at tens of thousands of records a second it bins a batch with numpy instead. Exposed exactly
+    like a Histogram (``_bucket``/``_sum``/``_count``, cumulative buckets, ``+Inf``).
+    """
+
+    def __init__(self, name: str, documentation: str, buckets: Sequence[float], registry: CollectorRegistry) -> None:
+        self.name = name
+        self.documentation = documentation
+        self.bounds = np.asarray(sorted(buckets), dtype=np.float64)
+        self._counts = np.zeros(len(self.bounds) + 1, dtype=np.int64)  # last: above the largest bound
+        self._sum = 0.0
+        self._lock = threading.Lock()
+        registry.register(self)
+
+    def observe_many(self, values: np.ndarray | Sequence[float]) -> None:
+        arr = np.asarray(values, dtype=np.float64)
+        if arr.size == 0:
+            return
+        idx = np.searchsorted(self.bounds, arr, side="left")  # value <= bound i goes to bucket i
+        counts = np.bincount(idx, minlength=len(self._counts))
+        with self._lock:
+            self._counts += counts
+            self._sum += float(arr.sum())
+
+    def observe(self, value: float) -> None:
+        self.observe_many([value])
+
+    def collect(self) -> Iterator[HistogramMetricFamily]:
+        with self._lock:
+            cumulative = np.cumsum(self._counts)
+            total = float(self._sum)
+        buckets = [(_le(b), float(c)) for b, c in zip(self.bounds, cumulative[:-1], strict=True)]
+        buckets.append(("+Inf", float(cumulative[-1])))
+        yield HistogramMetricFamily(self.name, self.documentation, buckets=buckets, sum_value=total)
+
+
+def _le(bound: float) -> str:
+    return repr(float(bound))
 
 
 @dataclass
@@ -31,13 +80,13 @@ class Metrics:
     alerts: Counter
     episodes: Counter
     episodes_open: Gauge
-    score: Histogram
+    score: BulkHistogram
     threshold: Gauge
     threshold_rebaselines: Gauge
     threshold_rejected_shifts: Gauge
     threshold_quarantine: Gauge
     batch_duration: Histogram
-    end_to_end_latency: Histogram
+    end_to_end_latency: BulkHistogram
     inference_duration: Histogram
     consumer_lag: Gauge
     assigned_partitions: Gauge
@@ -66,7 +115,7 @@ class Metrics:
             alerts=Counter(p + "alerts", "Records that crossed the threshold, by severity", ["severity"], registry=r),
             episodes=Counter(p + "episode_events", "Episode messages published, by event", ["event"], registry=r),
             episodes_open=Gauge(p + "episodes_open", "Alert episodes currently open", registry=r),
-            score=Histogram(p + "score", "Anomaly scores (reconstruction error)", buckets=SCORE_BUCKETS, registry=r),
+            score=BulkHistogram(p + "score", "Anomaly scores (reconstruction error)", SCORE_BUCKETS, r),
             threshold=Gauge(p + "threshold", "Current online alert threshold", registry=r),
             threshold_rebaselines=Gauge(p + "threshold_rebaselines", "Accepted level-shift re-baselines since start",
                                         registry=r),  # fmt: skip
@@ -76,9 +125,9 @@ class Metrics:
                                        registry=r),  # fmt: skip
             batch_duration=Histogram(p + "batch_duration_seconds", "Time to process one poll batch end to end",
                                      buckets=BATCH_BUCKETS, registry=r),  # fmt: skip
-            end_to_end_latency=Histogram(p + "end_to_end_latency_seconds",
-                                         "From a record's Kafka timestamp to its verdict being committed",
-                                         buckets=LATENCY_BUCKETS, registry=r),  # fmt: skip
+            end_to_end_latency=BulkHistogram(p + "end_to_end_latency_seconds",
+                                             "From a record's Kafka timestamp to its verdict being committed",
+                                             LATENCY_BUCKETS, r),  # fmt: skip
             inference_duration=Histogram(p + "inference_duration_seconds", "Model and threshold time per batch",
                                          buckets=BATCH_BUCKETS, registry=r),  # fmt: skip
             consumer_lag=Gauge(p + "consumer_lag", "Records behind the partition's high watermark",

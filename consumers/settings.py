@@ -50,6 +50,7 @@ class Settings:
     metrics_port: int = 9464
     batch_size: int = 2_000
     poll_timeout_ms: int = 500
+    fetch_max_wait_ms: int = 100
     max_record_bytes: int = 65_536
     allow_extra_fields: bool = False
     episode_quiet_s: float = 60.0
@@ -94,7 +95,7 @@ class Settings:
             raise bad("risk", "must be in (0, 0.5)")
         if not (1 <= self.metrics_port <= 65535) and self.metrics_port != 0:
             raise bad("metrics_port", "must be a TCP port (0 picks a free one)")
-        positive_ints = ("quarantine", "max_keys", "batch_size", "poll_timeout_ms", "max_record_bytes",
+        positive_ints = ("quarantine", "max_keys", "batch_size", "poll_timeout_ms", "fetch_max_wait_ms", "max_record_bytes",
                          "session_timeout_ms", "heartbeat_interval_ms", "max_poll_interval_ms")  # fmt: skip
         for name in positive_ints:
             if getattr(self, name) < 1:

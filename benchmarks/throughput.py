@@ -1,0 +1,263 @@
+"""Throughput, latency and memory of one detector process against a local Kafka-protocol broker.
+
+1. **Backlog throughput**: produce a fixed backlog of synthetic KDD records (JSON, lz4), then start one
+   ``flowsentinel detect`` process and time from its first scored record until every offset is committed.
+2. **Latency at a fixed offered rate**: a producer offers N records/s for a while; the detector's
+   ``flowsentinel_end_to_end_latency_seconds`` histogram (Kafka timestamp → verdict committed) gives
+   p50/p99 (interpolated within buckets, as Prometheus' histogram_quantile does).
+3. **Memory under many keys**: records from 100,000 distinct hosts at a fixed rate for a long run; the
+   detector's RSS is sampled every 10 s (flat = last sample within 10% of the one after warm-up).
+
+    python benchmarks/throughput.py                  # all three; writes benchmarks/results/throughput.json
+    python benchmarks/throughput.py --memory-minutes 10
+
+Uses the embedded broker (Tansu) unless --bootstrap-servers is given.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import signal
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))  # run as a script from a checkout
+
+from detector.artifact import save_artifact  # noqa: E402
+from detector.train import TrainConfig, train  # noqa: E402
+from flowsentinel.broker import EmbeddedBroker, free_port  # noqa: E402
+from flowsentinel.kafka_admin import ensure_topics  # noqa: E402
+from producers.publisher import Pacer, Publisher, publish  # noqa: E402
+from producers.synthetic import SyntheticTraffic, normal_training_records, to_batch  # noqa: E402
+
+
+def scrape(port: int) -> dict[str, float]:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
+    out: dict[str, float] = {}
+    for fam in text_string_to_metric_families(text):
+        for s in fam.samples:
+            key = s.name + ("{" + ",".join(f'{k}="{v}"' for k, v in sorted(s.labels.items())) + "}" if s.labels else "")
+            out[key] = s.value
+    return out
+
+
+def quantile_from_buckets(m: dict[str, float], name: str, q: float) -> float:
+    buckets = sorted(((float(k.split('le="')[1].rstrip('"}')), v) for k, v in m.items()
+                      if k.startswith(name + "_bucket{")), key=lambda b: b[0])  # fmt: skip
+    total = buckets[-1][1]
+    rank = q * total
+    prev_le, prev_count = 0.0, 0.0
+    for le, count in buckets:
+        if count >= rank:
+            if le == float("inf"):
+                return prev_le
+            return prev_le + (le - prev_le) * (rank - prev_count) / max(count - prev_count, 1e-9)
+        prev_le, prev_count = le, count
+    return float("nan")
+
+
+def rss_mib(pid: int) -> float:
+    with open(f"/proc/{pid}/status") as fh:
+        for line in fh:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def start_detector(bootstrap: str, topic: str, group: str, model: Path, port: int, log: Path,
+                   **extra: str) -> subprocess.Popen:  # fmt: skip
+    args = [sys.executable, "-m", "flowsentinel", "detect", "--bootstrap-servers", bootstrap, "--input-topic", topic,
+            "--alerts-topic", topic + ".alerts", "--dead-letter-topic", topic + ".dead", "--group", group,
+            "--model", str(model), "--metrics-port", str(port), "--metrics-host", "127.0.0.1",
+            "--session-timeout-ms", "6000", "--heartbeat-interval-ms", "1000", "--risk", "0.002"]  # fmt: skip
+    for k, v in extra.items():
+        args += ["--" + k.replace("_", "-"), v]
+    return subprocess.Popen(args, stdout=log.open("w"), stderr=subprocess.STDOUT, cwd=ROOT)
+
+
+def wait_metric(port: int, key: str, target: float, timeout: float) -> dict[str, float]:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            m = scrape(port)
+            if m.get(key, 0) >= target:
+                return m
+        except OSError:
+            pass
+        time.sleep(0.2)
+    raise TimeoutError(f"{key} did not reach {target}")
+
+
+def produce(bootstrap: str, topic: str, n: int, *, rate: float | None, hosts: int, seed: int,
+            stop: threading.Event | None = None) -> dict:  # fmt: skip
+    gen = SyntheticTraffic(seed=seed, hosts=hosts, attack_every_s=30.0)
+    pub = Publisher(bootstrap, topic, compression="lz4", linger_ms=20)
+    chunk = 2000
+
+    def batches():  # type: ignore[no-untyped-def]
+        t = time.time()
+        made = 0
+        while made < n:
+            k = min(chunk, n - made)
+            yield gen.records(k, start=t, rate=rate or 50_000)
+            t += k / (rate or 50_000)
+            made += k
+
+    summary = publish(batches(), pub, Pacer(rate=rate), key_field="src_host", ts_field="ts",
+                      should_stop=(stop.is_set if stop else lambda: False))  # fmt: skip
+    pub.close()
+    return summary.as_dict()
+
+
+def bench_backlog(bootstrap: str, model: Path, workdir: Path, n: int) -> dict:
+    topic = f"bench-backlog-{int(time.time())}"
+    ensure_topics(bootstrap, {topic: 4, topic + ".alerts": 1, topic + ".dead": 1})
+    prod = produce(bootstrap, topic, n, rate=None, hosts=2000, seed=1)
+    port = free_port()
+    proc = start_detector(bootstrap, topic, "bench-backlog", model, port, workdir / "backlog.log")
+    try:
+        wait_metric(port, "flowsentinel_records_scored_total", 1, 120)
+        t0 = time.monotonic()
+        first = scrape(port)["flowsentinel_records_scored_total"]
+        m = wait_metric(port, "flowsentinel_records_scored_total", n, 900)
+        # committed: lag 0 on every partition
+        while True:
+            m = scrape(port)
+            lags = [v for k, v in m.items() if k.startswith("flowsentinel_consumer_lag{")]
+            if lags and all(v == 0 for v in lags):
+                break
+            time.sleep(0.1)
+        elapsed = time.monotonic() - t0
+        rss = rss_mib(proc.pid)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(60)
+    return {"records": n, "producer": prod, "seconds": round(elapsed, 2),
+            "records_per_second": round((n - first) / elapsed), "rss_mib_end": round(rss)}  # fmt: skip
+
+
+def bench_latency(bootstrap: str, model: Path, workdir: Path, rate: float, seconds: float) -> dict:
+    topic = f"bench-latency-{int(time.time())}"
+    ensure_topics(bootstrap, {topic: 4, topic + ".alerts": 1, topic + ".dead": 1})
+    port = free_port()
+    proc = start_detector(bootstrap, topic, "bench-latency", model, port, workdir / "latency.log")
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                if scrape(port).get("flowsentinel_assigned_partitions", 0) == 4:
+                    break
+            except OSError:
+                pass
+            time.sleep(0.2)
+        n = int(rate * seconds)
+        prod = produce(bootstrap, topic, n, rate=rate, hosts=2000, seed=2)
+        m = wait_metric(port, "flowsentinel_records_scored_total", n, 120)
+        time.sleep(1.0)
+        m = scrape(port)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(60)
+    name = "flowsentinel_end_to_end_latency_seconds"
+    return {"offered_rate": rate, "seconds": seconds, "records": n, "achieved_producer_rate": prod["records_per_second"],
+            "p50_seconds": round(quantile_from_buckets(m, name, 0.5), 4),
+            "p99_seconds": round(quantile_from_buckets(m, name, 0.99), 4),
+            "mean_seconds": round(m[name + "_sum"] / m[name + "_count"], 4)}  # fmt: skip
+
+
+def bench_memory(bootstrap: str, model: Path, workdir: Path, rate: float, minutes: float, keys: int) -> dict:
+    topic = f"bench-memory-{int(time.time())}"
+    ensure_topics(bootstrap, {topic: 4, topic + ".alerts": 1, topic + ".dead": 1})
+    port = free_port()
+    proc = start_detector(bootstrap, topic, "bench-memory", model, port, workdir / "memory.log")
+    stop = threading.Event()
+    n = int(rate * minutes * 60)
+    producer = threading.Thread(target=produce, args=(bootstrap, topic, n),
+                                kwargs={"rate": rate, "hosts": keys, "seed": 3, "stop": stop}, daemon=True)  # fmt: skip
+    samples = []
+    try:
+        wait_metric(port, "flowsentinel_assigned_partitions", 4, 60)
+        producer.start()
+        t0 = time.monotonic()
+        while time.monotonic() - t0 < minutes * 60:
+            time.sleep(10)
+            m = scrape(port)
+            samples.append({"t": round(time.monotonic() - t0), "rss_mib": round(rss_mib(proc.pid), 1),
+                            "scored": m["flowsentinel_records_scored_total"],
+                            "window_keys": m["flowsentinel_window_keys"]})  # fmt: skip
+            print("  memory", samples[-1], flush=True)
+    finally:
+        stop.set()
+        producer.join(30)
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(60)
+    warm = next((s for s in samples if s["t"] >= 60), samples[0])
+    last = samples[-1]
+    return {"rate": rate, "minutes": minutes, "distinct_keys": keys, "samples": samples,
+            "rss_after_warmup_mib": warm["rss_mib"], "rss_end_mib": last["rss_mib"],
+            "growth_after_warmup": round(last["rss_mib"] / warm["rss_mib"] - 1, 4)}  # fmt: skip
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--bootstrap-servers", default=None)
+    ap.add_argument("--backlog", type=int, default=200_000)
+    ap.add_argument("--latency-rate", type=float, default=5_000)
+    ap.add_argument("--latency-seconds", type=float, default=60)
+    ap.add_argument("--memory-minutes", type=float, default=10)
+    ap.add_argument("--memory-rate", type=float, default=2_000)
+    ap.add_argument("--keys", type=int, default=100_000)
+    ap.add_argument("--only", choices=("backlog", "latency", "memory"), default=None)
+    ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "throughput.json"))
+    args = ap.parse_args()
+    workdir = ROOT / "models" / "bench-throughput"
+    workdir.mkdir(parents=True, exist_ok=True)
+    model_dir = workdir / "model"
+    model = train(to_batch(normal_training_records(30_000, seed=1)), TrainConfig(epochs=5), progress=False)
+    save_artifact(model, model_dir)
+    results: dict = {"machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
+                     "model": {"window": model.config.window, "hidden": model.config.hidden,
+                               "latent": model.config.latent, "features": model.config.n_features}}  # fmt: skip
+    broker = None
+    if args.bootstrap_servers:
+        bootstrap = args.bootstrap_servers
+    else:
+        broker = EmbeddedBroker(log_path=workdir / "tansu.log").start()
+        bootstrap = broker.bootstrap
+    results["broker"] = "embedded Tansu" if broker else bootstrap
+    out = Path(args.out)
+    if out.exists():
+        previous = json.loads(out.read_text())
+        results.update({k: v for k, v in previous.items() if k in ("backlog", "latency", "memory")})
+    try:
+        if args.only in (None, "backlog"):
+            results["backlog"] = bench_backlog(bootstrap, model_dir, workdir, args.backlog)
+            print("backlog:", json.dumps(results["backlog"]), flush=True)
+        if args.only in (None, "latency"):
+            results["latency"] = bench_latency(bootstrap, model_dir, workdir, args.latency_rate, args.latency_seconds)
+            print("latency:", json.dumps(results["latency"]), flush=True)
+        if args.only in (None, "memory"):
+            results["memory"] = bench_memory(bootstrap, model_dir, workdir, args.memory_rate, args.memory_minutes,
+                                             args.keys)  # fmt: skip
+            print("memory:", json.dumps({k: v for k, v in results["memory"].items() if k != "samples"}), flush=True)
+    finally:
+        if broker is not None:
+            broker.stop()
+    results["measured_at"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(results, indent=1) + "\n")
+    print("wrote", out)
+
+
+if __name__ == "__main__":
+    main()
