@@ -64,9 +64,15 @@ def evaluate(model, path: Path, risk: float) -> dict:
     v = det.process_batch(batch)
     elapsed = time.monotonic() - t0
     y = ~batch.is_normal
-    out = {"file": path.name, "records": len(batch), "attacks": int(y.sum()),
-           "auroc": auroc(y, v.scores), "auprc": auprc(y, v.scores), "risk_q": risk,
-           "records_per_second": round(len(batch) / elapsed)}  # fmt: skip
+    out = {
+        "file": path.name,
+        "records": len(batch),
+        "attacks": int(y.sum()),
+        "auroc": auroc(y, v.scores),
+        "auprc": auprc(y, v.scores),
+        "risk_q": risk,
+        "records_per_second": round(len(batch) / elapsed),
+    }
     out.update({k: val for k, val in at_threshold(y, v.alerts).items() if k != "confusion"})
     out["rebaselines"] = det.thresholder.rebaselines
     out["rejected_shifts"] = det.thresholder.rejected_shifts
@@ -81,9 +87,13 @@ def context_control(model, path: Path) -> dict:
     perm = np.random.default_rng(0).permutation(len(batch))
     shuf = np.empty(len(batch))
     shuf[perm] = Detector(model).score_many(batch.take(perm))[0]
-    return {"file": path.name, "normal_fp_at_cal_p99_time_order": float((time_scores[~y] > thr).mean()),
-            "normal_fp_at_cal_p99_shuffled": float((shuf[~y] > thr).mean()),
-            "auroc_time_order": auroc(y, time_scores), "auroc_shuffled": auroc(y, shuf)}  # fmt: skip
+    return {
+        "file": path.name,
+        "normal_fp_at_cal_p99_time_order": float((time_scores[~y] > thr).mean()),
+        "normal_fp_at_cal_p99_shuffled": float((shuf[~y] > thr).mean()),
+        "auroc_time_order": auroc(y, time_scores),
+        "auroc_shuffled": auroc(y, shuf),
+    }
 
 
 def main() -> None:
@@ -96,9 +106,16 @@ def main() -> None:
     models = Path(args.models)
     nsl, nsl_info = train_on(DATA / "nsl-kdd" / "KDDTrain+.txt.gz", models / "bench-nsl-kdd", cfg)
     print("trained NSL-KDD:", json.dumps(nsl_info))
-    results = {"machine": {"cpus": torch.get_num_threads(), "python": platform.python_version(),
-                           "torch": torch.__version__}, "config": cfg.to_dict(), "nsl_kdd_training": nsl_info,
-               "evaluations": []}  # fmt: skip
+    results = {
+        "machine": {
+            "cpus": torch.get_num_threads(),
+            "python": platform.python_version(),
+            "torch": torch.__version__,
+        },
+        "config": cfg.to_dict(),
+        "nsl_kdd_training": nsl_info,
+        "evaluations": [],
+    }
     for name in ("KDDTest+.txt.gz", "KDDTest-21.txt.gz"):
         r = evaluate(nsl, DATA / "nsl-kdd" / name, args.risk)
         print(json.dumps(r))

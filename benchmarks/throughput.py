@@ -46,14 +46,22 @@ def scrape(port: int) -> dict[str, float]:
     out: dict[str, float] = {}
     for fam in text_string_to_metric_families(text):
         for s in fam.samples:
-            key = s.name + ("{" + ",".join(f'{k}="{v}"' for k, v in sorted(s.labels.items())) + "}" if s.labels else "")
+            key = s.name + (
+                "{" + ",".join(f'{k}="{v}"' for k, v in sorted(s.labels.items())) + "}" if s.labels else ""
+            )
             out[key] = s.value
     return out
 
 
 def quantile_from_buckets(m: dict[str, float], name: str, q: float) -> float:
-    buckets = sorted(((float(k.split('le="')[1].rstrip('"}')), v) for k, v in m.items()
-                      if k.startswith(name + "_bucket{")), key=lambda b: b[0])  # fmt: skip
+    buckets = sorted(
+        (
+            (float(k.split('le="')[1].rstrip('"}')), v)
+            for k, v in m.items()
+            if k.startswith(name + "_bucket{")
+        ),
+        key=lambda b: b[0],
+    )
     total = buckets[-1][1]
     rank = q * total
     prev_le, prev_count = 0.0, 0.0
@@ -74,12 +82,37 @@ def rss_mib(pid: int) -> float:
     return float("nan")
 
 
-def start_detector(bootstrap: str, topic: str, group: str, model: Path, port: int, log: Path,
-                   **extra: str) -> subprocess.Popen:  # fmt: skip
-    args = [sys.executable, "-m", "flowsentinel", "detect", "--bootstrap-servers", bootstrap, "--input-topic", topic,
-            "--alerts-topic", topic + ".alerts", "--dead-letter-topic", topic + ".dead", "--group", group,
-            "--model", str(model), "--metrics-port", str(port), "--metrics-host", "127.0.0.1",
-            "--session-timeout-ms", "6000", "--heartbeat-interval-ms", "1000", "--risk", "0.002"]  # fmt: skip
+def start_detector(
+    bootstrap: str, topic: str, group: str, model: Path, port: int, log: Path, **extra: str
+) -> subprocess.Popen:
+    args = [
+        sys.executable,
+        "-m",
+        "flowsentinel",
+        "detect",
+        "--bootstrap-servers",
+        bootstrap,
+        "--input-topic",
+        topic,
+        "--alerts-topic",
+        topic + ".alerts",
+        "--dead-letter-topic",
+        topic + ".dead",
+        "--group",
+        group,
+        "--model",
+        str(model),
+        "--metrics-port",
+        str(port),
+        "--metrics-host",
+        "127.0.0.1",
+        "--session-timeout-ms",
+        "6000",
+        "--heartbeat-interval-ms",
+        "1000",
+        "--risk",
+        "0.002",
+    ]
     for k, v in extra.items():
         args += ["--" + k.replace("_", "-"), v]
     return subprocess.Popen(args, stdout=log.open("w"), stderr=subprocess.STDOUT, cwd=ROOT)
@@ -98,8 +131,16 @@ def wait_metric(port: int, key: str, target: float, timeout: float) -> dict[str,
     raise TimeoutError(f"{key} did not reach {target}")
 
 
-def produce(bootstrap: str, topic: str, n: int, *, rate: float | None, hosts: int, seed: int,
-            stop: threading.Event | None = None) -> dict:  # fmt: skip
+def produce(
+    bootstrap: str,
+    topic: str,
+    n: int,
+    *,
+    rate: float | None,
+    hosts: int,
+    seed: int,
+    stop: threading.Event | None = None,
+) -> dict:
     gen = SyntheticTraffic(seed=seed, hosts=hosts, attack_every_s=30.0)
     pub = Publisher(bootstrap, topic, compression="lz4", linger_ms=20)
     chunk = 2000
@@ -113,8 +154,14 @@ def produce(bootstrap: str, topic: str, n: int, *, rate: float | None, hosts: in
             t += k / (rate or 50_000)
             made += k
 
-    summary = publish(batches(), pub, Pacer(rate=rate), key_field="src_host", ts_field="ts",
-                      should_stop=(stop.is_set if stop else lambda: False))  # fmt: skip
+    summary = publish(
+        batches(),
+        pub,
+        Pacer(rate=rate),
+        key_field="src_host",
+        ts_field="ts",
+        should_stop=(stop.is_set if stop else lambda: False),
+    )
     pub.close()
     return summary.as_dict()
 
@@ -142,8 +189,13 @@ def bench_backlog(bootstrap: str, model: Path, workdir: Path, n: int) -> dict:
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.wait(60)
-    return {"records": n, "producer": prod, "seconds": round(elapsed, 2),
-            "records_per_second": round((n - first) / elapsed), "rss_mib_end": round(rss)}  # fmt: skip
+    return {
+        "records": n,
+        "producer": prod,
+        "seconds": round(elapsed, 2),
+        "records_per_second": round((n - first) / elapsed),
+        "rss_mib_end": round(rss),
+    }
 
 
 def bench_latency(bootstrap: str, model: Path, workdir: Path, rate: float, seconds: float) -> dict:
@@ -169,10 +221,15 @@ def bench_latency(bootstrap: str, model: Path, workdir: Path, rate: float, secon
         proc.send_signal(signal.SIGTERM)
         proc.wait(60)
     name = "flowsentinel_end_to_end_latency_seconds"
-    return {"offered_rate": rate, "seconds": seconds, "records": n, "achieved_producer_rate": prod["records_per_second"],
-            "p50_seconds": round(quantile_from_buckets(m, name, 0.5), 4),
-            "p99_seconds": round(quantile_from_buckets(m, name, 0.99), 4),
-            "mean_seconds": round(m[name + "_sum"] / m[name + "_count"], 4)}  # fmt: skip
+    return {
+        "offered_rate": rate,
+        "seconds": seconds,
+        "records": n,
+        "achieved_producer_rate": prod["records_per_second"],
+        "p50_seconds": round(quantile_from_buckets(m, name, 0.5), 4),
+        "p99_seconds": round(quantile_from_buckets(m, name, 0.99), 4),
+        "mean_seconds": round(m[name + "_sum"] / m[name + "_count"], 4),
+    }
 
 
 def bench_memory(bootstrap: str, model: Path, workdir: Path, rate: float, minutes: float, keys: int) -> dict:
@@ -182,8 +239,12 @@ def bench_memory(bootstrap: str, model: Path, workdir: Path, rate: float, minute
     proc = start_detector(bootstrap, topic, "bench-memory", model, port, workdir / "memory.log")
     stop = threading.Event()
     n = int(rate * minutes * 60)
-    producer = threading.Thread(target=produce, args=(bootstrap, topic, n),
-                                kwargs={"rate": rate, "hosts": keys, "seed": 3, "stop": stop}, daemon=True)  # fmt: skip
+    producer = threading.Thread(
+        target=produce,
+        args=(bootstrap, topic, n),
+        kwargs={"rate": rate, "hosts": keys, "seed": 3, "stop": stop},
+        daemon=True,
+    )
     samples = []
     try:
         wait_metric(port, "flowsentinel_assigned_partitions", 4, 60)
@@ -192,9 +253,14 @@ def bench_memory(bootstrap: str, model: Path, workdir: Path, rate: float, minute
         while time.monotonic() - t0 < minutes * 60:
             time.sleep(10)
             m = scrape(port)
-            samples.append({"t": round(time.monotonic() - t0), "rss_mib": round(rss_mib(proc.pid), 1),
-                            "scored": m["flowsentinel_records_scored_total"],
-                            "window_keys": m["flowsentinel_window_keys"]})  # fmt: skip
+            samples.append(
+                {
+                    "t": round(time.monotonic() - t0),
+                    "rss_mib": round(rss_mib(proc.pid), 1),
+                    "scored": m["flowsentinel_records_scored_total"],
+                    "window_keys": m["flowsentinel_window_keys"],
+                }
+            )
             print("  memory", samples[-1], flush=True)
     finally:
         stop.set()
@@ -203,9 +269,15 @@ def bench_memory(bootstrap: str, model: Path, workdir: Path, rate: float, minute
         proc.wait(60)
     warm = next((s for s in samples if s["t"] >= 60), samples[0])
     last = samples[-1]
-    return {"rate": rate, "minutes": minutes, "distinct_keys": keys, "samples": samples,
-            "rss_after_warmup_mib": warm["rss_mib"], "rss_end_mib": last["rss_mib"],
-            "growth_after_warmup": round(last["rss_mib"] / warm["rss_mib"] - 1, 4)}  # fmt: skip
+    return {
+        "rate": rate,
+        "minutes": minutes,
+        "distinct_keys": keys,
+        "samples": samples,
+        "rss_after_warmup_mib": warm["rss_mib"],
+        "rss_end_mib": last["rss_mib"],
+        "growth_after_warmup": round(last["rss_mib"] / warm["rss_mib"] - 1, 4),
+    }
 
 
 def main() -> None:
@@ -225,9 +297,15 @@ def main() -> None:
     model_dir = workdir / "model"
     model = train(to_batch(normal_training_records(30_000, seed=1)), TrainConfig(epochs=5), progress=False)
     save_artifact(model, model_dir)
-    results: dict = {"machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
-                     "model": {"window": model.config.window, "hidden": model.config.hidden,
-                               "latent": model.config.latent, "features": model.config.n_features}}  # fmt: skip
+    results: dict = {
+        "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
+        "model": {
+            "window": model.config.window,
+            "hidden": model.config.hidden,
+            "latent": model.config.latent,
+            "features": model.config.n_features,
+        },
+    }
     broker = None
     if args.bootstrap_servers:
         bootstrap = args.bootstrap_servers
@@ -244,12 +322,19 @@ def main() -> None:
             results["backlog"] = bench_backlog(bootstrap, model_dir, workdir, args.backlog)
             print("backlog:", json.dumps(results["backlog"]), flush=True)
         if args.only in (None, "latency"):
-            results["latency"] = bench_latency(bootstrap, model_dir, workdir, args.latency_rate, args.latency_seconds)
+            results["latency"] = bench_latency(
+                bootstrap, model_dir, workdir, args.latency_rate, args.latency_seconds
+            )
             print("latency:", json.dumps(results["latency"]), flush=True)
         if args.only in (None, "memory"):
-            results["memory"] = bench_memory(bootstrap, model_dir, workdir, args.memory_rate, args.memory_minutes,
-                                             args.keys)  # fmt: skip
-            print("memory:", json.dumps({k: v for k, v in results["memory"].items() if k != "samples"}), flush=True)
+            results["memory"] = bench_memory(
+                bootstrap, model_dir, workdir, args.memory_rate, args.memory_minutes, args.keys
+            )
+            print(
+                "memory:",
+                json.dumps({k: v for k, v in results["memory"].items() if k != "samples"}),
+                flush=True,
+            )
     finally:
         if broker is not None:
             broker.stop()

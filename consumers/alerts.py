@@ -94,8 +94,9 @@ class Episode:
 
 
 class EpisodeTracker:
-    def __init__(self, *, schema: str, model_version: str, quiet_s: float, update_s: float,
-                 clock: Callable[[], float]) -> None:  # fmt: skip
+    def __init__(
+        self, *, schema: str, model_version: str, quiet_s: float, update_s: float, clock: Callable[[], float]
+    ) -> None:
         self.schema = schema
         self.model_version = model_version
         self.quiet_s = quiet_s
@@ -112,8 +113,17 @@ class EpisodeTracker:
             ep = self.open.get(a.key)
             if ep is None:
                 ep_id = message_id(a.topic, a.partition, a.offset, "opened")
-                ep = Episode(id=ep_id, key=a.key, partition=a.partition, first=a, last=a, max_score=a.score,
-                             max_severity=sev, last_alert_clock=now, last_emit_clock=now)  # fmt: skip
+                ep = Episode(
+                    id=ep_id,
+                    key=a.key,
+                    partition=a.partition,
+                    first=a,
+                    last=a,
+                    max_score=a.score,
+                    max_severity=sev,
+                    last_alert_clock=now,
+                    last_emit_clock=now,
+                )
                 self._count_label(ep, a)
                 self.open[a.key] = ep
                 out.append(self._message(ep, a, "opened", now))

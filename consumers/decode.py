@@ -17,14 +17,26 @@ try:  # orjson is a dependency; the stdlib fallback keeps the module importable 
     from orjson import loads as _loads
 except ImportError:  # pragma: no cover
     from json import JSONDecodeError as _JSONError  # type: ignore[assignment]
-    from json import loads as _loads
+    from json import loads as _loads  # type: ignore[assignment]
 
 from detector.schema import SCHEMA_ALIASES, RecordBatch, Schema, parse_table
 
 REASONS = (
-    "oversized", "empty", "not_json", "not_object", "wrong_schema", "unsupported_version", "missing_field",
-    "unexpected_field", "missing_value", "wrong_type", "non_finite", "negative_value", "bad_timestamp", "invalid",
-)  # fmt: skip
+    "oversized",
+    "empty",
+    "not_json",
+    "not_object",
+    "wrong_schema",
+    "unsupported_version",
+    "missing_field",
+    "unexpected_field",
+    "missing_value",
+    "wrong_type",
+    "non_finite",
+    "negative_value",
+    "bad_timestamp",
+    "invalid",
+)
 META_FIELDS = ("schema", "schema_version")
 
 
@@ -51,7 +63,9 @@ class DeadLetter:
 
 def _schema_names(schema: Schema) -> frozenset[str]:
     """The names a record may give for ``schema``: its own and its aliases."""
-    return frozenset({schema.name} | {alias for alias, target in SCHEMA_ALIASES.items() if target == schema.name})
+    return frozenset(
+        {schema.name} | {alias for alias, target in SCHEMA_ALIASES.items() if target == schema.name}
+    )
 
 
 def decode_messages(
@@ -100,13 +114,20 @@ def decode_messages(
             continue
         version = obj.get("schema_version", schema.version)
         if version != schema.version:
-            reject(msg, "unsupported_version",
-                   f"schema_version {version!r} not supported (model has {schema.name} v{schema.version})")  # fmt: skip
+            reject(
+                msg,
+                "unsupported_version",
+                f"schema_version {version!r} not supported (model has {schema.name} v{schema.version})",
+            )
             continue
         if not features <= obj.keys():
             missing = [f for f in schema.features if f not in obj]
-            reject(msg, "missing_field", f"missing field(s) {', '.join(map(repr, missing[:5]))}"
-                   + (f" and {len(missing) - 5} more" if len(missing) > 5 else ""))  # fmt: skip
+            reject(
+                msg,
+                "missing_field",
+                f"missing field(s) {', '.join(map(repr, missing[:5]))}"
+                + (f" and {len(missing) - 5} more" if len(missing) > 5 else ""),
+            )
             continue
         if not allow_extra_fields and not obj.keys() <= allowed:
             extra = sorted(k for k in obj if k not in allowed)
@@ -119,8 +140,11 @@ def decode_messages(
     table: dict[str, Sequence[object]] = {}
     if objects:  # every feature is present (checked above): transpose them in C
         columns = zip(*map(operator.itemgetter(*schema.features), objects), strict=True)
-        table = dict(zip(schema.features, columns, strict=True)) if len(schema.features) > 1 else {
-            schema.features[0]: [o[schema.features[0]] for o in objects]}
+        table = (
+            dict(zip(schema.features, columns, strict=True))
+            if len(schema.features) > 1
+            else {schema.features[0]: [o[schema.features[0]] for o in objects]}
+        )
     else:
         table = {f: [] for f in schema.features}
     for f in schema.fields:

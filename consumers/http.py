@@ -30,7 +30,7 @@ class HealthServer:
         outer = self
 
         class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:  # noqa: N802 - http.server's name
+            def do_GET(self) -> None:
                 path = self.path.split("?", 1)[0]
                 if path == "/metrics":
                     self._send(200, generate_latest(registry), CONTENT_TYPE_LATEST)
@@ -41,7 +41,9 @@ class HealthServer:
                     ok, why = outer.ready()
                     self._send(200 if ok else 503, why.encode(), "text/plain; charset=utf-8")
                 else:
-                    self._send(404, b"not found: try /metrics, /healthz, /readyz\n", "text/plain; charset=utf-8")
+                    self._send(
+                        404, b"not found: try /metrics, /healthz, /readyz\n", "text/plain; charset=utf-8"
+                    )
 
             def _send(self, code: int, body: bytes, ctype: str) -> None:
                 self.send_response(code)
@@ -58,7 +60,9 @@ class HealthServer:
         self.clock = clock
         self._server = ThreadingHTTPServer((host, port), Handler)
         self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, name="flowsentinel-http", daemon=True)
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, name="flowsentinel-http", daemon=True
+        )
 
     @property
     def port(self) -> int:

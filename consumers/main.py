@@ -43,7 +43,9 @@ def start_service(settings: Settings, *, model: TrainedModel | None = None) -> R
     registry = CollectorRegistry()
     metrics = Metrics.create(registry)
     service = DetectorService(settings, metrics, model=model)
-    server = HealthServer(registry, service.state, host=settings.metrics_host, port=settings.metrics_port).start()
+    server = HealthServer(
+        registry, service.state, host=settings.metrics_host, port=settings.metrics_port
+    ).start()
     stop = threading.Event()
     thread = threading.Thread(target=service.run, args=(stop,), name="flowsentinel-detector", daemon=True)
     thread.start()
@@ -56,8 +58,12 @@ def run_detect(settings: Settings) -> int:
     metrics = Metrics.create(registry)
     service = DetectorService(settings, metrics)
     stop = threading.Event()
-    server = HealthServer(registry, service.state, host=settings.metrics_host, port=settings.metrics_port).start()
-    log.info("metrics on http://%s:%d/metrics (health: /healthz, /readyz)", settings.metrics_host, server.port)
+    server = HealthServer(
+        registry, service.state, host=settings.metrics_host, port=settings.metrics_port
+    ).start()
+    log.info(
+        "metrics on http://%s:%d/metrics (health: /healthz, /readyz)", settings.metrics_host, server.port
+    )
     _install_signals(stop, service, settings.shutdown_timeout_s)
     try:
         service.run(stop)

@@ -22,10 +22,29 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import HistogramMetricFamily
 from prometheus_client.registry import Collector
 
-LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.25, 0.3, 0.4, 0.5, 0.75, 1.0, 2.5, 5.0, 10.0,
-                   30.0, 60.0)
+LATENCY_BUCKETS = (
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.075,
+    0.1,
+    0.15,
+    0.2,
+    0.25,
+    0.3,
+    0.4,
+    0.5,
+    0.75,
+    1.0,
+    2.5,
+    5.0,
+    10.0,
+    30.0,
+    60.0,
+)
 BATCH_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
-SCORE_BUCKETS = tuple(10.0**e for e in range(-6, 2)) + (1000.0,)
+SCORE_BUCKETS = (*(10.0**e for e in range(-6, 2)), 1000.0)
 
 
 class BulkHistogram(Collector):
@@ -36,7 +55,9 @@ class BulkHistogram(Collector):
     like a Histogram (``_bucket``/``_sum``/``_count``, cumulative buckets, ``+Inf``).
     """
 
-    def __init__(self, name: str, documentation: str, buckets: Sequence[float], registry: CollectorRegistry) -> None:
+    def __init__(
+        self, name: str, documentation: str, buckets: Sequence[float], registry: CollectorRegistry
+    ) -> None:
         self.name = name
         self.documentation = documentation
         self.bounds = np.asarray(sorted(buckets), dtype=np.float64)
@@ -110,44 +131,82 @@ class Metrics:
             registry=r,
             records_consumed=Counter(p + "records_consumed", "Records read from the input topic", registry=r),
             records_scored=Counter(p + "records_scored", "Records scored by the detector", registry=r),
-            records_invalid=Counter(p + "records_invalid", "Records sent to the dead-letter topic, by reason",
-                                    ["reason"], registry=r),  # fmt: skip
-            alerts=Counter(p + "alerts", "Records that crossed the threshold, by severity", ["severity"], registry=r),
-            episodes=Counter(p + "episode_events", "Episode messages published, by event", ["event"], registry=r),
+            records_invalid=Counter(
+                p + "records_invalid",
+                "Records sent to the dead-letter topic, by reason",
+                ["reason"],
+                registry=r,
+            ),
+            alerts=Counter(
+                p + "alerts", "Records that crossed the threshold, by severity", ["severity"], registry=r
+            ),
+            episodes=Counter(
+                p + "episode_events", "Episode messages published, by event", ["event"], registry=r
+            ),
             episodes_open=Gauge(p + "episodes_open", "Alert episodes currently open", registry=r),
             score=BulkHistogram(p + "score", "Anomaly scores (reconstruction error)", SCORE_BUCKETS, r),
             threshold=Gauge(p + "threshold", "Current online alert threshold", registry=r),
-            threshold_rebaselines=Gauge(p + "threshold_rebaselines", "Accepted level-shift re-baselines since start",
-                                        registry=r),  # fmt: skip
-            threshold_rejected_shifts=Gauge(p + "threshold_rejected_shifts",
-                                            "Suspected shifts rejected as attack-like since start", registry=r),  # fmt: skip
-            threshold_quarantine=Gauge(p + "threshold_quarantine", "1 while a suspected level shift is under review",
-                                       registry=r),  # fmt: skip
-            batch_duration=Histogram(p + "batch_duration_seconds", "Time to process one poll batch end to end",
-                                     buckets=BATCH_BUCKETS, registry=r),  # fmt: skip
-            end_to_end_latency=BulkHistogram(p + "end_to_end_latency_seconds",
-                                             "From a record's Kafka timestamp to its verdict being committed",
-                                             LATENCY_BUCKETS, r),  # fmt: skip
-            inference_duration=Histogram(p + "inference_duration_seconds", "Model and threshold time per batch",
-                                         buckets=BATCH_BUCKETS, registry=r),  # fmt: skip
-            consumer_lag=Gauge(p + "consumer_lag", "Records behind the partition's high watermark",
-                               ["partition"], registry=r),  # fmt: skip
-            assigned_partitions=Gauge(p + "assigned_partitions", "Input partitions assigned to this instance",
-                                      registry=r),  # fmt: skip
-            model_info=Gauge(p + "model_info", "The model in use (value 1)", ["version", "schema"], registry=r),
-            model_reloads=Counter(p + "model_reloads", "Model reload attempts, by result", ["result"], registry=r),
+            threshold_rebaselines=Gauge(
+                p + "threshold_rebaselines", "Accepted level-shift re-baselines since start", registry=r
+            ),
+            threshold_rejected_shifts=Gauge(
+                p + "threshold_rejected_shifts",
+                "Suspected shifts rejected as attack-like since start",
+                registry=r,
+            ),
+            threshold_quarantine=Gauge(
+                p + "threshold_quarantine", "1 while a suspected level shift is under review", registry=r
+            ),
+            batch_duration=Histogram(
+                p + "batch_duration_seconds",
+                "Time to process one poll batch end to end",
+                buckets=BATCH_BUCKETS,
+                registry=r,
+            ),
+            end_to_end_latency=BulkHistogram(
+                p + "end_to_end_latency_seconds",
+                "From a record's Kafka timestamp to its verdict being committed",
+                LATENCY_BUCKETS,
+                r,
+            ),
+            inference_duration=Histogram(
+                p + "inference_duration_seconds",
+                "Model and threshold time per batch",
+                buckets=BATCH_BUCKETS,
+                registry=r,
+            ),
+            consumer_lag=Gauge(
+                p + "consumer_lag", "Records behind the partition's high watermark", ["partition"], registry=r
+            ),
+            assigned_partitions=Gauge(
+                p + "assigned_partitions", "Input partitions assigned to this instance", registry=r
+            ),
+            model_info=Gauge(
+                p + "model_info", "The model in use (value 1)", ["version", "schema"], registry=r
+            ),
+            model_reloads=Counter(
+                p + "model_reloads", "Model reload attempts, by result", ["result"], registry=r
+            ),
             window_keys=Gauge(p + "window_keys", "Entity keys with a live window", registry=r),
-            window_evictions=Gauge(p + "window_evictions", "Keys evicted from the window store since start",
-                                   registry=r),  # fmt: skip
-            unknown_categories=Counter(p + "unknown_categories", "Categorical values unseen in training, by field",
-                                       ["field"], registry=r),  # fmt: skip
+            window_evictions=Gauge(
+                p + "window_evictions", "Keys evicted from the window store since start", registry=r
+            ),
+            unknown_categories=Counter(
+                p + "unknown_categories",
+                "Categorical values unseen in training, by field",
+                ["field"],
+                registry=r,
+            ),
             broker_up=Gauge(p + "broker_up", "1 when the last broker round trip succeeded", registry=r),
             ready=Gauge(p + "ready", "1 when partitions are assigned and the loop is consuming", registry=r),
-            commit_failures=Counter(p + "commit_failures", "Offset commits that failed (batch will be redelivered)",
-                                    registry=r),  # fmt: skip
-            produce_failures=Counter(p + "produce_failures", "Alert/dead-letter flushes that failed and were retried",
-                                     registry=r),  # fmt: skip
+            commit_failures=Counter(
+                p + "commit_failures", "Offset commits that failed (batch will be redelivered)", registry=r
+            ),
+            produce_failures=Counter(
+                p + "produce_failures", "Alert/dead-letter flushes that failed and were retried", registry=r
+            ),
             rebalances=Counter(p + "rebalances", "Partition assignment changes", ["kind"], registry=r),
-            last_batch_timestamp=Gauge(p + "last_batch_timestamp_seconds", "Unix time the last batch was committed",
-                                       registry=r),  # fmt: skip
+            last_batch_timestamp=Gauge(
+                p + "last_batch_timestamp_seconds", "Unix time the last batch was committed", registry=r
+            ),
         )

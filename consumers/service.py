@@ -11,6 +11,7 @@ and are committed past. A broker outage is waited out (logged, visible in ``flow
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import threading
@@ -103,8 +104,13 @@ class DetectorService:
         policy = AdaptPolicy(quarantine=s.quarantine)
         self.model = model
         self.detector = Detector(model, make_thresholder(s.thresholder, s.risk, policy), max_keys=s.max_keys)
-        self.episodes = EpisodeTracker(schema=model.schema.name, model_version=model.version,
-                                       quiet_s=s.episode_quiet_s, update_s=s.episode_update_s, clock=self.clock)  # fmt: skip
+        self.episodes = EpisodeTracker(
+            schema=model.schema.name,
+            model_version=model.version,
+            quiet_s=s.episode_quiet_s,
+            update_s=s.episode_update_s,
+            clock=self.clock,
+        )
         self.metrics.model_info.clear()
         self.metrics.model_info.labels(version=model.version, schema=model.schema.name).set(1)
         self.metrics.threshold.set(self.detector.thresholder.threshold)
@@ -120,8 +126,12 @@ class DetectorService:
             return
         try:
             self.detector.thresholder.load_state_dict(json.loads(path.read_text()))
-            log.info("restored threshold state from %s (threshold %.6g, %d scores seen)", path,
-                     self.detector.thresholder.threshold, self.detector.thresholder.seen)  # fmt: skip
+            log.info(
+                "restored threshold state from %s (threshold %.6g, %d scores seen)",
+                path,
+                self.detector.thresholder.threshold,
+                self.detector.thresholder.seen,
+            )
         except (ValueError, ConfigError) as exc:
             log.warning("ignoring threshold snapshot %s: %s", path, exc)
 
@@ -154,8 +164,11 @@ class DetectorService:
             return
         if model.schema.name != self.model.schema.name:
             self.metrics.model_reloads.labels(result="failed").inc()
-            log.error("model reload refused: new model is for schema %r, not %r", model.schema.name,
-                      self.model.schema.name)  # fmt: skip
+            log.error(
+                "model reload refused: new model is for schema %r, not %r",
+                model.schema.name,
+                self.model.schema.name,
+            )
             return
         old = self.model.version
         self._publish(self.episodes.close_where(lambda ep: True, "model_reload"), [])
@@ -212,10 +225,8 @@ class DetectorService:
             self._publish(closed, [])
             self._flush_until_done(None)
         for p in partitions:
-            try:
+            with contextlib.suppress(KeyError):
                 self.metrics.consumer_lag.remove(str(p))
-            except KeyError:
-                pass
         log.info("partitions revoked: %s", sorted(partitions))
 
     def _on_assigned(self, partitions: set[int]) -> None:
@@ -228,8 +239,13 @@ class DetectorService:
     def run(self, stop: threading.Event) -> None:
         self._connect()
         self.state.started = True
-        log.info("consuming %s as group %s with model %s (%s)", self.settings.input_topic, self.settings.group,
-                 self.model.version, self.model.schema.name)  # fmt: skip
+        log.info(
+            "consuming %s as group %s with model %s (%s)",
+            self.settings.input_topic,
+            self.settings.group,
+            self.model.version,
+            self.model.schema.name,
+        )
         try:
             while not stop.is_set():
                 self.step(stop)
@@ -242,7 +258,9 @@ class DetectorService:
         self.state.heartbeat = self.clock()
         self._maybe_reload()
         try:
-            polled = self._consumer.poll(timeout_ms=self.settings.poll_timeout_ms, max_records=self.settings.batch_size)
+            polled = self._consumer.poll(
+                timeout_ms=self.settings.poll_timeout_ms, max_records=self.settings.batch_size
+            )
             self._broker(ok=self._coordinator_alive())
         except KafkaError as exc:
             self._broker(ok=False)
@@ -269,13 +287,17 @@ class DetectorService:
             if not self._flush_until_done(stop):
                 return len(messages)  # stopping during an outage: leave the batch uncommitted
         if messages:
-            offsets = {}
+            offsets: dict[TopicPartition, OffsetAndMetadata] = {}
             for m in messages:
                 tp = TopicPartition(m.topic, m.partition)
-                offsets[tp] = OffsetAndMetadata(max(m.offset + 1, offsets[tp].offset if tp in offsets else 0), "", -1)
+                offsets[tp] = OffsetAndMetadata(
+                    max(m.offset + 1, offsets[tp].offset if tp in offsets else 0), "", -1
+                )
             if self._commit(offsets, stop):
                 now = self.clock()
-                stamps = np.fromiter((m.timestamp_ms for m in messages), dtype=np.float64, count=len(messages))
+                stamps = np.fromiter(
+                    (m.timestamp_ms for m in messages), dtype=np.float64, count=len(messages)
+                )
                 stamps = stamps[stamps > 0]
                 self.metrics.end_to_end_latency.observe_many(np.maximum(now - stamps / 1000.0, 0.0))
                 self.metrics.last_batch_timestamp.set(now)
@@ -287,8 +309,9 @@ class DetectorService:
 
     def _detect(self, messages: list[InputMessage]) -> tuple[list[dict[str, Any]], list[DeadLetter]]:
         s = self.settings
-        batch, kept, dead = decode_messages(messages, self.model.schema, max_bytes=s.max_record_bytes,
-                                            allow_extra_fields=s.allow_extra_fields)  # fmt: skip
+        batch, kept, dead = decode_messages(
+            messages, self.model.schema, max_bytes=s.max_record_bytes, allow_extra_fields=s.allow_extra_fields
+        )
         for d in dead:
             self.metrics.records_invalid.labels(reason=d.reason).inc()
         if dead:
@@ -305,17 +328,25 @@ class DetectorService:
             self.metrics.unknown_categories.labels(field=field_name).inc(n)
         self.metrics.score.observe_many(v.scores)
         alerts = []
-        for i in np.flatnonzero(v.alerts):
+        for i in np.flatnonzero(v.alerts).tolist():
             m = kept[i]
             sev = severity(float(v.scores[i]), float(v.thresholds[i]))
             self.metrics.alerts.labels(severity=sev).inc()
             ts = float(batch.timestamps[i])
-            alerts.append(AlertRecord(
-                key=str(batch.keys[i]), partition=m.partition, topic=m.topic, offset=m.offset,
-                score=float(v.scores[i]), threshold=float(v.thresholds[i]), top_features=v.top_features(i),
-                event_time=ts if np.isfinite(ts) else None, kafka_timestamp_ms=m.timestamp_ms,
-                label=None if batch.labels is None else str(batch.labels[i]) or None,
-            ))  # fmt: skip
+            alerts.append(
+                AlertRecord(
+                    key=str(batch.keys[i]),
+                    partition=m.partition,
+                    topic=m.topic,
+                    offset=m.offset,
+                    score=float(v.scores[i]),
+                    threshold=float(v.thresholds[i]),
+                    top_features=v.top_features(i),
+                    event_time=ts if np.isfinite(ts) else None,
+                    kafka_timestamp_ms=m.timestamp_ms,
+                    label=None if batch.labels is None else str(batch.labels[i]) or None,
+                )
+            )
         return self.episodes.observe(alerts), dead
 
     # ------------------------------------------------------------------ output
@@ -335,7 +366,9 @@ class DetectorService:
                 ("flowsentinel.source.offset", str(m.offset).encode()),
                 ("flowsentinel.version", VERSION.encode()),
             ]
-            self._pending.append((s.dead_letter_topic, m.key, m.value if m.value is not None else b"", headers))
+            self._pending.append(
+                (s.dead_letter_topic, m.key, m.value if m.value is not None else b"", headers)
+            )
         self.metrics.episodes_open.set(len(self.episodes.open))
 
     def _flush_until_done(self, stop: threading.Event | None) -> bool:
@@ -345,7 +378,9 @@ class DetectorService:
         Returns False only if asked to stop before everything was delivered.
         """
         assert self._producer is not None
-        in_flight: list[tuple[tuple[str, bytes | None, bytes, Any], Any]] = [(item, None) for item in self._pending]
+        in_flight: list[tuple[tuple[str, bytes | None, bytes, Any], Any]] = [
+            (item, None) for item in self._pending
+        ]
         delay = 0.5
         while in_flight:
             resent = []
@@ -362,7 +397,9 @@ class DetectorService:
                 self._producer.flush(timeout=5)
             except KafkaError as exc:
                 log.debug("flush not complete: %s", exc)
-            in_flight = [(item, fut) for item, fut in resent if fut is None or not fut.is_done or fut.failed()]
+            in_flight = [
+                (item, fut) for item, fut in resent if fut is None or not fut.is_done or fut.failed()
+            ]
             self._pending = [item for item, _ in in_flight]
             if not in_flight:
                 return True
@@ -371,7 +408,9 @@ class DetectorService:
             self.metrics.produce_failures.inc()
             log.warning("%d alert/dead-letter message(s) not yet acknowledged; waiting", len(in_flight))
             if stop is not None and stop.wait(delay):
-                log.error("stopping with %d unpublished message(s); their batch stays uncommitted", len(in_flight))
+                log.error(
+                    "stopping with %d unpublished message(s); their batch stays uncommitted", len(in_flight)
+                )
                 return False
             delay = min(delay * 2, 5.0)
         return True

@@ -95,15 +95,29 @@ class Settings:
             raise bad("risk", "must be in (0, 0.5)")
         if not (1 <= self.metrics_port <= 65535) and self.metrics_port != 0:
             raise bad("metrics_port", "must be a TCP port (0 picks a free one)")
-        positive_ints = ("quarantine", "max_keys", "batch_size", "poll_timeout_ms", "fetch_max_wait_ms", "max_record_bytes",
-                         "session_timeout_ms", "heartbeat_interval_ms", "max_poll_interval_ms")  # fmt: skip
+        positive_ints = (
+            "quarantine",
+            "max_keys",
+            "batch_size",
+            "poll_timeout_ms",
+            "fetch_max_wait_ms",
+            "max_record_bytes",
+            "session_timeout_ms",
+            "heartbeat_interval_ms",
+            "max_poll_interval_ms",
+        )
         for name in positive_ints:
             if getattr(self, name) < 1:
                 raise bad(name, "must be >= 1")
         if self.quarantine < 100:
             raise bad("quarantine", "must be >= 100 records")
-        positive_floats = ("episode_quiet_s", "episode_update_s", "snapshot_interval_s", "reload_check_s",
-                           "shutdown_timeout_s")  # fmt: skip
+        positive_floats = (
+            "episode_quiet_s",
+            "episode_update_s",
+            "snapshot_interval_s",
+            "reload_check_s",
+            "shutdown_timeout_s",
+        )
         for name in positive_floats:
             value = getattr(self, name)
             if not (math.isfinite(value) and value > 0):

@@ -119,7 +119,9 @@ def load_artifact(directory: str | Path) -> TrainedModel:
     try:
         meta = json.loads(meta_path.read_bytes())
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ArtifactError(f"{meta_path}: metadata is not valid JSON (truncated or edited?): {exc}") from None
+        raise ArtifactError(
+            f"{meta_path}: metadata is not valid JSON (truncated or edited?): {exc}"
+        ) from None
     if not isinstance(meta, dict) or meta.get("format") != "flowsentinel-model":
         raise ArtifactError(f"{meta_path}: not flowsentinel model metadata")
     version = meta.get("format_version")
@@ -130,7 +132,9 @@ def load_artifact(directory: str | Path) -> TrainedModel:
         )
     weights = weights_path.read_bytes()
     if hashlib.sha256(weights).hexdigest() != meta.get("weights_sha256"):
-        raise ArtifactError(f"{weights_path}: weights do not match their recorded SHA-256 (truncated or tampered)")
+        raise ArtifactError(
+            f"{weights_path}: weights do not match their recorded SHA-256 (truncated or tampered)"
+        )
     if _digest(meta, weights) != meta.get("content_hash"):
         raise ArtifactError(f"{meta_path}: content hash mismatch: the metadata was modified after saving")
     try:
@@ -141,7 +145,9 @@ def load_artifact(directory: str | Path) -> TrainedModel:
     except (KeyError, TypeError, ValueError, SchemaError) as exc:
         raise ArtifactError(f"{meta_path}: metadata is incomplete or invalid: {exc}") from None
     if config.n_features != encoder.width:
-        raise ArtifactError(f"{meta_path}: model expects {config.n_features} features, encoder gives {encoder.width}")
+        raise ArtifactError(
+            f"{meta_path}: model expects {config.n_features} features, encoder gives {encoder.width}"
+        )
     try:
         state = torch.load(io.BytesIO(weights), map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises several types for corrupt/unsafe payloads
@@ -150,7 +156,9 @@ def load_artifact(directory: str | Path) -> TrainedModel:
     try:
         net.load_state_dict(state, strict=True)
     except (RuntimeError, TypeError, AttributeError) as exc:
-        raise ArtifactError(f"{weights_path}: weights do not fit the model config: {str(exc).splitlines()[0]}") from None
+        raise ArtifactError(
+            f"{weights_path}: weights do not fit the model config: {str(exc).splitlines()[0]}"
+        ) from None
     net.eval()
     return TrainedModel(
         schema=schema,

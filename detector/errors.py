@@ -31,7 +31,13 @@ class RecordError(FlowSentinelError, ValueError):
     """
 
     def __init__(
-        self, reason: str, *, field: str | None = None, value: object = None, where: str = "", code: str = "invalid"
+        self,
+        reason: str,
+        *,
+        field: str | None = None,
+        value: object = None,
+        where: str = "",
+        code: str = "invalid",
     ) -> None:
         self.reason = reason
         self.code = code

@@ -55,7 +55,9 @@ class LSTMAutoencoder(nn.Module):
     def __init__(self, config: ModelConfig) -> None:
         super().__init__()
         self.config = config
-        self.encoder = nn.LSTM(config.n_features + 1, config.hidden, num_layers=config.layers, batch_first=True)
+        self.encoder = nn.LSTM(
+            config.n_features + 1, config.hidden, num_layers=config.layers, batch_first=True
+        )
         self.to_latent = nn.Sequential(nn.Linear(config.hidden, config.latent), nn.Tanh())
         self.decoder = nn.Sequential(
             nn.Linear(config.latent, config.hidden),

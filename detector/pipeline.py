@@ -51,8 +51,9 @@ def score_windows(
     net.eval()
     with torch.inference_mode():
         for s in range(0, n, batch_size):
-            err = squared_errors(net, torch.from_numpy(windows[s : s + batch_size]),
-                                 torch.from_numpy(mask[s : s + batch_size])).numpy()  # fmt: skip
+            err = squared_errors(
+                net, torch.from_numpy(windows[s : s + batch_size]), torch.from_numpy(mask[s : s + batch_size])
+            ).numpy()
             field_err[s : s + batch_size] = np.add.reduceat(err, starts, axis=1)
     scores = field_err.sum(axis=1) / width
     return scores, field_err

@@ -102,7 +102,9 @@ class Schema:
                 raise SchemaError(f"schema {self.name}: {role} field {value!r} is also a feature")
         unknown_signed = set(self.signed) - set(self.numeric)
         if unknown_signed:
-            raise SchemaError(f"schema {self.name}: signed field {sorted(unknown_signed)[0]!r} is not numeric")
+            raise SchemaError(
+                f"schema {self.name}: signed field {sorted(unknown_signed)[0]!r} is not numeric"
+            )
         if self.timestamp_kind not in ("epoch", "datetime"):
             raise SchemaError(f"schema {self.name}: timestamp_kind {self.timestamp_kind!r} invalid")
         if self.nonfinite not in ("reject", "zero"):
@@ -189,7 +191,9 @@ class Schema:
         known = set(cls.__dataclass_fields__)
         unknown = sorted(set(data) - known)
         if unknown:
-            raise SchemaError(f"{source}: unknown schema key {unknown[0]!r} (known: {', '.join(sorted(known))})")
+            raise SchemaError(
+                f"{source}: unknown schema key {unknown[0]!r} (known: {', '.join(sorted(known))})"
+            )
         for required in ("name",):
             if required not in data:
                 raise SchemaError(f"{source}: schema key {required!r} is required")
@@ -215,7 +219,9 @@ class Schema:
         try:
             version = int(data.get("version", 1))
         except (TypeError, ValueError):
-            raise SchemaError(f"{source}: schema key 'version' = {data.get('version')!r} is not an integer") from None
+            raise SchemaError(
+                f"{source}: schema key 'version' = {data.get('version')!r} is not an integer"
+            ) from None
         try:
             return cls(
                 name=str(data["name"]),
@@ -300,7 +306,9 @@ class RecordBatch:
             categorical=np.concatenate([b.categorical for b in batches]),
             keys=np.concatenate([b.keys for b in batches]),
             timestamps=np.concatenate([b.timestamps for b in batches]),
-            labels=np.concatenate([b.labels for b in batches]) if has_labels else None,  # type: ignore[misc]
+            labels=np.concatenate([b.labels for b in batches if b.labels is not None])
+            if has_labels
+            else None,
             positions=[p for b in batches for p in b.positions],
             rejected=[e for b in batches for e in b.rejected],
             repaired=repaired,
@@ -347,7 +355,7 @@ def parse_table(
     def reject(mask: np.ndarray, field_name: str, values: np.ndarray, reason: str) -> None:
         new = mask & ~bad
         code = _reason_code(reason)
-        for i in np.flatnonzero(new):
+        for i in np.flatnonzero(new).tolist():
             errors[i] = RecordError(reason, field=field_name, value=values[i], where=positions[i], code=code)
         bad[new] = True
 
@@ -363,8 +371,7 @@ def parse_table(
         values = _to_float(raw)
         nan = np.isnan(values)
         if nan.any():
-            idx = np.flatnonzero(nan)
-            for i in idx:
+            for i in np.flatnonzero(nan).tolist():
                 v = raw[i]
                 if isinstance(v, str) and v.strip() in schema.unset_tokens:
                     values[i] = 0.0
@@ -404,7 +411,8 @@ def parse_table(
 
     if schema.key is not None and schema.key in table:
         keys = np.array(
-            [GLOBAL_KEY if _is_missing(v) else str(v).strip() for v in as_objects(table[schema.key])], dtype=object
+            [GLOBAL_KEY if _is_missing(v) else str(v).strip() for v in as_objects(table[schema.key])],
+            dtype=object,
         )
     else:
         keys = np.full(n, GLOBAL_KEY, dtype=object)
@@ -413,7 +421,9 @@ def parse_table(
     if schema.timestamp is not None and schema.timestamp in table:
         raw = as_objects(table[schema.timestamp])
         if schema.timestamp_kind == "epoch":
-            timestamps = pd.to_numeric(pd.Series(raw, dtype=object), errors="coerce").to_numpy(dtype=np.float64)
+            timestamps = pd.to_numeric(pd.Series(raw, dtype=object), errors="coerce").to_numpy(
+                dtype=np.float64
+            )
         else:
             timestamps = _parse_datetimes(raw)
         absent = np.fromiter((_is_missing(v) for v in raw), dtype=bool, count=n)  # absent: no time, fine
@@ -439,7 +449,7 @@ def parse_table(
         keys=keys[keep],
         timestamps=timestamps[keep],
         labels=None if labels is None else labels[keep],
-        positions=[positions[i] for i in keep],
+        positions=[positions[i] for i in keep.tolist()],
         rejected=[e for e in errors if e is not None],
         repaired=repaired,
         row_index=keep,
@@ -456,8 +466,13 @@ def _to_float(raw: np.ndarray) -> np.ndarray:
 
 
 def _reason_code(reason: str) -> str:
-    for prefix, code in (("missing", "missing_value"), ("not a number", "wrong_type"), ("non-finite", "non_finite"),
-                         ("negative", "negative_value"), ("not a valid timestamp", "bad_timestamp")):  # fmt: skip
+    for prefix, code in (
+        ("missing", "missing_value"),
+        ("not a number", "wrong_type"),
+        ("non-finite", "non_finite"),
+        ("negative", "negative_value"),
+        ("not a valid timestamp", "bad_timestamp"),
+    ):
         if reason.startswith(prefix):
             return code
     return "invalid"
@@ -490,15 +505,48 @@ def _ns_scale(series: pd.Series) -> float:
 
 # ------------------------------------------------------------------------------------ built-in schemas
 KDD_FEATURES = (
-    "duration", "protocol_type", "service", "flag", "src_bytes", "dst_bytes", "land", "wrong_fragment",
-    "urgent", "hot", "num_failed_logins", "logged_in", "num_compromised", "root_shell", "su_attempted",
-    "num_root", "num_file_creations", "num_shells", "num_access_files", "num_outbound_cmds",
-    "is_host_login", "is_guest_login", "count", "srv_count", "serror_rate", "srv_serror_rate",
-    "rerror_rate", "srv_rerror_rate", "same_srv_rate", "diff_srv_rate", "srv_diff_host_rate",
-    "dst_host_count", "dst_host_srv_count", "dst_host_same_srv_rate", "dst_host_diff_srv_rate",
-    "dst_host_same_src_port_rate", "dst_host_srv_diff_host_rate", "dst_host_serror_rate",
-    "dst_host_srv_serror_rate", "dst_host_rerror_rate", "dst_host_srv_rerror_rate",
-)  # fmt: skip
+    "duration",
+    "protocol_type",
+    "service",
+    "flag",
+    "src_bytes",
+    "dst_bytes",
+    "land",
+    "wrong_fragment",
+    "urgent",
+    "hot",
+    "num_failed_logins",
+    "logged_in",
+    "num_compromised",
+    "root_shell",
+    "su_attempted",
+    "num_root",
+    "num_file_creations",
+    "num_shells",
+    "num_access_files",
+    "num_outbound_cmds",
+    "is_host_login",
+    "is_guest_login",
+    "count",
+    "srv_count",
+    "serror_rate",
+    "srv_serror_rate",
+    "rerror_rate",
+    "srv_rerror_rate",
+    "same_srv_rate",
+    "diff_srv_rate",
+    "srv_diff_host_rate",
+    "dst_host_count",
+    "dst_host_srv_count",
+    "dst_host_same_srv_rate",
+    "dst_host_diff_srv_rate",
+    "dst_host_same_src_port_rate",
+    "dst_host_srv_diff_host_rate",
+    "dst_host_serror_rate",
+    "dst_host_srv_serror_rate",
+    "dst_host_rerror_rate",
+    "dst_host_srv_rerror_rate",
+)
 KDD_CATEGORICAL = ("protocol_type", "service", "flag")
 
 _KDD = Schema(
@@ -605,9 +653,19 @@ _CIC_NUMERIC: dict[str, tuple[str, ...]] = {
 # Fields that legitimately go negative in CICFlowMeter output: -1 is its "not seen" sentinel for the
 # initial window sizes, and its IAT/rate arithmetic yields small negatives on clock skew.
 _CIC_SIGNED = frozenset(
-    {"FWD Init Win Bytes", "Bwd Init Win Bytes", "Flow IAT Min", "Flow IAT Mean", "Flow IAT Max",
-     "Fwd IAT Min", "Flow Bytes/s", "Flow Packets/s", "Fwd Header Length", "Bwd Header Length"}
-)  # fmt: skip
+    {
+        "FWD Init Win Bytes",
+        "Bwd Init Win Bytes",
+        "Flow IAT Min",
+        "Flow IAT Mean",
+        "Flow IAT Max",
+        "Fwd IAT Min",
+        "Flow Bytes/s",
+        "Flow Packets/s",
+        "Fwd Header Length",
+        "Bwd Header Length",
+    }
+)
 
 _CIC = Schema(
     name="cicflowmeter",
@@ -636,9 +694,15 @@ _CIC = Schema(
 )
 
 ZEEK_NUMERIC = (
-    "duration", "orig_bytes", "resp_bytes", "missed_bytes", "orig_pkts", "orig_ip_bytes", "resp_pkts",
+    "duration",
+    "orig_bytes",
+    "resp_bytes",
+    "missed_bytes",
+    "orig_pkts",
+    "orig_ip_bytes",
+    "resp_pkts",
     "resp_ip_bytes",
-)  # fmt: skip
+)
 _ZEEK = Schema(
     name="zeek-conn",
     version=1,
@@ -659,7 +723,13 @@ _ZEEK = Schema(
 )
 
 BUILTIN_SCHEMAS: dict[str, Schema] = {s.name: s for s in (_KDD, _CIC, _ZEEK)}
-SCHEMA_ALIASES = {"nsl-kdd": "kdd", "kdd99": "kdd", "kddcup99": "kdd", "cic": "cicflowmeter", "zeek": "zeek-conn"}
+SCHEMA_ALIASES = {
+    "nsl-kdd": "kdd",
+    "kdd99": "kdd",
+    "kddcup99": "kdd",
+    "cic": "cicflowmeter",
+    "zeek": "zeek-conn",
+}
 
 
 def builtin_schema(name: str) -> Schema:

@@ -292,9 +292,7 @@ def fit_gpd(excesses: np.ndarray) -> tuple[float, float]:
     if n < 5 or mean <= _EPS:
         return 0.0, max(mean, _EPS)
     ymax = float(y.max())
-    thetas = np.concatenate(
-        [-np.geomspace(1e-4, 0.999, 40) / ymax, np.geomspace(1e-4, 1e3, 80) / mean]
-    )
+    thetas = np.concatenate([-np.geomspace(1e-4, 0.999, 40) / ymax, np.geomspace(1e-4, 1e3, 80) / mean])
     gammas = np.log1p(np.outer(thetas, y)).mean(axis=1)
     with np.errstate(divide="ignore", invalid="ignore"):
         ll = -n * np.log(gammas / thetas) - n - n * gammas

@@ -87,12 +87,12 @@ def harden_contexts(
     idx = idx.copy()
     b, w = idx.shape
     if w > 1:
-        shuffle = rng.random(b) < cfg.p_shuffle
+        shuffle = np.asarray(rng.random(b) < cfg.p_shuffle)
         if shuffle.any():
             ctx = idx[shuffle, :-1]
             random_ctx = rng.choice(pool, size=ctx.shape)
             idx[shuffle, :-1] = np.where(ctx >= 0, random_ctx, -1)
-        trunc = rng.random(b) < cfg.p_truncate
+        trunc = np.asarray(rng.random(b) < cfg.p_truncate)
         if trunc.any():
             keep = rng.integers(0, w, size=int(trunc.sum()))  # context records kept: 0..w-1
             cols = np.arange(w - 1)
@@ -102,7 +102,7 @@ def harden_contexts(
             idx[trunc, :-1] = sub
     windows, mask = gather_windows(x, idx)
     if w > 1:
-        corrupt = rng.random(b) < cfg.p_corrupt
+        corrupt = np.asarray(rng.random(b) < cfg.p_corrupt)
         if corrupt.any():
             ctx = windows[corrupt, :-1]
             hit = (rng.random(ctx.shape[:2]) < 0.5) & (mask[corrupt, :-1] > 0)
@@ -132,11 +132,12 @@ def train(
     x, _ = encoder.transform(batch)
     win_idx = window_indices(batch.keys, cfg.window)
     perm = rng.permutation(n)
-    n_val = max(1, int(round(n * cfg.val_fraction)))
+    n_val = max(1, round(n * cfg.val_fraction))
     val_rows, train_rows = np.sort(perm[:n_val]), perm[n_val:]
 
-    mcfg = ModelConfig(n_features=encoder.width, window=cfg.window, hidden=cfg.hidden, latent=cfg.latent,
-                       layers=cfg.layers)  # fmt: skip
+    mcfg = ModelConfig(
+        n_features=encoder.width, window=cfg.window, hidden=cfg.hidden, latent=cfg.latent, layers=cfg.layers
+    )
     net = LSTMAutoencoder(mcfg)
     opt = torch.optim.AdamW(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, factor=0.5, patience=1)
@@ -156,8 +157,14 @@ def train(
     best = (float("inf"), copy.deepcopy(net.state_dict()), 0)
     steps_per_epoch = (len(train_rows) + cfg.batch_size - 1) // cfg.batch_size
     initial_val = val_loss()
-    bar = tqdm(total=cfg.epochs * steps_per_epoch, disable=not progress, unit="batch", desc="training",
-               dynamic_ncols=True, mininterval=0.5)  # fmt: skip
+    bar = tqdm(
+        total=cfg.epochs * steps_per_epoch,
+        disable=not progress,
+        unit="batch",
+        desc="training",
+        dynamic_ncols=True,
+        mininterval=0.5,
+    )
     stale = 0
     for epoch in range(1, cfg.epochs + 1):
         net.train()
@@ -199,7 +206,7 @@ def train(
     elapsed = time.monotonic() - started
     training = {
         "records": n,
-        "train_records": int(len(train_rows)),
+        "train_records": len(train_rows),
         "val_records": int(n_val),
         "epochs_run": len(history),
         "best_epoch": best[2],

@@ -1,3 +1,5 @@
-from flowsentinel.cli import main
 import sys
+
+from flowsentinel.cli import main
+
 sys.exit(main())

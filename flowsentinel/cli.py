@@ -13,7 +13,7 @@ import logging
 import math
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -43,7 +43,7 @@ def _positive_int(text: str) -> int:
     return value
 
 
-def _fraction(low: float, high: float):  # type: ignore[no-untyped-def]  # noqa: ANN202
+def _fraction(low: float, high: float) -> Callable[[str], float]:
     def parse(text: str) -> float:
         try:
             value = float(text)
@@ -62,11 +62,17 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     t = sub.add_parser("train", help="train a model on the normal records of labelled files")
-    t.add_argument("--schema", required=True, help="kdd, cicflowmeter, zeek-conn, or a schema file (.toml/.yaml)")
+    t.add_argument(
+        "--schema", required=True, help="kdd, cicflowmeter, zeek-conn, or a schema file (.toml/.yaml)"
+    )
     src = t.add_mutually_exclusive_group(required=True)
     src.add_argument("--data", nargs="+", metavar="PATH", help="data files (plain or .gz)")
-    src.add_argument("--synthetic", type=_positive_int, metavar="N",
-                     help="train on N records of the built-in synthetic normal traffic (kdd schema)")  # fmt: skip
+    src.add_argument(
+        "--synthetic",
+        type=_positive_int,
+        metavar="N",
+        help="train on N records of the built-in synthetic normal traffic (kdd schema)",
+    )
     t.add_argument("--out", required=True, metavar="MODEL_DIR", help="directory to write the model to")
     t.add_argument("--window", type=_positive_int, default=8, help="records per window (default 8)")
     t.add_argument("--hidden", type=_positive_int, default=32, help="LSTM hidden size (default 32)")
@@ -85,16 +91,25 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--data", required=True, nargs="+", metavar="PATH")
     s.add_argument("--schema", default=None, help="schema of the data (default: the model's)")
     s.add_argument("--thresholder", choices=("spot", "quantile"), default="spot")
-    s.add_argument("--risk", type=_fraction(0.0, 0.5), default=0.01,
-                   help="target share of normal records that alert, q (default 0.01)")  # fmt: skip
+    s.add_argument(
+        "--risk",
+        type=_fraction(0.0, 0.5),
+        default=0.01,
+        help="target share of normal records that alert, q (default 0.01)",
+    )
     s.add_argument("--out", default=None, metavar="CSV", help="write one row per record here")
     s.add_argument("--json", action="store_true", help="print the summary as JSON")
     s.add_argument("--limit", type=_positive_int, default=None, help="read at most N records per file")
 
-    d = sub.add_parser("detect", help="run the detector service on a Kafka topic",
-                       description="Every flag can also be set as FLOWSENTINEL_<FLAG> (e.g. "
-                                   "FLOWSENTINEL_BOOTSTRAP_SERVERS) or in a TOML --config file.")  # fmt: skip
-    d.add_argument("--config", default=None, metavar="FILE", help="TOML file of settings (same names as the flags)")
+    d = sub.add_parser(
+        "detect",
+        help="run the detector service on a Kafka topic",
+        description="Every flag can also be set as FLOWSENTINEL_<FLAG> (e.g. "
+        "FLOWSENTINEL_BOOTSTRAP_SERVERS) or in a TOML --config file.",
+    )
+    d.add_argument(
+        "--config", default=None, metavar="FILE", help="TOML file of settings (same names as the flags)"
+    )
     _add_settings_flags(d)
 
     pr = sub.add_parser("produce", help="replay a file, or synthetic traffic, into a Kafka topic")
@@ -103,35 +118,69 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--topic", default=_env("TOPIC", "flowsentinel.records"))
     pr.add_argument("--data", nargs="+", metavar="PATH", default=_env_list("DATA"))
     pace = pr.add_mutually_exclusive_group()
-    pace.add_argument("--rate", type=_positive_float, default=_env("RATE", None, float),
-                      help="records per second (synthetic default: 1000)")  # fmt: skip
-    pace.add_argument("--speedup", type=_positive_float, default=_env("SPEEDUP", None, float),
-                      help="replay at X times the records' own timestamps")  # fmt: skip
-    pace.add_argument("--realtime", action="store_true", default=_env("REALTIME", False, _truthy),
-                      help="replay at the records' own pace (--speedup 1)")  # fmt: skip
-    pr.add_argument("--loop", action="store_true", default=_env("LOOP", False, _truthy), help="start over at the end")
-    pr.add_argument("--limit", type=_positive_int, default=_env("LIMIT", None, int), help="stop after N records")
-    pr.add_argument("--partitions", type=_positive_int, default=_env("PARTITIONS", 4, int),
-                    help="partitions if the topic has to be created (default 4)")  # fmt: skip
-    pr.add_argument("--compression", choices=("none", "gzip", "snappy", "lz4", "zstd"),
-                    default=_env("COMPRESSION", "lz4"))  # fmt: skip
+    pace.add_argument(
+        "--rate",
+        type=_positive_float,
+        default=_env("RATE", None, float),
+        help="records per second (synthetic default: 1000)",
+    )
+    pace.add_argument(
+        "--speedup",
+        type=_positive_float,
+        default=_env("SPEEDUP", None, float),
+        help="replay at X times the records' own timestamps",
+    )
+    pace.add_argument(
+        "--realtime",
+        action="store_true",
+        default=_env("REALTIME", False, _truthy),
+        help="replay at the records' own pace (--speedup 1)",
+    )
+    pr.add_argument(
+        "--loop", action="store_true", default=_env("LOOP", False, _truthy), help="start over at the end"
+    )
+    pr.add_argument(
+        "--limit", type=_positive_int, default=_env("LIMIT", None, int), help="stop after N records"
+    )
+    pr.add_argument(
+        "--partitions",
+        type=_positive_int,
+        default=_env("PARTITIONS", 4, int),
+        help="partitions if the topic has to be created (default 4)",
+    )
+    pr.add_argument(
+        "--compression", choices=("none", "gzip", "snappy", "lz4", "zstd"), default=_env("COMPRESSION", "lz4")
+    )
     pr.add_argument("--linger-ms", type=int, default=_env("LINGER_MS", 20, int))
     pr.add_argument("--batch-bytes", type=_positive_int, default=_env("BATCH_BYTES", 262144, int))
     pr.add_argument("--hosts", type=_positive_int, default=_env("HOSTS", 200, int), help="synthetic: hosts")
-    pr.add_argument("--attack-every", type=float, default=_env("ATTACK_EVERY", 30.0, float),
-                    help="synthetic: seconds between attack episodes (0: none)")  # fmt: skip
+    pr.add_argument(
+        "--attack-every",
+        type=float,
+        default=_env("ATTACK_EVERY", 30.0, float),
+        help="synthetic: seconds between attack episodes (0: none)",
+    )
     pr.add_argument("--seed", type=int, default=_env("SEED", 0, int), help="synthetic: random seed")
     pr.add_argument("--quiet", action="store_true", help="no progress bar")
 
-    dm = sub.add_parser("demo", help="everything at once: broker, model, detector, synthetic traffic, live view")
-    dm.add_argument("--bootstrap-servers", default=_env("BOOTSTRAP_SERVERS", None),
-                    help="use this Kafka instead of starting an embedded broker")  # fmt: skip
+    dm = sub.add_parser(
+        "demo", help="everything at once: broker, model, detector, synthetic traffic, live view"
+    )
+    dm.add_argument(
+        "--bootstrap-servers",
+        default=_env("BOOTSTRAP_SERVERS", None),
+        help="use this Kafka instead of starting an embedded broker",
+    )
     dm.add_argument("--model", default=_env("MODEL", None), help="model directory (default: train one)")
-    dm.add_argument("--rate", type=_positive_float, default=_env("RATE", 500.0, float), help="records/s (500)")
+    dm.add_argument(
+        "--rate", type=_positive_float, default=_env("RATE", 500.0, float), help="records/s (500)"
+    )
     dm.add_argument("--metrics-port", type=int, default=_env("METRICS_PORT", 9464, int))
     dm.add_argument("--attack-every", type=float, default=_env("ATTACK_EVERY", 20.0, float))
     dm.add_argument("--duration", type=_positive_float, default=None, help="stop after S seconds")
-    dm.add_argument("--workdir", default=_env("WORKDIR", "models/demo"), help="where the demo keeps its model/state")
+    dm.add_argument(
+        "--workdir", default=_env("WORKDIR", "models/demo"), help="where the demo keeps its model/state"
+    )
     return p
 
 
@@ -182,13 +231,23 @@ def _add_settings_flags(parser: argparse.ArgumentParser) -> None:
         flag = "--" + f.name.replace("_", "-")
         default = "" if f.default is dataclasses.MISSING else f.default
         if f.type == "bool":
-            parser.add_argument(flag, dest=f.name, action="store_const", const=True, default=None,
-                                help=f"(env FLOWSENTINEL_{f.name.upper()})")  # fmt: skip
+            parser.add_argument(
+                flag,
+                dest=f.name,
+                action="store_const",
+                const=True,
+                default=None,
+                help=f"(env FLOWSENTINEL_{f.name.upper()})",
+            )
         else:
             shown = "***" if "password" in f.name else default
-            parser.add_argument(flag, dest=f.name, default=None, metavar=f.name.upper(),
-                                help=f"default {shown!r} (env FLOWSENTINEL_{f.name.upper()})")  # fmt: skip
-
+            parser.add_argument(
+                flag,
+                dest=f.name,
+                default=None,
+                metavar=f.name.upper(),
+                help=f"default {shown!r} (env FLOWSENTINEL_{f.name.upper()})",
+            )
 
 
 def _check_files(paths: Sequence[str], flag: str) -> None:
@@ -209,9 +268,17 @@ def cmd_train(args: argparse.Namespace) -> int:
         _check_files(args.data, "--data")
     elif schema.name != "kdd":
         raise UsageError(f"--synthetic writes kdd records; --schema {args.schema!r} does not match")
-    cfg = TrainConfig(window=args.window, hidden=args.hidden, latent=args.latent, epochs=args.epochs,
-                      batch_size=args.batch_size, lr=args.lr, patience=args.patience,
-                      val_fraction=args.val_fraction, seed=args.seed)  # fmt: skip
+    cfg = TrainConfig(
+        window=args.window,
+        hidden=args.hidden,
+        latent=args.latent,
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        patience=args.patience,
+        val_fraction=args.val_fraction,
+        seed=args.seed,
+    )
     started = time.monotonic()
     batches = []
     if args.synthetic:
@@ -225,7 +292,9 @@ def cmd_train(args: argparse.Namespace) -> int:
     data = RecordBatch.concat(batches)
     normal = data.is_normal
     if normal is None:
-        log.warning("the data has no label field %r: training on all %d records as normal", schema.label, len(data))
+        log.warning(
+            "the data has no label field %r: training on all %d records as normal", schema.label, len(data)
+        )
         train_batch = data
     else:
         train_batch = data.take(np.flatnonzero(normal))
@@ -310,8 +379,17 @@ def cmd_score(args: argparse.Namespace) -> int:
                     for i in range(len(batch)):
                         top = ";".join(f"{f}={share:.2f}" for f, share in v.top_features(i))
                         label = "" if batch.labels is None else batch.labels[i]
-                        writer.writerow([batch.positions[i], batch.keys[i], f"{v.scores[i]:.6g}",
-                                         f"{v.thresholds[i]:.6g}", int(v.alerts[i]), label, top])  # fmt: skip
+                        writer.writerow(
+                            [
+                                batch.positions[i],
+                                batch.keys[i],
+                                f"{v.scores[i]:.6g}",
+                                f"{v.thresholds[i]:.6g}",
+                                int(v.alerts[i]),
+                                label,
+                                top,
+                            ]
+                        )
     finally:
         if out_fh is not None:
             out_fh.close()
@@ -334,7 +412,9 @@ def cmd_score(args: argparse.Namespace) -> int:
     }
     if labels and len(labels) == len(scores):
         y = np.concatenate(labels)
-        summary.update({"auroc": auroc(y, all_scores), "auprc": auprc(y, all_scores), "attacks": int(y.sum())})
+        summary.update(
+            {"auroc": auroc(y, all_scores), "auprc": auprc(y, all_scores), "attacks": int(y.sum())}
+        )
         summary.update(at_threshold(y, all_alerts))
     if args.json:
         print(json.dumps(summary, indent=1))
@@ -344,11 +424,15 @@ def cmd_score(args: argparse.Namespace) -> int:
 
 
 def _print_summary(s: dict[str, Any]) -> None:
-    print(f"records {s['records']:,}  rejected {s['rejected']:,}  alerts {s['alerts']:,} "
-          f"({s['alerts_per_10k']} per 10k)  threshold {s['thresholder']} q={s['risk']} → {s['threshold_final']:.4g}")  # fmt: skip
+    print(
+        f"records {s['records']:,}  rejected {s['rejected']:,}  alerts {s['alerts']:,} "
+        f"({s['alerts_per_10k']} per 10k)  threshold {s['thresholder']} q={s['risk']} → {s['threshold_final']:.4g}"
+    )
     if "auroc" in s:
-        print(f"AUROC {s['auroc']:.4f}  AUPRC {s['auprc']:.4f}  at the online threshold: precision "
-              f"{s['precision']:.3f} recall {s['recall']:.3f} F1 {s['f1']:.3f} FPR {s['fpr']:.3f}")  # fmt: skip
+        print(
+            f"AUROC {s['auroc']:.4f}  AUPRC {s['auprc']:.4f}  at the online threshold: precision "
+            f"{s['precision']:.3f} recall {s['recall']:.3f} F1 {s['f1']:.3f} FPR {s['fpr']:.3f}"
+        )
 
 
 # ------------------------------------------------------------------------------------------ detect
@@ -380,7 +464,7 @@ def cmd_produce(args: argparse.Namespace) -> int:
         gen = SyntheticTraffic(seed=args.seed, hosts=args.hosts, attack_every_s=args.attack_every)
         schema = gen.schema
 
-        def synthetic_batches():  # type: ignore[no-untyped-def]
+        def synthetic_batches():
             import time as _time
 
             t = _time.time()
@@ -397,7 +481,7 @@ def cmd_produce(args: argparse.Namespace) -> int:
         _check_files(args.data, "--data")
         pacer = Pacer(rate=args.rate, speedup=speedup)
 
-        def file_batches():  # type: ignore[no-untyped-def]
+        def file_batches():
             while True:
                 for path in args.data:
                     yield from iter_batches(path, schema)
@@ -407,16 +491,34 @@ def cmd_produce(args: argparse.Namespace) -> int:
 
         source = file_batches()
     ensure_topics(args.bootstrap_servers, {args.topic: args.partitions})
-    publisher = Publisher(args.bootstrap_servers, args.topic, compression=args.compression,
-                          linger_ms=args.linger_ms, batch_bytes=args.batch_bytes)  # fmt: skip
+    publisher = Publisher(
+        args.bootstrap_servers,
+        args.topic,
+        compression=args.compression,
+        linger_ms=args.linger_ms,
+        batch_bytes=args.batch_bytes,
+    )
     from tqdm import tqdm
 
-    bar = tqdm(total=args.limit, disable=args.quiet, unit="rec", desc=f"→ {args.topic}", dynamic_ncols=True,
-               mininterval=0.5)  # fmt: skip
+    bar = tqdm(
+        total=args.limit,
+        disable=args.quiet,
+        unit="rec",
+        desc=f"→ {args.topic}",
+        dynamic_ncols=True,
+        mininterval=0.5,
+    )
     limit = args.limit if (args.limit or not synthetic) else None
     try:
-        summary = publish(source, publisher, pacer, key_field=schema.key, ts_field=schema.timestamp,
-                          limit=limit, on_progress=bar.update)  # fmt: skip
+        summary = publish(
+            source,
+            publisher,
+            pacer,
+            key_field=schema.key,
+            ts_field=schema.timestamp,
+            limit=limit,
+            on_progress=bar.update,
+        )
     except KeyboardInterrupt:
         summary = publisher.summary
         print("interrupted", file=sys.stderr)
@@ -424,8 +526,10 @@ def cmd_produce(args: argparse.Namespace) -> int:
         bar.close()
         publisher.close()
     report = summary.as_dict()
-    print(f"sent {report['sent']:,}  failed {report['failed']:,}  skipped {report['skipped']:,} "
-          f"{report['skipped_reasons'] or ''} in {report['seconds']}s ({report['records_per_second'] or 0:,} rec/s)")  # fmt: skip
+    print(
+        f"sent {report['sent']:,}  failed {report['failed']:,}  skipped {report['skipped']:,} "
+        f"{report['skipped_reasons'] or ''} in {report['seconds']}s ({report['records_per_second'] or 0:,} rec/s)"
+    )
     for err in summary.first_errors:
         print(f"  {err}", file=sys.stderr)
     return 0 if summary.failed == 0 else 1
@@ -439,7 +543,13 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 # -------------------------------------------------------------------------------------------- main
-COMMANDS = {"train": cmd_train, "score": cmd_score, "detect": cmd_detect, "produce": cmd_produce, "demo": cmd_demo}
+COMMANDS = {
+    "train": cmd_train,
+    "score": cmd_score,
+    "detect": cmd_detect,
+    "produce": cmd_produce,
+    "demo": cmd_demo,
+}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

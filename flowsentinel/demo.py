@@ -16,7 +16,6 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import Any
 
 log = logging.getLogger(__name__)
 
@@ -60,11 +59,17 @@ def _watch_alerts(bootstrap: str, stop: threading.Event, counts: dict[str, int])
                 truth = f" (truth: {', '.join(labels)})" if labels else ""
                 top = ", ".join(f["field"] for f in event["top_features"])
                 if event["event"] == "opened":
-                    print(f"  ⚠ episode OPENED  key={event['key']:<15} severity={event['severity']:<8} "
-                          f"score={event['score']:.3g} > {event['threshold']:.3g}  why: {top}{truth}", flush=True)  # fmt: skip
+                    print(
+                        f"  ⚠ episode OPENED  key={event['key']:<15} severity={event['severity']:<8} "
+                        f"score={event['score']:.3g} > {event['threshold']:.3g}  why: {top}{truth}",
+                        flush=True,
+                    )
                 elif event["event"] == "closed":
-                    print(f"  ✓ episode closed  key={event['key']:<15} {event['alerts_in_episode']} alert(s), "
-                          f"max severity {event['max_severity']} ({event.get('close_reason')}){truth}", flush=True)  # fmt: skip
+                    print(
+                        f"  ✓ episode closed  key={event['key']:<15} {event['alerts_in_episode']} alert(s), "
+                        f"max severity {event['max_severity']} ({event.get('close_reason')}){truth}",
+                        flush=True,
+                    )
     consumer.close()
 
 
@@ -93,37 +98,62 @@ def run_demo(args: argparse.Namespace) -> int:
     try:
         ensure_topics(bootstrap, {RECORDS: 4, ALERTS: 1, DEAD: 1})
         model_dir = Path(args.model) if args.model else _train_demo_model(workdir)
-        settings = Settings(bootstrap_servers=bootstrap, input_topic=RECORDS, alerts_topic=ALERTS,
-                            dead_letter_topic=DEAD, group="flowsentinel-demo", model=str(model_dir),
-                            metrics_port=args.metrics_port, metrics_host="127.0.0.1", session_timeout_ms=6000,
-                            heartbeat_interval_ms=1000, episode_quiet_s=5.0, episode_update_s=10.0,
-                            state_dir=str(workdir / "state"), risk=0.002)  # fmt: skip
+        settings = Settings(
+            bootstrap_servers=bootstrap,
+            input_topic=RECORDS,
+            alerts_topic=ALERTS,
+            dead_letter_topic=DEAD,
+            group="flowsentinel-demo",
+            model=str(model_dir),
+            metrics_port=args.metrics_port,
+            metrics_host="127.0.0.1",
+            session_timeout_ms=6000,
+            heartbeat_interval_ms=1000,
+            episode_quiet_s=5.0,
+            episode_update_s=10.0,
+            state_dir=str(workdir / "state"),
+            risk=0.002,
+        )
         running = start_service(settings)
-        print(f"detector service up: metrics at http://127.0.0.1:{running.server.port}/metrics "
-              f"(also /healthz, /readyz)", flush=True)  # fmt: skip
+        print(
+            f"detector service up: metrics at http://127.0.0.1:{running.server.port}/metrics "
+            f"(also /healthz, /readyz)",
+            flush=True,
+        )
         gen = SyntheticTraffic(seed=int(time.time()), attack_every_s=args.attack_every)
         publisher = Publisher(bootstrap, RECORDS, compression="lz4")
 
         def produce() -> None:
             t = time.time()
 
-            def batches():  # type: ignore[no-untyped-def]
+            def batches():
                 nonlocal t
                 while not stop.is_set():
                     chunk = gen.records(100, start=t, rate=args.rate)
                     t += 100 / args.rate
                     yield chunk
 
-            publish(batches(), publisher, Pacer(rate=args.rate), key_field="src_host", ts_field="ts",
-                    should_stop=stop.is_set)  # fmt: skip
+            publish(
+                batches(),
+                publisher,
+                Pacer(rate=args.rate),
+                key_field="src_host",
+                ts_field="ts",
+                should_stop=stop.is_set,
+            )
 
         counts: dict[str, int] = {}
-        threads = [threading.Thread(target=produce, daemon=True, name="demo-producer"),
-                   threading.Thread(target=_watch_alerts, args=(bootstrap, stop, counts), daemon=True)]  # fmt: skip
+        threads = [
+            threading.Thread(target=produce, daemon=True, name="demo-producer"),
+            threading.Thread(target=_watch_alerts, args=(bootstrap, stop, counts), daemon=True),
+        ]
         for t in threads:
             t.start()
-        print(f"synthetic traffic at {args.rate:.0f} records/s, an attack episode every {args.attack_every:.0f}s; "
-              "Ctrl+C to stop\n", flush=True)  # fmt: skip
+        print(
+            f"synthetic traffic at {args.rate:.0f} records/s, an attack episode every {args.attack_every:.0f}s; "
+            "Ctrl+C to stop\n",
+            flush=True,
+        )
         started = time.monotonic()
         last_scored, last_t = 0, started
         while not stop.wait(5.0):
@@ -133,9 +163,12 @@ def run_demo(args: argparse.Namespace) -> int:
             last_scored, last_t = svc.scored, now
             th = svc.detector.thresholder
             ep = gen.current_episode
-            print(f"[{now - started:5.0f}s] sent {publisher.summary.sent:,}  scored {svc.scored:,} ({rate:,.0f}/s)  "
-                  f"alerts {th.alerts:,}  episodes open {len(svc.episodes.open)}  threshold {th.threshold:.3g}"
-                  + (f"  — injecting {ep}" if ep else ""), flush=True)  # fmt: skip
+            print(
+                f"[{now - started:5.0f}s] sent {publisher.summary.sent:,}  scored {svc.scored:,} ({rate:,.0f}/s)  "
+                f"alerts {th.alerts:,}  episodes open {len(svc.episodes.open)}  threshold {th.threshold:.3g}"
+                + (f"  — injecting {ep}" if ep else ""),
+                flush=True,
+            )
             if args.duration and now - started >= args.duration:
                 break
     finally:
@@ -158,5 +191,3 @@ def _second_interrupt(stop: threading.Event) -> None:
         os._exit(130)
     print("\nstopping … (Ctrl+C again to exit at once)", flush=True)
     stop.set()
-
-

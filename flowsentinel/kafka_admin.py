@@ -11,15 +11,20 @@ from detector.errors import ConfigError
 log = logging.getLogger(__name__)
 
 
-def ensure_topics(bootstrap_servers: str, topics: dict[str, int], *, security: dict[str, Any] | None = None) -> None:
+def ensure_topics(
+    bootstrap_servers: str, topics: dict[str, int], *, security: dict[str, Any] | None = None
+) -> None:
     """``topics``: name → partitions. Existing topics are left as they are."""
     from kafka import KafkaAdminClient
     from kafka.admin import NewTopic
     from kafka.errors import KafkaError, TopicAlreadyExistsError
 
     try:
-        admin = KafkaAdminClient(bootstrap_servers=[s.strip() for s in bootstrap_servers.split(",")],
-                                 request_timeout_ms=15_000, **(security or {}))  # fmt: skip
+        admin = KafkaAdminClient(
+            bootstrap_servers=[s.strip() for s in bootstrap_servers.split(",")],
+            request_timeout_ms=15_000,
+            **(security or {}),
+        )
     except KafkaError as exc:
         raise ConfigError(f"cannot reach Kafka at {bootstrap_servers!r}: {exc}") from None
     try:

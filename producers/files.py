@@ -107,7 +107,9 @@ def _iter_rows(path: str | Path, schema: Schema, name: str) -> Iterator[Row | Re
                     return
                 except csv.Error as exc:
                     line_no = reader.line_num
-                    yield RecordError(f"malformed CSV: {exc}", where=f"{name} line {line_no}", code="malformed")
+                    yield RecordError(
+                        f"malformed CSV: {exc}", where=f"{name} line {line_no}", code="malformed"
+                    )
                     continue
                 line_no = reader.line_num
                 if not row or (len(row) == 1 and not row[0].strip()):
@@ -127,7 +129,9 @@ def _iter_rows(path: str | Path, schema: Schema, name: str) -> Iterator[Row | Re
                     continue
                 yield (line_no, row)
     except (EOFError, zlib.error, gzip.BadGzipFile) as exc:
-        yield RecordError(f"file is truncated or corrupt after this line ({exc})", where=f"{name} line {line_no}")
+        yield RecordError(
+            f"file is truncated or corrupt after this line ({exc})", where=f"{name} line {line_no}"
+        )
 
 
 def _zeek_rows(fh: IO[str], schema: Schema, name: str) -> Iterator[Row | RecordError | _Header]:

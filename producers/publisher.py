@@ -81,7 +81,9 @@ class Pacer:
             due = self._start + self._sent / self.rate
         elif self.speedup is not None:
             if timestamp is None or not math.isfinite(timestamp):
-                raise ConfigError("--speedup/--realtime need records with timestamps; this schema/file has none")
+                raise ConfigError(
+                    "--speedup/--realtime need records with timestamps; this schema/file has none"
+                )
             if self._first_ts is None:
                 self._first_ts = timestamp
             due = self._start + max(timestamp - self._first_ts, 0.0) / self.speedup
@@ -106,9 +108,14 @@ class PublishSummary:
     first_errors: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
-        return {"sent": self.sent, "failed": self.failed, "skipped": self.skipped,
-                "skipped_reasons": self.skipped_reasons, "seconds": round(self.seconds, 2),
-                "records_per_second": round(self.sent / self.seconds) if self.seconds > 0 else None}  # fmt: skip
+        return {
+            "sent": self.sent,
+            "failed": self.failed,
+            "skipped": self.skipped,
+            "skipped_reasons": self.skipped_reasons,
+            "seconds": round(self.seconds, 2),
+            "records_per_second": round(self.sent / self.seconds) if self.seconds > 0 else None,
+        }
 
 
 class Publisher:

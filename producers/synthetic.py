@@ -34,7 +34,14 @@ from detector.schema import KDD_FEATURES, builtin_schema
 
 ATTACKS = ("neptune", "smurf", "portsweep", "ipsweep", "guess_passwd", "teardrop")
 ROLES = {  # service mix per host role
-    "workstation": {"http": 0.55, "domain_u": 0.25, "smtp": 0.05, "ftp_data": 0.05, "eco_i": 0.03, "private": 0.07},
+    "workstation": {
+        "http": 0.55,
+        "domain_u": 0.25,
+        "smtp": 0.05,
+        "ftp_data": 0.05,
+        "eco_i": 0.03,
+        "private": 0.07,
+    },
     "webserver": {"http": 0.8, "domain_u": 0.1, "private": 0.1},
     "mailrelay": {"smtp": 0.7, "domain_u": 0.25, "http": 0.05},
     "fileserver": {"ftp_data": 0.5, "ftp": 0.2, "http": 0.1, "domain_u": 0.1, "telnet": 0.1},
@@ -67,40 +74,88 @@ def _normal(rng: np.random.Generator, service: str) -> dict[str, Any]:
     srv = max(1, int(count * rng.uniform(0.5, 1.0)))
     dst_count = int(rng.integers(5, 256))
     dst_srv = max(1, int(dst_count * rng.uniform(0.3, 1.0)))
-    r.update(count=count, srv_count=srv, same_srv_rate=round(srv / count, 2), diff_srv_rate=_rate(rng, 0.1),
-             srv_diff_host_rate=_rate(rng, 0.3), dst_host_count=dst_count, dst_host_srv_count=dst_srv,
-             dst_host_same_srv_rate=round(dst_srv / dst_count, 2), dst_host_diff_srv_rate=_rate(rng, 0.1),
-             dst_host_same_src_port_rate=_rate(rng, 0.2), dst_host_srv_diff_host_rate=_rate(rng, 0.1),
-             serror_rate=_rate(rng, 0.02), rerror_rate=_rate(rng, 0.02),
-             dst_host_serror_rate=_rate(rng, 0.02), dst_host_rerror_rate=_rate(rng, 0.03))  # fmt: skip
+    r.update(
+        count=count,
+        srv_count=srv,
+        same_srv_rate=round(srv / count, 2),
+        diff_srv_rate=_rate(rng, 0.1),
+        srv_diff_host_rate=_rate(rng, 0.3),
+        dst_host_count=dst_count,
+        dst_host_srv_count=dst_srv,
+        dst_host_same_srv_rate=round(dst_srv / dst_count, 2),
+        dst_host_diff_srv_rate=_rate(rng, 0.1),
+        dst_host_same_src_port_rate=_rate(rng, 0.2),
+        dst_host_srv_diff_host_rate=_rate(rng, 0.1),
+        serror_rate=_rate(rng, 0.02),
+        rerror_rate=_rate(rng, 0.02),
+        dst_host_serror_rate=_rate(rng, 0.02),
+        dst_host_rerror_rate=_rate(rng, 0.03),
+    )
     r["srv_serror_rate"], r["dst_host_srv_serror_rate"] = r["serror_rate"], r["dst_host_serror_rate"]
     r["srv_rerror_rate"], r["dst_host_srv_rerror_rate"] = r["rerror_rate"], r["dst_host_rerror_rate"]
     lognorm = lambda m, s: int(rng.lognormal(np.log(m), s))  # noqa: E731
     if service == "http":
-        r.update(service="http", src_bytes=lognorm(260, 0.3), dst_bytes=lognorm(3000, 1.0), logged_in=1,
-                 duration=0 if rng.random() < 0.9 else int(rng.integers(1, 5)))  # fmt: skip
+        r.update(
+            service="http",
+            src_bytes=lognorm(260, 0.3),
+            dst_bytes=lognorm(3000, 1.0),
+            logged_in=1,
+            duration=0 if rng.random() < 0.9 else int(rng.integers(1, 5)),
+        )
     elif service == "smtp":
-        r.update(service="smtp", src_bytes=lognorm(1200, 0.6), dst_bytes=lognorm(330, 0.1), logged_in=1,
-                 duration=int(rng.integers(0, 3)))  # fmt: skip
+        r.update(
+            service="smtp",
+            src_bytes=lognorm(1200, 0.6),
+            dst_bytes=lognorm(330, 0.1),
+            logged_in=1,
+            duration=int(rng.integers(0, 3)),
+        )
     elif service == "ftp_data":
-        r.update(service="ftp_data", src_bytes=lognorm(6000, 1.5), dst_bytes=0 if rng.random() < 0.8 else lognorm(2000, 1.0),
-                 logged_in=1, duration=int(rng.integers(0, 3)))  # fmt: skip
+        r.update(
+            service="ftp_data",
+            src_bytes=lognorm(6000, 1.5),
+            dst_bytes=0 if rng.random() < 0.8 else lognorm(2000, 1.0),
+            logged_in=1,
+            duration=int(rng.integers(0, 3)),
+        )
     elif service == "ftp":
-        r.update(service="ftp", src_bytes=lognorm(300, 0.5), dst_bytes=lognorm(800, 0.5), logged_in=1,
-                 duration=int(rng.integers(2, 60)), hot=int(rng.integers(0, 3)))  # fmt: skip
+        r.update(
+            service="ftp",
+            src_bytes=lognorm(300, 0.5),
+            dst_bytes=lognorm(800, 0.5),
+            logged_in=1,
+            duration=int(rng.integers(2, 60)),
+            hot=int(rng.integers(0, 3)),
+        )
     elif service == "telnet":
-        r.update(service="telnet", src_bytes=lognorm(400, 0.8), dst_bytes=lognorm(2500, 0.8), logged_in=1,
-                 duration=int(rng.integers(5, 600)), hot=int(rng.integers(0, 4)))  # fmt: skip
+        r.update(
+            service="telnet",
+            src_bytes=lognorm(400, 0.8),
+            dst_bytes=lognorm(2500, 0.8),
+            logged_in=1,
+            duration=int(rng.integers(5, 600)),
+            hot=int(rng.integers(0, 4)),
+        )
     elif service == "domain_u":
-        r.update(protocol_type="udp", service="domain_u", src_bytes=int(rng.integers(28, 60)),
-                 dst_bytes=int(rng.integers(60, 250)), count=int(rng.integers(1, 150)))  # fmt: skip
+        r.update(
+            protocol_type="udp",
+            service="domain_u",
+            src_bytes=int(rng.integers(28, 60)),
+            dst_bytes=int(rng.integers(60, 250)),
+            count=int(rng.integers(1, 150)),
+        )
         r["srv_count"] = r["count"]
         r["same_srv_rate"] = 1.0
     elif service == "private":
         r.update(protocol_type="udp", service="private", src_bytes=48, dst_bytes=48)
     elif service == "eco_i":
-        r.update(protocol_type="icmp", service="eco_i", src_bytes=int(rng.choice([8, 18, 20, 64])), dst_bytes=0,
-                 count=int(rng.integers(1, 4)))  # fmt: skip
+        r.update(
+            protocol_type="icmp",
+            service="eco_i",
+            src_bytes=int(rng.choice([8, 18, 20, 64])),
+            dst_bytes=0,
+            count=int(rng.integers(1, 4)),
+        )
         r["srv_count"] = r["count"]
     return r
 
@@ -109,36 +164,94 @@ def _attack(rng: np.random.Generator, kind: str) -> dict[str, Any]:
     r = _base(rng)
     if kind == "neptune":
         c = int(rng.integers(100, 512))
-        r.update(service=str(rng.choice(["private", "http", "telnet", "ftp", "smtp"])), flag="S0", count=c,
-                 srv_count=int(rng.integers(1, 30)), serror_rate=1.0, srv_serror_rate=1.0,
-                 same_srv_rate=round(float(rng.uniform(0.01, 0.1)), 2), diff_srv_rate=0.06, dst_host_count=255,
-                 dst_host_srv_count=int(rng.integers(1, 30)), dst_host_same_srv_rate=0.05,
-                 dst_host_diff_srv_rate=0.07, dst_host_serror_rate=1.0, dst_host_srv_serror_rate=1.0)  # fmt: skip
+        r.update(
+            service=str(rng.choice(["private", "http", "telnet", "ftp", "smtp"])),
+            flag="S0",
+            count=c,
+            srv_count=int(rng.integers(1, 30)),
+            serror_rate=1.0,
+            srv_serror_rate=1.0,
+            same_srv_rate=round(float(rng.uniform(0.01, 0.1)), 2),
+            diff_srv_rate=0.06,
+            dst_host_count=255,
+            dst_host_srv_count=int(rng.integers(1, 30)),
+            dst_host_same_srv_rate=0.05,
+            dst_host_diff_srv_rate=0.07,
+            dst_host_serror_rate=1.0,
+            dst_host_srv_serror_rate=1.0,
+        )
     elif kind == "smurf":
-        r.update(protocol_type="icmp", service="ecr_i", src_bytes=int(rng.choice([520, 1032])), count=511,
-                 srv_count=511, same_srv_rate=1.0, dst_host_count=255, dst_host_srv_count=255,
-                 dst_host_same_srv_rate=1.0, dst_host_same_src_port_rate=1.0)  # fmt: skip
+        r.update(
+            protocol_type="icmp",
+            service="ecr_i",
+            src_bytes=int(rng.choice([520, 1032])),
+            count=511,
+            srv_count=511,
+            same_srv_rate=1.0,
+            dst_host_count=255,
+            dst_host_srv_count=255,
+            dst_host_same_srv_rate=1.0,
+            dst_host_same_src_port_rate=1.0,
+        )
     elif kind == "portsweep":
-        r.update(service=str(rng.choice(["private", "other", "finger", "sunrpc", "imap4", "pop_3"])),
-                 flag=str(rng.choice(["REJ", "RSTR", "RSTOS0"])), duration=int(rng.integers(0, 3)),
-                 count=int(rng.integers(1, 5)), srv_count=1, rerror_rate=1.0, srv_rerror_rate=1.0,
-                 same_srv_rate=0.5, dst_host_count=int(rng.integers(1, 10)), dst_host_srv_count=1,
-                 dst_host_diff_srv_rate=round(float(rng.uniform(0.6, 1.0)), 2), dst_host_same_src_port_rate=1.0,
-                 dst_host_rerror_rate=1.0, dst_host_srv_rerror_rate=1.0)  # fmt: skip
+        r.update(
+            service=str(rng.choice(["private", "other", "finger", "sunrpc", "imap4", "pop_3"])),
+            flag=str(rng.choice(["REJ", "RSTR", "RSTOS0"])),
+            duration=int(rng.integers(0, 3)),
+            count=int(rng.integers(1, 5)),
+            srv_count=1,
+            rerror_rate=1.0,
+            srv_rerror_rate=1.0,
+            same_srv_rate=0.5,
+            dst_host_count=int(rng.integers(1, 10)),
+            dst_host_srv_count=1,
+            dst_host_diff_srv_rate=round(float(rng.uniform(0.6, 1.0)), 2),
+            dst_host_same_src_port_rate=1.0,
+            dst_host_rerror_rate=1.0,
+            dst_host_srv_rerror_rate=1.0,
+        )
     elif kind == "ipsweep":
-        r.update(protocol_type="icmp", service="eco_i", src_bytes=18, count=1, srv_count=int(rng.integers(1, 40)),
-                 srv_diff_host_rate=1.0, dst_host_count=int(rng.integers(1, 60)), dst_host_srv_count=int(rng.integers(40, 256)),
-                 dst_host_same_srv_rate=1.0, dst_host_same_src_port_rate=1.0, dst_host_srv_diff_host_rate=0.5)  # fmt: skip
+        r.update(
+            protocol_type="icmp",
+            service="eco_i",
+            src_bytes=18,
+            count=1,
+            srv_count=int(rng.integers(1, 40)),
+            srv_diff_host_rate=1.0,
+            dst_host_count=int(rng.integers(1, 60)),
+            dst_host_srv_count=int(rng.integers(40, 256)),
+            dst_host_same_srv_rate=1.0,
+            dst_host_same_src_port_rate=1.0,
+            dst_host_srv_diff_host_rate=0.5,
+        )
     elif kind == "guess_passwd":
-        r.update(service="telnet", flag=str(rng.choice(["SF", "RSTO"])), duration=int(rng.integers(2, 6)),
-                 src_bytes=int(rng.integers(120, 135)), dst_bytes=int(rng.integers(170, 190)), num_failed_logins=1,
-                 count=1, srv_count=1, same_srv_rate=1.0, dst_host_count=int(rng.integers(1, 30)),
-                 dst_host_srv_count=int(rng.integers(1, 30)), dst_host_same_srv_rate=1.0,
-                 dst_host_rerror_rate=round(float(rng.uniform(0.3, 1.0)), 2))  # fmt: skip
+        r.update(
+            service="telnet",
+            flag=str(rng.choice(["SF", "RSTO"])),
+            duration=int(rng.integers(2, 6)),
+            src_bytes=int(rng.integers(120, 135)),
+            dst_bytes=int(rng.integers(170, 190)),
+            num_failed_logins=1,
+            count=1,
+            srv_count=1,
+            same_srv_rate=1.0,
+            dst_host_count=int(rng.integers(1, 30)),
+            dst_host_srv_count=int(rng.integers(1, 30)),
+            dst_host_same_srv_rate=1.0,
+            dst_host_rerror_rate=round(float(rng.uniform(0.3, 1.0)), 2),
+        )
     elif kind == "teardrop":
-        r.update(protocol_type="udp", service="private", src_bytes=28, wrong_fragment=3,
-                 count=int(rng.integers(1, 120)), srv_count=int(rng.integers(1, 120)), same_srv_rate=1.0,
-                 dst_host_count=int(rng.integers(1, 255)), dst_host_srv_count=int(rng.integers(1, 255)))  # fmt: skip
+        r.update(
+            protocol_type="udp",
+            service="private",
+            src_bytes=28,
+            wrong_fragment=3,
+            count=int(rng.integers(1, 120)),
+            srv_count=int(rng.integers(1, 120)),
+            same_srv_rate=1.0,
+            dst_host_count=int(rng.integers(1, 255)),
+            dst_host_srv_count=int(rng.integers(1, 255)),
+        )
     else:
         raise ValueError(f"unknown attack {kind!r}")
     return r
@@ -166,7 +279,9 @@ class SyntheticTraffic:
         self.rng = np.random.default_rng(seed)
         self.hosts = [f"10.0.{i // 250}.{i % 250 + 1}" for i in range(hosts)]
         roles = list(ROLE_MIX)
-        self.role = dict(zip(self.hosts, self.rng.choice(roles, size=hosts, p=list(ROLE_MIX.values())), strict=True))
+        self.role = dict(
+            zip(self.hosts, self.rng.choice(roles, size=hosts, p=list(ROLE_MIX.values())), strict=True)
+        )
         self.activity = self.rng.pareto(1.5, size=hosts) + 1.0  # a few busy hosts, many quiet ones
         self.activity /= self.activity.sum()
         self.attack_every_s = attack_every_s

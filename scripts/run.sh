@@ -1,15 +1,10 @@
 #!/usr/bin/env bash
-# Install into .venv, train a model on the normal records of a labelled file, then score a held-apart
-# file through the online threshold and print detection quality.
-#   scripts/run.sh [TRAIN_FILE [TEST_FILE [SCHEMA]]]
-# Defaults: NSL-KDD KDDTrain+ / KDDTest+ from ../shared/data (beside this checkout).
+# Install into .venv (first run only) and start the main job: the detector on a live stream.
+# With nothing configured this starts an embedded Kafka-protocol broker, trains a small model on synthetic
+# normal traffic, runs the detector service and the synthetic traffic generator, and shows what happens
+# live until Ctrl+C. Arguments go to `flowsentinel demo`, e.g.
+#   scripts/run.sh --bootstrap-servers kafka:9092      # use an existing Kafka instead
+#   scripts/run.sh --model models/nsl-kdd --rate 2000
 set -euo pipefail
-. "$(dirname "$0")/_venv.sh"
-data="$(cd "$root/.." && pwd)/shared/data"
-train="${1:-$data/nsl-kdd/KDDTrain+.txt.gz}"
-test="${2:-$data/nsl-kdd/KDDTest+.txt.gz}"
-schema="${3:-kdd}"
-model="${FLOWSENTINEL_MODEL_DIR:-models/quickstart-$schema}"
-flowsentinel train --schema "$schema" --data "$train" --out "$model"
-flowsentinel score --model "$model" --schema "$schema" --data "$test" --out "$model/scores.csv"
-echo "per-record scores with top contributing features: $model/scores.csv"
+. "$(dirname "$0")/_venv.sh" broker
+exec flowsentinel demo "$@"

@@ -81,11 +81,21 @@ def model_dir(tmp_path_factory) -> Path:
 
 def make_settings(bootstrap: str, names: dict[str, str], model_dir: Path, **over: Any) -> Settings:
     base: dict[str, Any] = dict(
-        bootstrap_servers=bootstrap, input_topic=names["input"], alerts_topic=names["alerts"],
-        dead_letter_topic=names["dead"], group=names["group"], model=str(model_dir), metrics_port=0,
-        metrics_host="127.0.0.1", session_timeout_ms=6000, heartbeat_interval_ms=1000, episode_quiet_s=2.0,
-        episode_update_s=5.0, batch_size=500, risk=0.002,
-    )  # fmt: skip
+        bootstrap_servers=bootstrap,
+        input_topic=names["input"],
+        alerts_topic=names["alerts"],
+        dead_letter_topic=names["dead"],
+        group=names["group"],
+        model=str(model_dir),
+        metrics_port=0,
+        metrics_host="127.0.0.1",
+        session_timeout_ms=6000,
+        heartbeat_interval_ms=1000,
+        episode_quiet_s=2.0,
+        episode_update_s=5.0,
+        batch_size=500,
+        risk=0.002,
+    )
     base.update(over)
     return Settings(**base)
 
@@ -103,12 +113,16 @@ def produce_raw(bootstrap: str, topic: str, messages: list[tuple[bytes | None, b
 
 
 def produce_records(bootstrap: str, topic: str, records: list[dict[str, Any]]) -> None:
-    produce_raw(bootstrap, topic, [(str(r.get("src_host", "")).encode() or None, json.dumps(r).encode())
-                                   for r in records])  # fmt: skip
+    produce_raw(
+        bootstrap,
+        topic,
+        [(str(r.get("src_host", "")).encode() or None, json.dumps(r).encode()) for r in records],
+    )
 
 
-def read_topic(bootstrap: str, topic: str, *, expect: int | None = None, timeout: float = 20.0,
-               settle: float = 1.0) -> list[Any]:  # fmt: skip
+def read_topic(
+    bootstrap: str, topic: str, *, expect: int | None = None, timeout: float = 20.0, settle: float = 1.0
+) -> list[Any]:
     """All messages of a topic (from the start). Waits for ``expect`` messages, or for ``settle`` quiet s."""
     c = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
     parts = c.partitions_for_topic(topic) or set()

@@ -47,13 +47,21 @@ def test_compose_file_is_valid():
 def test_alert_rules_check_and_unit_tests_pass():
     promtool = need("promtool")
     rules = DEPLOY / "prometheus" / "rules"
-    r = subprocess.run([promtool, "check", "rules", str(rules / "flowsentinel.rules.yml")], capture_output=True, text=True)
+    r = subprocess.run(
+        [promtool, "check", "rules", str(rules / "flowsentinel.rules.yml")], capture_output=True, text=True
+    )
     assert r.returncode == 0, r.stdout + r.stderr
-    r = subprocess.run([promtool, "test", "rules", str(rules / "flowsentinel.rules.test.yml")], capture_output=True,
-                       text=True)  # fmt: skip
+    r = subprocess.run(
+        [promtool, "test", "rules", str(rules / "flowsentinel.rules.test.yml")],
+        capture_output=True,
+        text=True,
+    )
     assert r.returncode == 0, r.stdout + r.stderr
-    r = subprocess.run([promtool, "check", "config", "--syntax-only", str(DEPLOY / "prometheus" / "prometheus.yml")],
-                       capture_output=True, text=True)  # fmt: skip
+    r = subprocess.run(
+        [promtool, "check", "config", "--syntax-only", str(DEPLOY / "prometheus" / "prometheus.yml")],
+        capture_output=True,
+        text=True,
+    )
     assert r.returncode == 0, r.stdout + r.stderr
 
 
@@ -65,8 +73,11 @@ def test_systemd_unit_stops_with_sigterm_and_reloads_with_sighup():
     assert svc["ExecStart"].endswith("flowsentinel detect")
     assert svc["KillSignal"] == "SIGTERM" and "HUP" in svc["ExecReload"]
     assert int(svc["TimeoutStopSec"]) >= 20
-    env_keys = [line.split("=")[0] for line in (DEPLOY / "systemd" / "detector.env").read_text().splitlines()
-                if line and not line.startswith("#")]  # fmt: skip
+    env_keys = [
+        line.split("=")[0]
+        for line in (DEPLOY / "systemd" / "detector.env").read_text().splitlines()
+        if line and not line.startswith("#")
+    ]
     from consumers.settings import Settings
 
     names = {f"FLOWSENTINEL_{f.upper()}" for f in Settings.__dataclass_fields__}
@@ -78,18 +89,29 @@ def _query(port: int, expr: str) -> dict:
     return json.loads(urllib.request.urlopen(url, timeout=10).read())
 
 
-def test_every_dashboard_panel_query_returns_data_from_a_live_prometheus(bootstrap, names, model_dir, tmp_path):
+def test_every_dashboard_panel_query_returns_data_from_a_live_prometheus(
+    bootstrap, names, model_dir, tmp_path
+):
     prometheus = need("prometheus")
     dashboard = json.loads((DEPLOY / "grafana" / "dashboards" / "flowsentinel.json").read_text())
     create_topics(bootstrap, names)
     running = start_service(make_settings(bootstrap, names, model_dir))
     prom_port = free_port()
     config = tmp_path / "prometheus.yml"
-    config.write_text(f"global: {{scrape_interval: 1s}}\nscrape_configs:\n  - job_name: flowsentinel\n"
-                      f"    static_configs: [{{targets: ['127.0.0.1:{running.server.port}']}}]\n")  # fmt: skip
-    prom = subprocess.Popen([prometheus, f"--config.file={config}", f"--storage.tsdb.path={tmp_path / 'tsdb'}",
-                             f"--web.listen-address=127.0.0.1:{prom_port}"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    config.write_text(
+        f"global: {{scrape_interval: 1s}}\nscrape_configs:\n  - job_name: flowsentinel\n"
+        f"    static_configs: [{{targets: ['127.0.0.1:{running.server.port}']}}]\n"
+    )
+    prom = subprocess.Popen(
+        [
+            prometheus,
+            f"--config.file={config}",
+            f"--storage.tsdb.path={tmp_path / 'tsdb'}",
+            f"--web.listen-address=127.0.0.1:{prom_port}",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         wait_for(lambda: running.service.state.assigned, 30, "assignment")
         gen = SyntheticTraffic(seed=2, attack_every_s=2.0)
@@ -98,7 +120,9 @@ def test_every_dashboard_panel_query_returns_data_from_a_live_prometheus(bootstr
             r["service"] = "gopher-never-seen"
         deadline = time.monotonic() + 14
         while time.monotonic() < deadline:  # ~1 s batches of traffic, so rates have something to show
-            produce_records(bootstrap, names["input"], gen.records(400, start=time.time(), rate=400) + odd[:1])
+            produce_records(
+                bootstrap, names["input"], gen.records(400, start=time.time(), rate=400) + odd[:1]
+            )
             produce_raw(bootstrap, names["input"], [(None, b"garbage")])
             time.sleep(1.0)
 

@@ -32,17 +32,37 @@ pytestmark = pytest.mark.integration
 
 def detect_process(bootstrap: str, names: dict, model_dir: Path, log: Path, port: int, **extra: str):
     env = dict(os.environ)
-    env.update({
-        "FLOWSENTINEL_BOOTSTRAP_SERVERS": bootstrap,  # flags below override; env is read too
-        "FLOWSENTINEL_SESSION_TIMEOUT_MS": "6000",
-        "FLOWSENTINEL_HEARTBEAT_INTERVAL_MS": "1000",
-        "FLOWSENTINEL_EPISODE_QUIET_S": "3",
-        "FLOWSENTINEL_RISK": "0.002",
-    })  # fmt: skip
-    args = [sys.executable, "-m", "flowsentinel", "detect", "--input-topic", names["input"],
-            "--alerts-topic", names["alerts"], "--dead-letter-topic", names["dead"], "--group", names["group"],
-            "--model", str(model_dir), "--metrics-port", str(port), "--metrics-host", "127.0.0.1",
-            "--batch-size", "500"]  # fmt: skip
+    env.update(
+        {
+            "FLOWSENTINEL_BOOTSTRAP_SERVERS": bootstrap,  # flags below override; env is read too
+            "FLOWSENTINEL_SESSION_TIMEOUT_MS": "6000",
+            "FLOWSENTINEL_HEARTBEAT_INTERVAL_MS": "1000",
+            "FLOWSENTINEL_EPISODE_QUIET_S": "3",
+            "FLOWSENTINEL_RISK": "0.002",
+        }
+    )
+    args = [
+        sys.executable,
+        "-m",
+        "flowsentinel",
+        "detect",
+        "--input-topic",
+        names["input"],
+        "--alerts-topic",
+        names["alerts"],
+        "--dead-letter-topic",
+        names["dead"],
+        "--group",
+        names["group"],
+        "--model",
+        str(model_dir),
+        "--metrics-port",
+        str(port),
+        "--metrics-host",
+        "127.0.0.1",
+        "--batch-size",
+        "500",
+    ]
     for k, v in extra.items():
         args += ["--" + k.replace("_", "-"), v]
     fh = log.open("ab")
@@ -67,7 +87,9 @@ def scored(port: int) -> float:
         return 0.0
 
 
-def test_sigkill_mid_stream_then_restart_scores_everything_and_alert_ids_repeat(bootstrap, names, model_dir, tmp_path):
+def test_sigkill_mid_stream_then_restart_scores_everything_and_alert_ids_repeat(
+    bootstrap, names, model_dir, tmp_path
+):
     create_topics(bootstrap, names)
     records = stream_with_attacks(20_000)
     produce_records(bootstrap, names["input"], records)
@@ -84,8 +106,11 @@ def test_sigkill_mid_stream_then_restart_scores_everything_and_alert_ids_repeat(
     port2 = free_port()
     second = detect_process(bootstrap, names, model_dir, tmp_path / "second.log", port2)
     try:
-        wait_for(lambda: committed(bootstrap, names["group"], names["input"]) == hw, 120,
-                 "the restarted instance to commit every offset")  # fmt: skip
+        wait_for(
+            lambda: committed(bootstrap, names["group"], names["input"]) == hw,
+            120,
+            "the restarted instance to commit every offset",
+        )
         second_scored = scored(port2)
     finally:
         second.send_signal(signal.SIGTERM)
@@ -118,20 +143,30 @@ def test_sigterm_drains_commits_and_exits_zero(bootstrap, names, model_dir, tmp_
     assert code == 0, text[-2000:]
     assert took < 20, f"shutdown took {took:.1f}s"
     done = int(re.search(r"stopped after scoring (\d+) record", text).group(1))
-    assert sum(committed(bootstrap, names["group"], names["input"]).values()) == done, \
+    assert sum(committed(bootstrap, names["group"], names["input"]).values()) == done, (
         "exactly what was scored is committed: nothing lost, nothing skipped"
+    )
     assert "received SIGTERM" in text
 
 
 def test_bad_settings_exit_2_with_one_line(tmp_path):
     env = dict(os.environ, FLOWSENTINEL_RISK="lots")
-    r = subprocess.run([sys.executable, "-m", "flowsentinel", "detect", "--model", "m"], capture_output=True,
-                       text=True, env=env, timeout=60)  # fmt: skip
+    r = subprocess.run(
+        [sys.executable, "-m", "flowsentinel", "detect", "--model", "m"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+    )
     assert r.returncode == 2
     assert "setting risk = 'lots' (from environment FLOWSENTINEL_RISK): expected float" in r.stderr
     assert "Traceback" not in r.stderr
-    r = subprocess.run([sys.executable, "-m", "flowsentinel", "detect", "--bootstrap-servers", "nohost",
-                        "--model", "m"], capture_output=True, text=True, timeout=60)  # fmt: skip
+    r = subprocess.run(
+        [sys.executable, "-m", "flowsentinel", "detect", "--bootstrap-servers", "nohost", "--model", "m"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert r.returncode == 2 and "setting bootstrap_servers = 'nohost'" in r.stderr
 
 
@@ -158,9 +193,14 @@ def test_a_record_from_kcat_is_accepted(bootstrap, names, model_dir, tmp_path):
     create_topics(bootstrap, names)
     record = SyntheticTraffic(seed=4, attack_every_s=0).records(1, start=time.time(), rate=1)[0]
     with tempfile.TemporaryDirectory() as tmp:
-        r = subprocess.run([kcat, "-b", bootstrap, "-t", names["input"], "-P", "-k", record["src_host"]],
-                           input=json.dumps(record), text=True, capture_output=True, env=_kcat_env(Path(tmp)),
-                           timeout=60)  # fmt: skip
+        r = subprocess.run(
+            [kcat, "-b", bootstrap, "-t", names["input"], "-P", "-k", record["src_host"]],
+            input=json.dumps(record),
+            text=True,
+            capture_output=True,
+            env=_kcat_env(Path(tmp)),
+            timeout=60,
+        )
     assert r.returncode == 0, r.stderr
     from consumers.main import start_service
     from tests.integration.conftest import make_settings
@@ -181,9 +221,27 @@ def test_produce_cli_replays_a_file_keyed_and_paced(bootstrap, names, tmp_path):
     data = tmp_path / "kdd.csv"
     data.write_text("".join(f"{KDD_LINE},normal.\n" for _ in range(300)) + "0,tcp,bad\n")
     t0 = time.monotonic()
-    r = subprocess.run([sys.executable, "-m", "flowsentinel", "produce", "kdd", "--bootstrap-servers", bootstrap,
-                        "--topic", names["input"], "--data", str(data), "--rate", "1000", "--quiet"],
-                       capture_output=True, text=True, timeout=120)  # fmt: skip
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "flowsentinel",
+            "produce",
+            "kdd",
+            "--bootstrap-servers",
+            bootstrap,
+            "--topic",
+            names["input"],
+            "--data",
+            str(data),
+            "--rate",
+            "1000",
+            "--quiet",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     took = time.monotonic() - t0
     assert r.returncode == 0, r.stderr
     assert "sent 300" in r.stdout and "skipped 1" in r.stdout and "malformed" in r.stdout
@@ -196,9 +254,27 @@ def test_produce_cli_replays_a_file_keyed_and_paced(bootstrap, names, tmp_path):
 
 
 def test_produce_synthetic_keys_records_by_host(bootstrap, names):
-    r = subprocess.run([sys.executable, "-m", "flowsentinel", "produce", "synthetic", "--bootstrap-servers",
-                        bootstrap, "--topic", names["input"], "--limit", "500", "--rate", "5000", "--quiet"],
-                       capture_output=True, text=True, timeout=120)  # fmt: skip
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "flowsentinel",
+            "produce",
+            "synthetic",
+            "--bootstrap-servers",
+            bootstrap,
+            "--topic",
+            names["input"],
+            "--limit",
+            "500",
+            "--rate",
+            "5000",
+            "--quiet",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert r.returncode == 0, r.stderr
     msgs = read_topic(bootstrap, names["input"], expect=500)
     assert len(msgs) == 500
@@ -210,9 +286,29 @@ def test_produce_synthetic_keys_records_by_host(bootstrap, names):
 
 
 def test_demo_runs_end_to_end_and_stops_cleanly(model_dir, tmp_path):
-    r = subprocess.run([sys.executable, "-m", "flowsentinel", "demo", "--duration", "12", "--rate", "400",
-                        "--attack-every", "4", "--metrics-port", "0", "--model", str(model_dir),
-                        "--workdir", str(tmp_path)], capture_output=True, text=True, timeout=180)  # fmt: skip
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "flowsentinel",
+            "demo",
+            "--duration",
+            "12",
+            "--rate",
+            "400",
+            "--attack-every",
+            "4",
+            "--metrics-port",
+            "0",
+            "--model",
+            str(model_dir),
+            "--workdir",
+            str(tmp_path),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
     assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
     assert "embedded Kafka-protocol broker" in r.stdout
     assert "episode OPENED" in r.stdout

@@ -25,9 +25,26 @@ from tests.integration.conftest import (
 
 pytestmark = pytest.mark.integration
 
-ALERT_FIELDS = {"id", "event", "episode_id", "key", "schema", "model_version", "score", "threshold", "severity",
-                "top_features", "event_time", "kafka_timestamp", "detected_at", "source", "first_source",
-                "alerts_in_episode", "max_score", "max_severity"}  # fmt: skip
+ALERT_FIELDS = {
+    "id",
+    "event",
+    "episode_id",
+    "key",
+    "schema",
+    "model_version",
+    "score",
+    "threshold",
+    "severity",
+    "top_features",
+    "event_time",
+    "kafka_timestamp",
+    "detected_at",
+    "source",
+    "first_source",
+    "alerts_in_episode",
+    "max_score",
+    "max_severity",
+}
 
 
 def attack_stream(n_normal: int, n_attack: int, kind: str = "neptune", seed: int = 3) -> list[dict]:
@@ -37,7 +54,7 @@ def attack_stream(n_normal: int, n_attack: int, kind: str = "neptune", seed: int
     from producers.synthetic import _attack
 
     attack = []
-    for i in range(n_attack):
+    for _ in range(n_attack):
         r = _attack(gen.rng, kind)
         r.update(src_host="203.0.113.66", label=kind, ts=time.time(), schema="kdd", schema_version=1)
         attack.append(r)
@@ -57,7 +74,7 @@ def test_records_in_alerts_out_with_the_documented_schema(bootstrap, names, mode
         running.shutdown()
     assert alerts, "an attack episode must produce alert messages"
     for a in alerts:
-        assert ALERT_FIELDS <= set(a), ALERT_FIELDS - set(a)
+        assert set(a) >= ALERT_FIELDS, ALERT_FIELDS - set(a)
         assert a["event"] in ("opened", "updated", "closed")
         assert a["severity"] in ("low", "medium", "high", "critical")
         assert a["score"] > a["threshold"] > 0
@@ -125,8 +142,11 @@ def test_poison_records_go_to_the_dead_letter_topic_and_the_stream_continues(boo
     try:
         wait_for(lambda: running.service.scored >= len(good), 60, "all good records scored")
         dead = read_topic(bootstrap, names["dead"], expect=len(POISON), timeout=20)
-        wait_for(lambda: sum(committed(bootstrap, names["group"], names["input"]).values()) == len(messages), 20,
-                 "offsets committed past the poison")  # fmt: skip
+        wait_for(
+            lambda: sum(committed(bootstrap, names["group"], names["input"]).values()) == len(messages),
+            20,
+            "offsets committed past the poison",
+        )
         metrics = scrape(running.server.port)
         assert running.thread.is_alive()
     finally:
@@ -154,8 +174,11 @@ def test_metrics_endpoint_tells_what_happened(bootstrap, names, model_dir):
     port = running.server.port
     try:
         wait_for(lambda: running.service.scored >= len(records), 60, "all records scored")
-        wait_for(lambda: scrape(port).get("flowsentinel_records_consumed_total", 0) >= len(records) + 3, 10,
-                 "consumed counter")  # fmt: skip
+        wait_for(
+            lambda: scrape(port).get("flowsentinel_records_consumed_total", 0) >= len(records) + 3,
+            10,
+            "consumed counter",
+        )
         wait_for(lambda: http_status(port, "/readyz") == 200, 15, "ready")
         m = scrape(port)
         health = http_status(port, "/healthz")
@@ -188,8 +211,15 @@ def test_two_instances_split_the_partitions_and_score_every_record_once(bootstra
     a = start_service(make_settings(bootstrap, names, model_dir))
     b = start_service(make_settings(bootstrap, names, model_dir))
     try:
-        wait_for(lambda: a.service.state.assigned + b.service.state.assigned == 4
-                 and a.service.state.assigned and b.service.state.assigned, 60, "partitions split across both")  # fmt: skip
+        wait_for(
+            lambda: (
+                a.service.state.assigned + b.service.state.assigned == 4
+                and a.service.state.assigned
+                and b.service.state.assigned
+            ),
+            60,
+            "partitions split across both",
+        )
         produce_records(bootstrap, names["input"], records)
         wait_for(lambda: a.service.scored + b.service.scored >= len(records), 60, "all records scored")
         time.sleep(2)  # anything scored twice would show up now
@@ -233,8 +263,11 @@ def test_model_directory_change_is_reloaded_between_batches(bootstrap, names, mo
     try:
         old = running.service.model.version
         wait_for(lambda: running.service.state.assigned, 30, "assignment")
-        new_model = train(to_batch(normal_training_records(2000, seed=77)),
-                          TrainConfig(window=4, hidden=8, latent=4, epochs=2, seed=1), progress=False)  # fmt: skip
+        new_model = train(
+            to_batch(normal_training_records(2000, seed=77)),
+            TrainConfig(window=4, hidden=8, latent=4, epochs=2, seed=1),
+            progress=False,
+        )
         time.sleep(1.1)  # a later mtime than the first save on coarse filesystems
         save_artifact(new_model, live)
         wait_for(lambda: running.service.model.version != old, 20, "model reloaded")
@@ -272,7 +305,9 @@ def test_a_broker_outage_is_waited_out_and_nothing_is_lost(own_broker, names, mo
         wait_for(lambda: running.service.scored >= 2000, 90, "second half scored after the outage")
         wait_for(lambda: http_status(port, "/readyz") == 200, 30, "ready again")
         hw = highwater(bootstrap, names["input"])
-        wait_for(lambda: committed(bootstrap, names["group"], names["input"]) == hw, 30, "all offsets committed")
+        wait_for(
+            lambda: committed(bootstrap, names["group"], names["input"]) == hw, 30, "all offsets committed"
+        )
     finally:
         running.shutdown()
     assert running.service.scored >= 2000
@@ -288,5 +323,7 @@ def test_end_to_end_latency_is_observed_from_kafka_timestamps(bootstrap, names, 
         m = scrape(running.server.port)
     finally:
         running.shutdown()
-    mean = m["flowsentinel_end_to_end_latency_seconds_sum"] / m["flowsentinel_end_to_end_latency_seconds_count"]
+    mean = (
+        m["flowsentinel_end_to_end_latency_seconds_sum"] / m["flowsentinel_end_to_end_latency_seconds_count"]
+    )
     assert 0 <= mean < 30 and math.isfinite(mean)

@@ -12,8 +12,9 @@ from tests.conftest import TOY, toy_table
 
 
 def run(*args: str, cwd=None) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "flowsentinel", *args], capture_output=True, text=True,
-                          timeout=300, cwd=cwd)  # fmt: skip
+    return subprocess.run(
+        [sys.executable, "-m", "flowsentinel", *args], capture_output=True, text=True, timeout=300, cwd=cwd
+    )
 
 
 @pytest.fixture(scope="module")
@@ -34,15 +35,32 @@ def toy_files(tmp_path_factory):
 
 def test_train_then_score_end_to_end(toy_files, tmp_path):
     model = tmp_path / "model"
-    r = run("train", "--schema", str(toy_files / "toy.json"), "--data", str(toy_files / "train.csv"),
-            "--out", str(model), "--window", "4", "--hidden", "16", "--latent", "4", "--epochs", "6",
-            "--quiet")  # fmt: skip
+    r = run(
+        "train",
+        "--schema",
+        str(toy_files / "toy.json"),
+        "--data",
+        str(toy_files / "train.csv"),
+        "--out",
+        str(model),
+        "--window",
+        "4",
+        "--hidden",
+        "16",
+        "--latent",
+        "4",
+        "--epochs",
+        "6",
+        "--quiet",
+    )
     assert r.returncode == 0, r.stderr
     assert "trained toy model on 1,500 normal records" in r.stdout
     assert "1 record(s) rejected" in r.stderr and "not a number" in r.stderr
     assert (model / "metadata.json").is_file() and (model / "training-summary.json").is_file()
     out = tmp_path / "scores.csv"
-    r = run("score", "--model", str(model), "--data", str(toy_files / "test.csv"), "--out", str(out), "--json")
+    r = run(
+        "score", "--model", str(model), "--data", str(toy_files / "test.csv"), "--out", str(out), "--json"
+    )
     assert r.returncode == 0, r.stderr
     summary = json.loads(r.stdout)
     assert summary["records"] == 600 and summary["rejected"] == 1
@@ -56,10 +74,22 @@ def test_train_then_score_end_to_end(toy_files, tmp_path):
     ("args", "message"),
     [
         (["train", "--schema", "kddx", "--data", "x", "--out", "m"], "unknown schema 'kddx'"),
-        (["train", "--schema", "kdd", "--data", "/no/such.csv", "--out", "m"], "--data '/no/such.csv': no such file"),
-        (["train", "--schema", "kdd", "--data", "x", "--out", "m", "--window", "0"], "argument --window: '0' must be >= 1"),
-        (["train", "--schema", "kdd", "--data", "x", "--out", "m", "--lr", "abc"], "argument --lr: 'abc' is not a number"),
-        (["score", "--model", "/no/model", "--data", "/etc/hostname"], "model directory '/no/model' does not exist"),
+        (
+            ["train", "--schema", "kdd", "--data", "/no/such.csv", "--out", "m"],
+            "--data '/no/such.csv': no such file",
+        ),
+        (
+            ["train", "--schema", "kdd", "--data", "x", "--out", "m", "--window", "0"],
+            "argument --window: '0' must be >= 1",
+        ),
+        (
+            ["train", "--schema", "kdd", "--data", "x", "--out", "m", "--lr", "abc"],
+            "argument --lr: 'abc' is not a number",
+        ),
+        (
+            ["score", "--model", "/no/model", "--data", "/etc/hostname"],
+            "model directory '/no/model' does not exist",
+        ),
         (["score", "--model", "m", "--data", "x", "--risk", "0.9"], "argument --risk: '0.9' must be between"),
         (["frobnicate"], "invalid choice: 'frobnicate'"),
         (["train", "--schema", "kdd"], "the following arguments are required: --out"),
@@ -74,6 +104,8 @@ def test_bad_arguments_give_one_line_naming_the_value(args, message):
 
 
 def test_schema_mismatch_is_one_line(toy_files, tmp_path):
-    r = run("train", "--schema", "cicflowmeter", "--data", str(toy_files / "train.csv"), "--out", str(tmp_path))
+    r = run(
+        "train", "--schema", "cicflowmeter", "--data", str(toy_files / "train.csv"), "--out", str(tmp_path)
+    )
     assert r.returncode == 2
     assert "no column for field 'Flow Duration'" in r.stderr and "Traceback" not in r.stderr

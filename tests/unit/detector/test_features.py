@@ -21,8 +21,19 @@ def test_fit_on_normal_then_encode_into_bounded_columns():
 
 def test_unknown_categories_go_to_the_unknown_bucket_and_are_counted():
     enc = FeatureEncoder().fit(toy_batch(500))
-    odd = parse_table(TOY, {"bytes": ["10"], "packets": ["1"], "duration": ["0"], "proto": ["sctp"],
-                            "service": ["http"], "host": ["h"], "label": ["normal"]}, ["l1"])  # fmt: skip
+    odd = parse_table(
+        TOY,
+        {
+            "bytes": ["10"],
+            "packets": ["1"],
+            "duration": ["0"],
+            "proto": ["sctp"],
+            "service": ["http"],
+            "host": ["h"],
+            "label": ["normal"],
+        },
+        ["l1"],
+    )
     x, unknown = enc.transform(odd)
     assert unknown == {"proto": 1}
     start, stop = next((s, e) for f, s, e in enc.groups if f == "proto")
@@ -39,8 +50,19 @@ def test_rare_categories_fall_into_unknown_at_fit_time():
 
 def test_extreme_values_are_clipped():
     enc = FeatureEncoder(clip=4.0).fit(toy_batch(300))
-    big = parse_table(TOY, {"bytes": ["1e15"], "packets": ["1e9"], "duration": ["0"], "proto": ["tcp"],
-                            "service": ["http"], "host": ["h"], "label": ["x"]}, ["l1"])  # fmt: skip
+    big = parse_table(
+        TOY,
+        {
+            "bytes": ["1e15"],
+            "packets": ["1e9"],
+            "duration": ["0"],
+            "proto": ["tcp"],
+            "service": ["http"],
+            "host": ["h"],
+            "label": ["x"],
+        },
+        ["l1"],
+    )
     x, _ = enc.transform(big)
     assert x[0, 0] == pytest.approx(5.0) and x[0, 1] == pytest.approx(5.0)
 

@@ -35,7 +35,9 @@ def test_same_seed_same_weights_and_different_seed_differs():
     cfg = TrainConfig(window=4, hidden=8, latent=4, epochs=2, batch_size=64, seed=5)
     a = train(batch, cfg, progress=False)
     b = train(batch, cfg, progress=False)
-    c = train(batch, TrainConfig(window=4, hidden=8, latent=4, epochs=2, batch_size=64, seed=6), progress=False)
+    c = train(
+        batch, TrainConfig(window=4, hidden=8, latent=4, epochs=2, batch_size=64, seed=6), progress=False
+    )
     for k, v in a.net.state_dict().items():
         assert torch.equal(v, b.net.state_dict()[k]), k
     assert any(not torch.equal(v, c.net.state_dict()[k]) for k, v in a.net.state_dict().items())

@@ -123,9 +123,12 @@ def test_cic_nonfinite_rates_are_repaired_and_signed_fields_accept_negatives():
 
 
 def test_datetime_timestamps_parse_iso_and_cic_day_first():
-    s = Schema.from_dict({"name": "t", "numeric": ["x"], "categorical": [], "timestamp": "ts",
-                          "timestamp_kind": "datetime"})  # fmt: skip
-    b = parse_table(s, {"x": ["1", "1", "1"], "ts": ["2017-07-03 11:57:00", "3/7/2017 11:57", "junk"]}, list("abc"))
+    s = Schema.from_dict(
+        {"name": "t", "numeric": ["x"], "categorical": [], "timestamp": "ts", "timestamp_kind": "datetime"}
+    )
+    b = parse_table(
+        s, {"x": ["1", "1", "1"], "ts": ["2017-07-03 11:57:00", "3/7/2017 11:57", "junk"]}, list("abc")
+    )
     assert len(b) == 2
     assert b.timestamps[0] == b.timestamps[1]
     assert math.isclose(b.timestamps[0], 1499083020.0)

@@ -61,8 +61,13 @@ def test_chunks_and_limit(tmp_path):
 
 def test_cic_csv_with_original_column_names(tmp_path):
     s = builtin_schema("cicflowmeter")
-    names = [" " + (s.aliases.get(f, (f,))[0]) for f in s.numeric] + [" Destination Port", " Protocol",
-                                                                         " Source IP", " Timestamp", " Label"]  # fmt: skip
+    names = [" " + (s.aliases.get(f, (f,))[0]) for f in s.numeric] + [
+        " Destination Port",
+        " Protocol",
+        " Source IP",
+        " Timestamp",
+        " Label",
+    ]
     values = ["1"] * len(s.numeric) + ["443", "6", "10.0.0.1", "3/7/2017 8:55", "BENIGN"]
     f = tmp_path / "Monday-WorkingHours.pcap_ISCX.csv"
     f.write_text(",".join(names) + "\n" + ",".join(values) + "\n")
@@ -77,19 +82,81 @@ def test_csv_with_wrong_header_is_a_schema_error(tmp_path):
         read_records(f, builtin_schema("cicflowmeter"))
 
 
-ZEEK_FIELDS = ["ts", "uid", "id.orig_h", "id.orig_p", "id.resp_h", "id.resp_p", "proto", "service", "duration",
-               "orig_bytes", "resp_bytes", "conn_state", "local_orig", "local_resp", "missed_bytes", "history",
-               "orig_pkts", "orig_ip_bytes", "resp_pkts", "resp_ip_bytes", "tunnel_parents"]  # fmt: skip
+ZEEK_FIELDS = [
+    "ts",
+    "uid",
+    "id.orig_h",
+    "id.orig_p",
+    "id.resp_h",
+    "id.resp_p",
+    "proto",
+    "service",
+    "duration",
+    "orig_bytes",
+    "resp_bytes",
+    "conn_state",
+    "local_orig",
+    "local_resp",
+    "missed_bytes",
+    "history",
+    "orig_pkts",
+    "orig_ip_bytes",
+    "resp_pkts",
+    "resp_ip_bytes",
+    "tunnel_parents",
+]
 
 
 def test_zeek_tsv_with_unset_fields(tmp_path):
     rows = [
-        ["1331901000.0", "C1", "192.168.1.2", "5353", "224.0.0.251", "5353", "udp", "dns", "-", "-", "-", "S0",
-         "-", "-", "0", "D", "1", "73", "0", "0", "(empty)"],
-        ["1331901001.5", "C2", "192.168.1.3", "4000", "10.0.0.1", "80", "tcp", "http", "0.5", "300", "9000",
-         "SF", "-", "-", "0", "ShADadFf", "8", "720", "10", "9520", "(empty)"],
+        [
+            "1331901000.0",
+            "C1",
+            "192.168.1.2",
+            "5353",
+            "224.0.0.251",
+            "5353",
+            "udp",
+            "dns",
+            "-",
+            "-",
+            "-",
+            "S0",
+            "-",
+            "-",
+            "0",
+            "D",
+            "1",
+            "73",
+            "0",
+            "0",
+            "(empty)",
+        ],
+        [
+            "1331901001.5",
+            "C2",
+            "192.168.1.3",
+            "4000",
+            "10.0.0.1",
+            "80",
+            "tcp",
+            "http",
+            "0.5",
+            "300",
+            "9000",
+            "SF",
+            "-",
+            "-",
+            "0",
+            "ShADadFf",
+            "8",
+            "720",
+            "10",
+            "9520",
+            "(empty)",
+        ],
         ["1331901002.0", "C3", "192.168.1.3"],  # truncated
-    ]  # fmt: skip
+    ]
     text = "#separator \\x09\n#set_separator\t,\n#fields\t" + "\t".join(ZEEK_FIELDS) + "\n#types\t...\n"
     text += "".join("\t".join(r) + "\n" for r in rows) + "#close\t2012-03-16-12-00-00\n"
     f = tmp_path / "conn.log"
@@ -103,9 +170,23 @@ def test_zeek_tsv_with_unset_fields(tmp_path):
 
 
 def test_zeek_json_lines(tmp_path):
-    rec = {"ts": 1.5, "id.orig_h": "10.1.1.1", "id.resp_p": 22, "proto": "tcp", "service": "ssh",
-           "duration": 1.2, "orig_bytes": 10, "resp_bytes": 20, "conn_state": "SF", "missed_bytes": 0,
-           "history": "ShAdDaFf", "orig_pkts": 5, "orig_ip_bytes": 300, "resp_pkts": 4, "resp_ip_bytes": 200}  # fmt: skip
+    rec = {
+        "ts": 1.5,
+        "id.orig_h": "10.1.1.1",
+        "id.resp_p": 22,
+        "proto": "tcp",
+        "service": "ssh",
+        "duration": 1.2,
+        "orig_bytes": 10,
+        "resp_bytes": 20,
+        "conn_state": "SF",
+        "missed_bytes": 0,
+        "history": "ShAdDaFf",
+        "orig_pkts": 5,
+        "orig_ip_bytes": 300,
+        "resp_pkts": 4,
+        "resp_ip_bytes": 200,
+    }
     f = tmp_path / "conn.json"
     f.write_text(json.dumps(rec) + "\n{not json\n" + json.dumps({**rec, "orig_bytes": -3}) + "\n")
     b = read_records(f, builtin_schema("zeek-conn"))
