@@ -6,8 +6,9 @@ handful of messages:
 
 - ``opened`` — the first alert of a key (after a quiet period);
 - ``updated`` — when the episode's severity rises, or at most every ``update_s`` while alerts continue;
-- ``closed`` — after ``quiet_s`` seconds without an alert for the key (or at shutdown / when the key's
-  partition is revoked, with the reason).
+- ``closed`` — after ``quiet_s`` seconds without an alert for the key (or at shutdown, when the key's
+  partition is revoked, or when more than ``max_open`` episodes are open — the oldest closes — with the
+  reason).
 
 Every message id is derived from the topic, partition and offset of the record that triggered it (and the
 event), so a replay after a crash yields the same ids and consumers can de-duplicate. The episode id is
@@ -95,14 +96,22 @@ class Episode:
 
 class EpisodeTracker:
     def __init__(
-        self, *, schema: str, model_version: str, quiet_s: float, update_s: float, clock: Callable[[], float]
+        self,
+        *,
+        schema: str,
+        model_version: str,
+        quiet_s: float,
+        update_s: float,
+        clock: Callable[[], float],
+        max_open: int = 10_000,
     ) -> None:
         self.schema = schema
         self.model_version = model_version
         self.quiet_s = quiet_s
         self.update_s = update_s
         self.clock = clock
-        self.open: dict[str, Episode] = {}
+        self.max_open = max_open
+        self.open: dict[str, Episode] = {}  # insertion order = opening order
 
     def observe(self, alerts: Iterable[AlertRecord]) -> list[dict[str, Any]]:
         """Fold a batch's alerts (in stream order) into episodes; return the messages to publish."""
@@ -125,6 +134,8 @@ class EpisodeTracker:
                     last_emit_clock=now,
                 )
                 self._count_label(ep, a)
+                if len(self.open) >= self.max_open:  # memory stays bounded under a many-source attack
+                    out.append(self._close(next(iter(self.open)), "capacity", now))
                 self.open[a.key] = ep
                 out.append(self._message(ep, a, "opened", now))
                 continue

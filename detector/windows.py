@@ -77,9 +77,12 @@ class WindowStore:
             entry = rings.get(key)
             if entry is None:
                 if len(rings) >= self.max_keys:
-                    rings.popitem(last=False)
+                    _, entry = rings.popitem(last=False)
+                    entry[0].fill(0.0)  # reuse the evicted key's buffer: no allocation churn at the bound
+                    entry[1] = 0
                     self.evictions += 1
-                entry = [np.zeros((w, self.width), dtype=np.float32), 0]
+                else:
+                    entry = [np.zeros((w, self.width), dtype=np.float32), 0]
                 rings[key] = entry
             else:
                 rings.move_to_end(key)

@@ -101,6 +101,37 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--json", action="store_true", help="print the summary as JSON")
     s.add_argument("--limit", type=_positive_int, default=None, help="read at most N records per file")
 
+    ev = sub.add_parser("eval", help="evaluate a detector on labelled files through the service path")
+    ev.add_argument("--model", required=True, metavar="MODEL_DIR")
+    ev.add_argument("--schema", required=True, help="schema of the data files")
+    ev.add_argument("--data", required=True, nargs="+", metavar="PATH")
+    ev.add_argument("--out", required=True, metavar="REPORT_DIR", help="writes report.json and pictures here")
+    ev.add_argument(
+        "--detector",
+        default="lstm-ae",
+        choices=("lstm-ae", "river-hst", "iforest", "dense-ae"),
+        help="flowsentinel's LSTM autoencoder (default) or a baseline",
+    )
+    ev.add_argument(
+        "--train",
+        nargs="+",
+        metavar="PATH",
+        default=None,
+        help="labelled files whose normal records a baseline is fitted on (baselines only)",
+    )
+    ev.add_argument(
+        "--order",
+        choices=("file", "time", "shuffled"),
+        default="file",
+        help="stream order: as in the files, by timestamp, or shuffled (a control)",
+    )
+    ev.add_argument("--thresholder", choices=("spot", "quantile"), default="spot")
+    ev.add_argument("--risk", type=_fraction(0.0, 0.5), default=0.01, help="target risk q (default 0.01)")
+    ev.add_argument("--seed", type=int, default=0)
+    ev.add_argument("--limit", type=_positive_int, default=None, help="read at most N records per file")
+    ev.add_argument("--no-pictures", action="store_true")
+    ev.add_argument("--quiet", action="store_true", help="no progress bar")
+
     d = sub.add_parser(
         "detect",
         help="run the detector service on a Kafka topic",
@@ -435,7 +466,95 @@ def _print_summary(s: dict[str, Any]) -> None:
         )
 
 
+# -------------------------------------------------------------------------------------------- eval
+EVAL_BATCH = 2_000  # the service's default poll batch
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from detector.artifact import load_artifact
+    from detector.baselines import BaselineDetector, fit_baseline
+    from detector.evaluation import markdown_summary, run_stream, summarize
+    from detector.pipeline import Detector
+    from detector.schema import load_schema
+    from detector.thresholds import make_thresholder
+    from flowsentinel.report import write_pictures, write_report
+    from producers.files import read_many
+
+    _check_files(args.data, "--data")
+    if args.detector != "lstm-ae" and not args.train:
+        raise UsageError(f"--detector {args.detector} needs --train PATH... (normal records to fit it on)")
+    if args.detector == "lstm-ae" and args.train:
+        raise UsageError("--train is for baselines; the lstm-ae model is trained with `flowsentinel train`")
+    _check_files(args.train or [], "--train")
+    model = load_artifact(args.model)
+    schema = load_schema(args.schema)
+    model.encoder.check_schema(schema)
+    data = read_many(args.data, schema, limit=args.limit)
+    if data.labels is None:
+        raise UsageError(f"--data has no label field {schema.label!r}: evaluation needs labelled records")
+    data = _ordered(data, args.order, args.seed)
+    thresholder = make_thresholder(args.thresholder, args.risk)
+    extra: dict[str, Any] = {"model_version": model.version}
+    detector: Any
+    if args.detector == "lstm-ae":
+        detector = Detector(model, thresholder)
+    else:
+        train = read_many(args.train, schema)
+        is_normal = train.is_normal
+        normal = train if is_normal is None else train.take(np.flatnonzero(is_normal))
+        fitted = fit_baseline(args.detector, normal, model.encoder, seed=args.seed)
+        detector = BaselineDetector(fitted, thresholder)
+        extra["baseline_fit_seconds"] = round(fitted.fit_seconds, 2)
+    chunks = (
+        data.take(np.arange(s, min(s + EVAL_BATCH, len(data)))) for s in range(0, len(data), EVAL_BATCH)
+    )
+    bar = tqdm(total=len(data), disable=args.quiet, unit="rec", desc=f"eval {args.detector}", mininterval=0.5)
+    started = time.monotonic()
+    result = run_stream(detector, chunks, schema, on_batch=bar.update)
+    bar.close()
+    th = thresholder
+    result.policy = {
+        "kind": th.kind,
+        "q": th.q,
+        "rebaselines": th.rebaselines,
+        "rejected_shifts": th.rejected_shifts,
+        "policy": vars(th.policy),
+    }
+    result.rejected = len(data.rejected)
+    extra.update(
+        {
+            "schema": schema.name,
+            "data": [Path(p).name for p in args.data],
+            "order": args.order,
+            "seed": args.seed,
+            "seconds": round(time.monotonic() - started, 2),
+        }
+    )
+    report = summarize(result, detector=args.detector, extra=extra)
+    out = Path(args.out)
+    if not args.no_pictures:
+        report["pictures"] = write_pictures(result, report, out)
+    path = write_report(report, out)
+    print(markdown_summary(report))
+    print(f"\nreport: {path}")
+    return 0
+
+
+def _ordered(data: Any, order: str, seed: int) -> Any:
+    if order == "shuffled":
+        return data.take(np.random.default_rng(seed).permutation(len(data)))
+    if order == "time":
+        if np.isnan(data.timestamps).all():
+            raise UsageError("--order time: the data carries no timestamps")
+        return data.take(np.argsort(data.timestamps, kind="stable"))
+    return data
+
+
 # ------------------------------------------------------------------------------------------ detect
+
+
 def cmd_detect(args: argparse.Namespace) -> int:
     from consumers.main import run_detect
     from consumers.settings import Settings
@@ -546,6 +665,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 COMMANDS = {
     "train": cmd_train,
     "score": cmd_score,
+    "eval": cmd_eval,
     "detect": cmd_detect,
     "produce": cmd_produce,
     "demo": cmd_demo,

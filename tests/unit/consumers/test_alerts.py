@@ -1,0 +1,61 @@
+from __future__ import annotations
+
+from consumers.alerts import AlertRecord, EpisodeTracker, message_id, severity
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.t = 1000.0
+
+    def __call__(self) -> float:
+        return self.t
+
+
+def alert(
+    key: str, offset: int, score: float = 1.0, threshold: float = 0.5, label: str | None = None
+) -> AlertRecord:
+    return AlertRecord(key=key, partition=0, topic="in", offset=offset, score=score, threshold=threshold,
+                       top_features=[("src_bytes", 0.6)], event_time=None, kafka_timestamp_ms=1_000_000,
+                       label=label)  # fmt: skip
+
+
+def test_severity_bands():
+    assert [severity(s, 1.0) for s in (1.1, 2.0, 5.0, 20.0, 300.0)] == [
+        "low",
+        "medium",
+        "high",
+        "critical",
+        "critical",
+    ]
+
+
+def test_a_run_of_alerts_is_one_episode_opened_updated_closed():
+    clock = Clock()
+    t = EpisodeTracker(schema="kdd", model_version="v1", quiet_s=10, update_s=5, clock=clock)
+    msgs = t.observe([alert("h", i, label="neptune") for i in range(100)])
+    assert [m["event"] for m in msgs] == ["opened"]
+    assert msgs[0]["id"] == msgs[0]["episode_id"] == message_id("in", 0, 0, "opened")
+    clock.t += 6
+    msgs = t.observe([alert("h", 100, score=30.0, label="neptune")])  # severity rises to critical
+    assert [m["event"] for m in msgs] == ["updated"] and msgs[0]["max_severity"] == "critical"
+    clock.t += 9
+    assert t.expire() == []
+    clock.t += 2
+    (closed,) = t.expire()
+    assert closed["event"] == "closed" and closed["close_reason"] == "quiet"
+    assert closed["alerts_in_episode"] == 101 and closed["labels_in_episode"] == {"neptune": 101}
+    assert closed["first_source"]["offset"] == 0 and closed["source"]["offset"] == 100
+
+
+def test_ids_depend_only_on_the_triggering_record():
+    a = EpisodeTracker(schema="kdd", model_version="v1", quiet_s=10, update_s=5, clock=Clock())
+    b = EpisodeTracker(schema="kdd", model_version="v2", quiet_s=99, update_s=1, clock=Clock())
+    assert a.observe([alert("h", 7)])[0]["id"] == b.observe([alert("h", 7)])[0]["id"]
+
+
+def test_open_episodes_are_bounded():
+    t = EpisodeTracker(schema="kdd", model_version="v1", quiet_s=60, update_s=5, clock=Clock(), max_open=100)
+    msgs = t.observe([alert(f"10.0.{i // 250}.{i % 250}", i) for i in range(1000)])
+    assert len(t.open) == 100
+    closed = [m for m in msgs if m["event"] == "closed"]
+    assert len(closed) == 900 and {m["close_reason"] for m in closed} == {"capacity"}
