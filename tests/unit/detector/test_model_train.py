@@ -114,3 +114,20 @@ def test_training_config_errors_name_the_value():
         TrainConfig(latent=99, hidden=8)
     with pytest.raises(ConfigError, match="at least 10 normal records"):
         train(toy_batch(5), TrainConfig(), progress=False)
+
+
+def test_padded_inference_batches_score_exactly_like_unpadded(tiny_model):
+    """Inference pads chunks to power-of-two sizes (bounded kernel-plan memory); padding must not leak
+    into any record's score."""
+    batch = toy_batch(300, seed=51, attack_rate=0.1)
+    x, _ = tiny_model.encoder.transform(batch)
+    windows, mask = gather_windows(x, window_indices(batch.keys, tiny_model.config.window))
+    groups = tiny_model.encoder.groups
+    whole, _ = score_windows(
+        tiny_model.net, windows, mask, groups, batch_size=1024
+    )  # one chunk padded to 512
+    small, _ = score_windows(tiny_model.net, windows, mask, groups, batch_size=37)  # many odd chunks
+    one_by_one = np.concatenate([score_windows(tiny_model.net, windows[i : i + 1], mask[i : i + 1], groups)[0]
+                                 for i in range(0, 300, 29)])  # fmt: skip
+    np.testing.assert_allclose(whole, small, rtol=1e-5, atol=1e-9)
+    np.testing.assert_allclose(whole[::29], one_by_one, rtol=1e-5, atol=1e-9)
