@@ -74,15 +74,18 @@ def build_parser() -> argparse.ArgumentParser:
         help="train on N records of the built-in synthetic normal traffic (kdd schema)",
     )
     t.add_argument("--out", required=True, metavar="MODEL_DIR", help="directory to write the model to")
-    t.add_argument("--window", type=_positive_int, default=8, help="records per window (default 8)")
-    t.add_argument("--hidden", type=_positive_int, default=32, help="LSTM hidden size (default 32)")
-    t.add_argument("--latent", type=_positive_int, default=8, help="latent code size (default 8)")
-    t.add_argument("--epochs", type=_positive_int, default=40, help="maximum epochs (default 40)")
-    t.add_argument("--batch-size", type=_positive_int, default=256, help="training batch size (default 256)")
-    t.add_argument("--lr", type=_fraction(0.0, 1.0), default=2e-3, help="learning rate (default 0.002)")
-    t.add_argument("--patience", type=_positive_int, default=4, help="early-stopping patience (default 4)")
-    t.add_argument("--val-fraction", type=_fraction(0.0, 0.5), default=0.1, help="validation split (0.1)")
-    t.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    t.add_argument(
+        "--config", default=None, metavar="JSON", help="training config (e.g. from `tune`); flags override it"
+    )
+    t.add_argument("--window", type=_positive_int, default=None, help="records per window (default 8)")
+    t.add_argument("--hidden", type=_positive_int, default=None, help="LSTM hidden size (default 32)")
+    t.add_argument("--latent", type=_positive_int, default=None, help="latent code size (default 8)")
+    t.add_argument("--epochs", type=_positive_int, default=None, help="maximum epochs (default 40)")
+    t.add_argument("--batch-size", type=_positive_int, default=None, help="training batch size (default 256)")
+    t.add_argument("--lr", type=_fraction(0.0, 1.0), default=None, help="learning rate (default 0.002)")
+    t.add_argument("--patience", type=_positive_int, default=None, help="early-stopping patience (default 4)")
+    t.add_argument("--val-fraction", type=_fraction(0.0, 0.5), default=None, help="validation split (0.1)")
+    t.add_argument("--seed", type=int, default=None, help="random seed (default 0)")
     t.add_argument("--limit", type=_positive_int, default=None, help="read at most N records per file")
     t.add_argument("--quiet", action="store_true", help="no progress bar")
 
@@ -100,6 +103,20 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--out", default=None, metavar="CSV", help="write one row per record here")
     s.add_argument("--json", action="store_true", help="print the summary as JSON")
     s.add_argument("--limit", type=_positive_int, default=None, help="read at most N records per file")
+
+    tu = sub.add_parser("tune", help="search model settings on a validation split of the training data")
+    tu.add_argument("--schema", required=True)
+    tu.add_argument(
+        "--data", required=True, nargs="+", metavar="PATH", help="TRAINING files (never test files)"
+    )
+    tu.add_argument(
+        "--out", required=True, metavar="DIR", help="writes tune-results.json and best-config.json"
+    )
+    tu.add_argument("--search", choices=("random", "grid"), default="random")
+    tu.add_argument("--trials", type=_positive_int, default=8)
+    tu.add_argument("--epochs", type=_positive_int, default=15, help="epoch cap per trial (default 15)")
+    tu.add_argument("--seed", type=int, default=0)
+    tu.add_argument("--limit", type=_positive_int, default=None, help="read at most N records per file")
 
     ev = sub.add_parser("eval", help="evaluate a detector on labelled files through the service path")
     ev.add_argument("--model", required=True, metavar="MODEL_DIR")
@@ -291,7 +308,7 @@ def _check_files(paths: Sequence[str], flag: str) -> None:
 def cmd_train(args: argparse.Namespace) -> int:
     from detector.artifact import save_artifact
     from detector.schema import RecordBatch, load_schema
-    from detector.train import TrainConfig, train
+    from detector.train import train
     from producers.files import read_records
 
     schema = load_schema(args.schema)
@@ -299,23 +316,13 @@ def cmd_train(args: argparse.Namespace) -> int:
         _check_files(args.data, "--data")
     elif schema.name != "kdd":
         raise UsageError(f"--synthetic writes kdd records; --schema {args.schema!r} does not match")
-    cfg = TrainConfig(
-        window=args.window,
-        hidden=args.hidden,
-        latent=args.latent,
-        epochs=args.epochs,
-        batch_size=args.batch_size,
-        lr=args.lr,
-        patience=args.patience,
-        val_fraction=args.val_fraction,
-        seed=args.seed,
-    )
+    cfg = _train_config(args)
     started = time.monotonic()
     batches = []
     if args.synthetic:
         from producers.synthetic import normal_training_records, to_batch
 
-        batches.append(to_batch(normal_training_records(args.synthetic, seed=args.seed)))
+        batches.append(to_batch(normal_training_records(args.synthetic, seed=cfg.seed)))
     for path in args.data or ():
         batch = read_records(path, schema, limit=args.limit)
         _report_rejected(path, batch)
@@ -370,6 +377,65 @@ def _report_rejected(path: str, batch: Any) -> None:
     log.warning("%s: %d record(s) rejected; first: %s", path, len(batch.rejected), batch.rejected[0])
     for err in batch.rejected[1:5]:
         log.info("rejected: %s", err)
+
+
+TRAIN_FLAGS = ("window", "hidden", "latent", "epochs", "batch_size", "lr", "patience", "val_fraction", "seed")
+
+
+def _train_config(args: argparse.Namespace) -> Any:
+    from detector.train import TrainConfig
+
+    values: dict[str, Any] = {}
+    if getattr(args, "config", None):
+        path = Path(args.config)
+        try:
+            loaded = json.loads(path.read_text())
+        except OSError as exc:
+            raise UsageError(f"--config {args.config!r}: {exc.strerror}") from None
+        except json.JSONDecodeError as exc:
+            raise UsageError(f"--config {args.config!r} is not valid JSON: {exc}") from None
+        known = set(TrainConfig.__dataclass_fields__)
+        values.update({k: v for k, v in loaded.items() if k in known})
+    values.update({k: getattr(args, k) for k in TRAIN_FLAGS if getattr(args, k, None) is not None})
+    try:
+        return TrainConfig(**values)
+    except TypeError as exc:
+        raise UsageError(f"--config {args.config!r}: {exc}") from None
+
+
+# -------------------------------------------------------------------------------------------- tune
+def cmd_tune(args: argparse.Namespace) -> int:
+    from detector.schema import load_schema
+    from detector.train import TrainConfig
+    from detector.tuning import results_table, tune
+    from producers.files import read_many
+
+    _check_files(args.data, "--data")
+    schema = load_schema(args.schema)
+    data = read_many(args.data, schema, limit=args.limit)
+    base = TrainConfig(epochs=args.epochs, seed=args.seed)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+
+    def show(trial: Any) -> None:
+        p = trial.params
+        print(
+            f"  window {p['window']:>2} hidden {p['hidden']:>2} latent {p['latent']:>2} lr {p['lr']:<6g} → "
+            f"val AUROC {trial.auroc:.4f} AUPRC {trial.auprc:.4f} ({trial.seconds:.0f}s)",
+            flush=True,
+        )
+
+    trials, best = tune(
+        data, base=base, search=args.search, trials=args.trials, seed=args.seed, on_trial=show
+    )
+    (out / "tune-results.json").write_text(json.dumps([vars(t) for t in trials], indent=1) + "\n")
+    (out / "best-config.json").write_text(json.dumps(best, indent=1) + "\n")
+    print("\n" + results_table(trials))
+    print(f"\nbest: {json.dumps({k: best[k] for k in ('window', 'hidden', 'latent', 'lr', 'risk')})}")
+    print(
+        f"train with it:  flowsentinel train --config {out / 'best-config.json'} --schema {args.schema} --data ..."
+    )
+    return 0
 
 
 # ------------------------------------------------------------------------------------------- score
@@ -666,6 +732,7 @@ COMMANDS = {
     "train": cmd_train,
     "score": cmd_score,
     "eval": cmd_eval,
+    "tune": cmd_tune,
     "detect": cmd_detect,
     "produce": cmd_produce,
     "demo": cmd_demo,

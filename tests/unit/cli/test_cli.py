@@ -109,3 +109,72 @@ def test_schema_mismatch_is_one_line(toy_files, tmp_path):
     )
     assert r.returncode == 2
     assert "no column for field 'Flow Duration'" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_eval_writes_report_and_pictures_for_the_model_and_a_baseline(toy_files, tmp_path):
+    model = tmp_path / "model"
+    r = run("train", "--schema", str(toy_files / "toy.json"), "--data", str(toy_files / "train.csv"),
+            "--out", str(model), "--window", "4", "--hidden", "16", "--latent", "4", "--epochs", "4", "--quiet")  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    for detector in ("lstm-ae", "iforest"):
+        out = tmp_path / f"report-{detector}"
+        extra = [] if detector == "lstm-ae" else ["--train", str(toy_files / "train.csv")]
+        r = run("eval", "--model", str(model), "--schema", str(toy_files / "toy.json"), "--data",
+                str(toy_files / "test.csv"), "--out", str(out), "--detector", detector, "--quiet", *extra)  # fmt: skip
+        assert r.returncode == 0, r.stderr
+        report = json.loads((out / "report.json").read_text())
+        for key in (
+            "auroc",
+            "auprc",
+            "precision",
+            "recall",
+            "f1",
+            "fpr",
+            "alerts_per_10k",
+            "records",
+            "detector",
+        ):
+            assert key in report
+        assert report["detector"] == detector and report["records"] == 600
+        assert report["auroc"] > 0.9
+        assert set(report["recall_per_category"]) == {"flood"}
+        assert report["episodes"]["count"] > 0
+        assert {"roc_pr.png", "timeline.png", "confusion.png"} <= {p.name for p in out.iterdir()}
+        assert "| AUROC | AUPRC |" in r.stdout
+    again = tmp_path / "again"
+    run("eval", "--model", str(model), "--schema", str(toy_files / "toy.json"), "--data", str(toy_files / "test.csv"),
+        "--out", str(again), "--quiet", "--no-pictures")  # fmt: skip
+    first = json.loads((tmp_path / "report-lstm-ae" / "report.json").read_text())
+    second = json.loads((again / "report.json").read_text())
+    for key in ("auroc", "auprc", "f1", "confusion", "episodes"):
+        assert first[key] == second[key], "same model, data and seed give the same report"
+
+
+def test_eval_bad_arguments_exit_2(toy_files, tmp_path):
+    r = run("eval", "--model", str(tmp_path), "--schema", "kdd", "--data", str(toy_files / "test.csv"),
+            "--out", str(tmp_path / "r"), "--detector", "iforest")  # fmt: skip
+    assert r.returncode == 2 and "needs --train" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_tune_searches_on_training_data_and_writes_a_config_train_accepts(toy_files, tmp_path):
+    import numpy as np
+
+    mixed = tmp_path / "train-with-attacks.csv"
+    table = toy_table(1500, np.random.default_rng(4), attack_rate=0.1)
+    cols = list(table)
+    mixed.write_text(
+        "\n".join([",".join(cols)] + [",".join(str(table[c][i]) for c in cols) for i in range(1500)]) + "\n"
+    )
+    out = tmp_path / "tune"
+    r = run("tune", "--schema", str(toy_files / "toy.json"), "--data", str(mixed), "--out", str(out), "--trials", "2",
+            "--epochs", "2")  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    best = json.loads((out / "best-config.json").read_text())
+    assert best["risk"] in (0.002, 0.005, 0.01, 0.02, 0.05)
+    assert best["validation"]["val_attacks"] > 0
+    assert len(json.loads((out / "tune-results.json").read_text())) == 2
+    r = run("train", "--config", str(out / "best-config.json"), "--schema", str(toy_files / "toy.json"),
+            "--data", str(toy_files / "train.csv"), "--out", str(tmp_path / "m"), "--epochs", "1", "--quiet")  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    meta = json.loads((tmp_path / "m" / "metadata.json").read_text())
+    assert meta["model"]["window"] == best["window"] and meta["training"]["config"]["epochs"] == 1
