@@ -112,6 +112,8 @@ def start_detector(
         "1000",
         "--risk",
         "0.002",
+        "--state-dir",
+        str(log.parent / "state"),
     ]
     for k, v in extra.items():
         args += ["--" + k.replace("_", "-"), v]

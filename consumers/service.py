@@ -118,7 +118,8 @@ class DetectorService:
     def _snapshot_path(self) -> Path | None:
         if not self.settings.state_dir:
             return None
-        return Path(self.settings.state_dir) / f"threshold-{self.settings.group}-{self.model.version}.json"
+        name = f"threshold-{self.settings.group}-{self.model.version}.json"
+        return Path(self.settings.state_dir).expanduser() / name
 
     def _restore_threshold(self) -> None:
         path = self._snapshot_path()
@@ -223,7 +224,7 @@ class DetectorService:
         closed = self.episodes.close_where(lambda ep: ep.partition in partitions, "rebalance")
         if closed:
             self._publish(closed, [])
-            self._flush_until_done(None)
+            self._flush_bounded(10.0)  # inside poll(): never wait out a whole outage here
         for p in partitions:
             with contextlib.suppress(KeyError):
                 self.metrics.consumer_lag.remove(str(p))
@@ -415,6 +416,15 @@ class DetectorService:
             delay = min(delay * 2, 5.0)
         return True
 
+    def _flush_bounded(self, seconds: float) -> bool:
+        deadline = threading.Event()
+        timer = threading.Timer(seconds, deadline.set)
+        timer.start()
+        try:
+            return self._flush_until_done(deadline)
+        finally:
+            timer.cancel()
+
     def _commit(self, offsets: dict[TopicPartition, OffsetAndMetadata], stop: threading.Event | None) -> bool:
         assert self._consumer is not None
         delay = 0.5
@@ -480,13 +490,7 @@ class DetectorService:
                 closed = self.episodes.close_where(lambda ep: True, "shutdown")
                 if closed:
                     self._publish(closed, [])
-                deadline_stop = threading.Event()
-                timer = threading.Timer(self.settings.shutdown_timeout_s / 2, deadline_stop.set)
-                timer.start()
-                try:
-                    self._flush_until_done(deadline_stop)
-                finally:
-                    timer.cancel()
+                self._flush_bounded(self.settings.shutdown_timeout_s / 2)
             self.snapshot_threshold()
         finally:
             self.metrics.ready.set(0)

@@ -55,7 +55,7 @@ class Settings:
     allow_extra_fields: bool = False
     episode_quiet_s: float = 60.0
     episode_update_s: float = 30.0
-    state_dir: str = ""
+    state_dir: str = "~/.local/state/flowsentinel"  # threshold snapshots; "" turns persistence off
     snapshot_interval_s: float = 30.0
     reload_check_s: float = 5.0
     session_timeout_ms: int = 10_000

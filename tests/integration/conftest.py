@@ -95,6 +95,7 @@ def make_settings(bootstrap: str, names: dict[str, str], model_dir: Path, **over
         episode_update_s=5.0,
         batch_size=500,
         risk=0.002,
+        state_dir="",  # no threshold snapshots unless a test asks for them
     )
     base.update(over)
     return Settings(**base)

@@ -39,6 +39,7 @@ def detect_process(bootstrap: str, names: dict, model_dir: Path, log: Path, port
             "FLOWSENTINEL_HEARTBEAT_INTERVAL_MS": "1000",
             "FLOWSENTINEL_EPISODE_QUIET_S": "3",
             "FLOWSENTINEL_RISK": "0.002",
+            "FLOWSENTINEL_STATE_DIR": str(log.parent / "state"),
         }
     )
     args = [
