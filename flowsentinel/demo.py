@@ -94,6 +94,7 @@ def run_demo(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGINT, lambda *_: _second_interrupt(stop))
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     running = None
+    publisher = None
     threads: list[threading.Thread] = []
     try:
         ensure_topics(bootstrap, {RECORDS: 4, ALERTS: 1, DEAD: 1})
@@ -175,8 +176,11 @@ def run_demo(args: argparse.Namespace) -> int:
         stop.set()
         for t in threads:
             t.join(timeout=10)
+        if publisher is not None:
+            publisher.close()
         if running is not None:
             running.shutdown()
+        logging.getLogger("kafka").setLevel(logging.CRITICAL)  # clients notice the broker going away
         if broker is not None:
             broker.stop()
     print(f"stopped cleanly: {running.service.scored if running else 0:,} records scored", flush=True)
