@@ -40,6 +40,7 @@ class TrainConfig:
     hidden: int = 32
     latent: int = 8
     layers: int = 1
+    record_path: bool = False  # experimental: see the note in detector/model.py
     epochs: int = 40
     batch_size: int = 256
     lr: float = 2e-3
@@ -136,7 +137,12 @@ def train(
     val_rows, train_rows = np.sort(perm[:n_val]), perm[n_val:]
 
     mcfg = ModelConfig(
-        n_features=encoder.width, window=cfg.window, hidden=cfg.hidden, latent=cfg.latent, layers=cfg.layers
+        n_features=encoder.width,
+        window=cfg.window,
+        hidden=cfg.hidden,
+        latent=cfg.latent,
+        layers=cfg.layers,
+        record_path=cfg.record_path,
     )
     net = LSTMAutoencoder(mcfg)
     opt = torch.optim.AdamW(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)

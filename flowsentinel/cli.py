@@ -80,6 +80,12 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--window", type=_positive_int, default=None, help="records per window (default 8)")
     t.add_argument("--hidden", type=_positive_int, default=None, help="LSTM hidden size (default 32)")
     t.add_argument("--latent", type=_positive_int, default=None, help="latent code size (default 8)")
+    t.add_argument(
+        "--record-path",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="experimental: feed the newest record to the latent code directly as well (default off)",
+    )
     t.add_argument("--epochs", type=_positive_int, default=None, help="maximum epochs (default 40)")
     t.add_argument("--batch-size", type=_positive_int, default=None, help="training batch size (default 256)")
     t.add_argument("--lr", type=_fraction(0.0, 1.0), default=None, help="learning rate (default 0.002)")
@@ -379,7 +385,9 @@ def _report_rejected(path: str, batch: Any) -> None:
         log.info("rejected: %s", err)
 
 
-TRAIN_FLAGS = ("window", "hidden", "latent", "epochs", "batch_size", "lr", "patience", "val_fraction", "seed")
+TRAIN_FLAGS = (
+    "window", "hidden", "latent", "record_path", "epochs", "batch_size", "lr", "patience", "val_fraction", "seed",
+)  # fmt: skip
 
 
 def _train_config(args: argparse.Namespace) -> Any:

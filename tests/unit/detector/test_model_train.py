@@ -131,3 +131,19 @@ def test_padded_inference_batches_score_exactly_like_unpadded(tiny_model):
                                  for i in range(0, 300, 29)])  # fmt: skip
     np.testing.assert_allclose(whole, small, rtol=1e-5, atol=1e-9)
     np.testing.assert_allclose(whole[::29], one_by_one, rtol=1e-5, atol=1e-9)
+
+
+def test_the_experimental_record_path_trains_and_round_trips(tmp_path):
+    from detector.artifact import load_artifact, save_artifact
+
+    batch = toy_batch(600, seed=71)
+    model = train(
+        batch, TrainConfig(window=4, hidden=8, latent=4, epochs=2, record_path=True), progress=False
+    )
+    assert model.config.record_path and model.net.record is not None
+    save_artifact(model, tmp_path / "m")
+    loaded = load_artifact(tmp_path / "m")
+    assert loaded.config.record_path
+    a = Detector(model).score_many(batch)[0]
+    b = Detector(loaded).score_many(batch)[0]
+    np.testing.assert_array_equal(a, b)
