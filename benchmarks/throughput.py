@@ -145,19 +145,8 @@ def produce(
 ) -> dict:
     gen = SyntheticTraffic(seed=seed, hosts=hosts, attack_every_s=30.0)
     pub = Publisher(bootstrap, topic, compression="lz4", linger_ms=20)
-    chunk = 2000
-
-    def batches():  # type: ignore[no-untyped-def]
-        t = time.time()
-        made = 0
-        while made < n:
-            k = min(chunk, n - made)
-            yield gen.records(k, start=t, rate=rate or 50_000)
-            t += k / (rate or 50_000)
-            made += k
-
     summary = publish(
-        batches(),
+        gen.stream(rate=rate or 50_000, chunk=2000, limit=n),
         pub,
         Pacer(rate=rate),
         key_field="src_host",

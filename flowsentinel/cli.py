@@ -657,16 +657,7 @@ def cmd_produce(args: argparse.Namespace) -> int:
         gen = SyntheticTraffic(seed=args.seed, hosts=args.hosts, attack_every_s=args.attack_every)
         schema = gen.schema
 
-        def synthetic_batches():
-            import time as _time
-
-            t = _time.time()
-            while True:
-                chunk = gen.records(500, start=t, rate=rate)
-                t += 500 / rate
-                yield chunk
-
-        source: Any = synthetic_batches()
+        source: Any = gen.stream(rate=rate)
     else:
         schema = load_schema(args.schema)
         if not args.data:

@@ -125,17 +125,8 @@ def run_demo(args: argparse.Namespace) -> int:
         publisher = Publisher(bootstrap, RECORDS, compression="lz4")
 
         def produce() -> None:
-            t = time.time()
-
-            def batches():
-                nonlocal t
-                while not stop.is_set():
-                    chunk = gen.records(100, start=t, rate=args.rate)
-                    t += 100 / args.rate
-                    yield chunk
-
             publish(
-                batches(),
+                gen.stream(rate=args.rate, chunk=100),
                 publisher,
                 Pacer(rate=args.rate),
                 key_field="src_host",

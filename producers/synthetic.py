@@ -24,7 +24,8 @@ Records are JSON-ready dicts with the schema's field names plus ``src_host`` (th
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -328,6 +329,19 @@ class SyntheticTraffic:
             rec.update(ts=round(t, 6), schema=self.schema.name, schema_version=self.schema.version)
             out.append(rec)
         return out
+
+    def stream(
+        self, *, rate: float, chunk: int = 500, start: float | None = None, limit: int | None = None
+    ) -> Iterator[list[dict[str, Any]]]:
+        """Endless (or ``limit``-record) chunks of the stream, timestamped ``1/rate`` apart from ``start``
+        (default: now). Lazy: a consumer that stops pulling stops the generator."""
+        t = time.time() if start is None else start
+        made = 0
+        while limit is None or made < limit:
+            k = chunk if limit is None else min(chunk, limit - made)
+            yield self.records(k, start=t, rate=rate)
+            t += k / rate
+            made += k
 
     @property
     def current_episode(self) -> str | None:

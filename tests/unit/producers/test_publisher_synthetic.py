@@ -84,3 +84,12 @@ def test_bad_generator_arguments_are_named():
         SyntheticTraffic(attacks=("xss",))
     with pytest.raises(ValueError, match="hosts = 0"):
         SyntheticTraffic(hosts=0)
+
+
+def test_stream_continues_one_timeline_in_chunks_up_to_a_limit():
+    chunks = list(
+        SyntheticTraffic(seed=2, attack_every_s=0).stream(rate=100.0, chunk=40, start=0.0, limit=100)
+    )
+    assert [len(c) for c in chunks] == [40, 40, 20]
+    ts = [r["ts"] for c in chunks for r in c]
+    assert ts == pytest.approx([i / 100.0 for i in range(100)])
