@@ -25,7 +25,6 @@ import subprocess
 import sys
 import threading
 import time
-import urllib.request
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -37,20 +36,7 @@ from flowsentinel.broker import EmbeddedBroker, free_port  # noqa: E402
 from flowsentinel.kafka_admin import ensure_topics  # noqa: E402
 from producers.publisher import Pacer, Publisher, publish  # noqa: E402
 from producers.synthetic import SyntheticTraffic, normal_training_records, to_batch  # noqa: E402
-
-
-def scrape(port: int) -> dict[str, float]:
-    from prometheus_client.parser import text_string_to_metric_families
-
-    text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
-    out: dict[str, float] = {}
-    for fam in text_string_to_metric_families(text):
-        for s in fam.samples:
-            key = s.name + (
-                "{" + ",".join(f'{k}="{v}"' for k, v in sorted(s.labels.items())) + "}" if s.labels else ""
-            )
-            out[key] = s.value
-    return out
+from tests.integration.conftest import scrape  # noqa: E402  (the same /metrics parser the tests use)
 
 
 def quantile_from_buckets(m: dict[str, float], name: str, q: float) -> float:
