@@ -28,7 +28,8 @@ from detector.features import FeatureEncoder
 from detector.model import LSTMAutoencoder, ModelConfig
 from detector.schema import Schema, SchemaError
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2 added the per-field error scales; format 1 artifacts still load (plain MSE score)
+READABLE_VERSIONS = (1, 2)
 WEIGHTS = "weights.pt"
 METADATA = "metadata.json"
 CALIBRATION_KEEP = 20_000
@@ -42,6 +43,7 @@ class TrainedModel:
     net: LSTMAutoencoder
     calibration: list[float]
     training: dict[str, Any] = field(default_factory=dict)
+    field_scale: np.ndarray | None = None  # see detector.pipeline.score_windows; None = format 1 scoring
     content_hash: str = ""
 
     @property
@@ -84,6 +86,7 @@ def save_artifact(model: TrainedModel, directory: str | Path) -> str:
         "model": model.config.to_dict(),
         "training": model.training,
         "calibration": {"scores": model.calibration, "quantiles": model.calibration_quantiles()},
+        "scoring": _scoring_meta(model),
         "weights_file": WEIGHTS,
         "weights_sha256": hashlib.sha256(weights).hexdigest(),
         "torch_version": torch.__version__.split("+")[0],
@@ -93,6 +96,30 @@ def save_artifact(model: TrainedModel, directory: str | Path) -> str:
     _atomic_write(out / METADATA, (json.dumps(meta, indent=1, sort_keys=True) + "\n").encode())
     model.content_hash = meta["content_hash"]
     return str(meta["content_hash"])
+
+
+def _scoring_meta(model: TrainedModel) -> dict[str, Any]:
+    if model.field_scale is None:
+        return {"method": "mse"}
+    return {
+        "method": "field-scaled",
+        "fields": list(model.encoder.field_names),  # field_scale[i] belongs to fields[i]
+        "field_scale": [float(v) for v in model.field_scale],
+    }
+
+
+def _field_scale(meta: dict[str, Any], encoder: FeatureEncoder) -> np.ndarray | None:
+    scoring = meta.get("scoring", {"method": "mse"})
+    if scoring.get("method") == "mse":
+        return None
+    if scoring.get("method") != "field-scaled":
+        raise ValueError(f"unknown scoring method {scoring.get('method')!r}")
+    if scoring["fields"] != encoder.field_names or len(scoring["field_scale"]) != len(encoder.field_names):
+        raise ValueError("scoring field_scale does not match the encoder's fields")
+    arr = np.array([float(v) for v in scoring["field_scale"]])
+    if not (np.isfinite(arr).all() and (arr > 0).all()):
+        raise ValueError("scoring field_scale holds a value that is not a positive number")
+    return arr
 
 
 def _atomic_write(path: Path, data: bytes) -> None:
@@ -125,10 +152,10 @@ def load_artifact(directory: str | Path) -> TrainedModel:
     if not isinstance(meta, dict) or meta.get("format") != "flowsentinel-model":
         raise ArtifactError(f"{meta_path}: not flowsentinel model metadata")
     version = meta.get("format_version")
-    if version != FORMAT_VERSION:
+    if version not in READABLE_VERSIONS:
         raise ArtifactError(
             f"{meta_path}: artifact format_version {version!r} is not supported by this flowsentinel "
-            f"(expects {FORMAT_VERSION}); retrain or use a matching release"
+            f"(reads {', '.join(map(str, READABLE_VERSIONS))}); retrain or use a matching release"
         )
     weights = weights_path.read_bytes()
     if hashlib.sha256(weights).hexdigest() != meta.get("weights_sha256"):
@@ -142,6 +169,7 @@ def load_artifact(directory: str | Path) -> TrainedModel:
         encoder = FeatureEncoder.from_state_dict(meta["encoder"])
         config = ModelConfig.from_dict(meta["model"])
         calibration = [float(s) for s in meta["calibration"]["scores"]]
+        field_scale = _field_scale(meta, encoder) if version >= 2 else None
     except (KeyError, TypeError, ValueError, SchemaError) as exc:
         raise ArtifactError(f"{meta_path}: metadata is incomplete or invalid: {exc}") from None
     if config.n_features != encoder.width:
@@ -167,5 +195,6 @@ def load_artifact(directory: str | Path) -> TrainedModel:
         net=net,
         calibration=calibration,
         training=meta.get("training", {}),
+        field_scale=field_scale,
         content_hash=meta["content_hash"],
     )

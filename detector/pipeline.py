@@ -35,12 +35,17 @@ def score_windows(
     mask: np.ndarray,
     groups: list[tuple[str, int, int]],
     batch_size: int = INFERENCE_BATCH,
+    field_scale: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Score each window's newest record. Returns (scores (n,), per-field error (n, n_fields)).
 
-    The score is the mean squared reconstruction error over the encoded columns; the per-field error sums
-    a field's columns (a one-hot block counts as one field), so ``field_err / field_err.sum()`` is each
-    field's share of the score.
+    A field's error sums the squared reconstruction error of its columns (a one-hot block counts as one
+    field). With ``field_scale`` (the model's :func:`field_scales`, from normal validation records) each
+    field's error is divided by its typical size on normal traffic and the score is the mean over fields:
+    a field the model always rebuilds well counts as much as one it rebuilds loosely, and a wide one-hot
+    block no more than a single number. Without it (artifacts of format 1) the score is the plain mean
+    squared error over the encoded columns. Either way ``field_err / field_err.sum()`` is each field's
+    share of the score.
     """
     n = len(windows)
     width = windows.shape[2] if windows.ndim == 3 else 0
@@ -59,8 +64,20 @@ def score_windows(
                 m = np.concatenate([m, np.zeros((padded - size, m.shape[1]), dtype=m.dtype)])
             err = squared_errors(net, torch.from_numpy(w), torch.from_numpy(m)).numpy()[:size]
             field_err[s : s + size] = np.add.reduceat(err, starts, axis=1)
+    if field_scale is not None:
+        field_err /= field_scale
+        return field_err.mean(axis=1), field_err
     scores = field_err.sum(axis=1) / width
     return scores, field_err
+
+
+def field_scales(field_err: np.ndarray, floor_ratio: float = 1e-2) -> np.ndarray:
+    """Per-field error scale from normal records: the root mean square of each field's error, floored at
+    ``floor_ratio`` × the median field's so that a field rebuilt perfectly in training (a constant) cannot
+    turn a rounding error into an alert."""
+    rms = np.sqrt(np.mean(np.square(field_err, dtype=np.float64), axis=0))
+    floor = max(float(np.median(rms)) * floor_ratio, 1e-12)
+    return np.maximum(rms, floor)
 
 
 def _bucket(size: int, cap: int) -> int:
@@ -138,7 +155,9 @@ class Detector:
         x, unknown = self.model.encoder.transform(batch)
         keys = list(batch.keys) if window_keys is None else list(window_keys)
         windows, mask = self.windows.push_many(keys, x)
-        scores, field_err = score_windows(self.model.net, windows, mask, self.model.encoder.groups)
+        scores, field_err = score_windows(
+            self.model.net, windows, mask, self.model.encoder.groups, field_scale=self.model.field_scale
+        )
         for k, v in unknown.items():
             self.unknown_total[k] = self.unknown_total.get(k, 0) + v
         return scores, field_err, unknown

@@ -27,7 +27,7 @@ from detector.artifact import CALIBRATION_KEEP, TrainedModel
 from detector.errors import ConfigError
 from detector.features import FeatureEncoder
 from detector.model import LSTMAutoencoder, ModelConfig
-from detector.pipeline import score_windows
+from detector.pipeline import field_scales, score_windows
 from detector.schema import RecordBatch
 from detector.windows import gather_windows, window_indices
 
@@ -207,7 +207,9 @@ def train(
     net.load_state_dict(best[1])
     net.eval()
 
-    cal_scores, _ = score_windows(net, val_windows, val_mask, encoder.groups)
+    _, val_field_err = score_windows(net, val_windows, val_mask, encoder.groups)
+    scale = field_scales(val_field_err)
+    cal_scores = (val_field_err / scale).mean(axis=1)
     keep = np.random.default_rng(cfg.seed + 1).permutation(len(cal_scores))[:CALIBRATION_KEEP]
     elapsed = time.monotonic() - started
     training = {
@@ -229,4 +231,5 @@ def train(
         net=net,
         calibration=[float(s) for s in cal_scores[keep]],
         training=training,
+        field_scale=scale,
     )

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from detector.artifact import FORMAT_VERSION, load_artifact, save_artifact
+from detector.artifact import FORMAT_VERSION, _digest, load_artifact, save_artifact
 from detector.errors import ArtifactError
 from detector.pipeline import Detector
 from tests.conftest import toy_batch
@@ -60,8 +60,23 @@ def test_newer_format_version_is_refused(saved):
     meta = json.loads((saved / "metadata.json").read_text())
     meta["format_version"] = FORMAT_VERSION + 1
     (saved / "metadata.json").write_text(json.dumps(meta))
-    with pytest.raises(ArtifactError, match="format_version 2 is not supported"):
+    with pytest.raises(ArtifactError, match=f"format_version {FORMAT_VERSION + 1} is not supported"):
         load_artifact(saved)
+
+
+def test_format_1_artifact_still_loads_and_scores_by_plain_mse(tiny_model, saved):
+    meta = json.loads((saved / "metadata.json").read_text())
+    assert meta["scoring"]["method"] == "field-scaled"
+    assert meta["scoring"]["fields"] == tiny_model.encoder.field_names
+    meta["format_version"] = 1
+    del meta["scoring"]
+    meta["content_hash"] = _digest(meta, (saved / "weights.pt").read_bytes())
+    (saved / "metadata.json").write_text(json.dumps(meta))
+    old = load_artifact(saved)
+    assert old.field_scale is None
+    batch = toy_batch(200, seed=4, attack_rate=0.2)
+    v = Detector(old).process_batch(batch)
+    np.testing.assert_allclose(v.scores, v.field_errors.sum(axis=1) / old.encoder.width, rtol=1e-12)
 
 
 class _Boom:

@@ -6,7 +6,7 @@ import torch
 
 from detector.errors import ConfigError
 from detector.model import LSTMAutoencoder, ModelConfig
-from detector.pipeline import Detector, score_windows
+from detector.pipeline import Detector, field_scales, score_windows
 from detector.train import TrainConfig, train
 from detector.windows import gather_windows, window_indices
 from tests.conftest import toy_batch
@@ -93,6 +93,25 @@ def test_every_record_gets_a_score_including_a_new_keys_first():
     scores, field_err = score_windows(net, windows, mask, [("f0", 0, 1), ("f1", 1, 3)])
     assert scores.shape == (5,) and np.isfinite(scores).all()
     np.testing.assert_allclose(field_err.sum(axis=1) / 3, scores)
+    scale = np.array([0.5, 2.0])
+    scaled, scaled_err = score_windows(net, windows, mask, [("f0", 0, 1), ("f1", 1, 3)], field_scale=scale)
+    np.testing.assert_allclose(scaled_err, field_err / scale)
+    np.testing.assert_allclose(scaled, (field_err / scale).mean(axis=1))
+
+
+def test_field_scales_are_rms_with_a_floor_for_fields_rebuilt_perfectly():
+    err = np.array([[1.0, 0.0, 4.0], [3.0, 0.0, 4.0]])
+    scale = field_scales(err)
+    np.testing.assert_allclose(scale[[0, 2]], [np.sqrt(5.0), 4.0])
+    assert scale[1] == pytest.approx(np.sqrt(5.0) * 1e-2)  # floored at 1% of the median field's
+
+
+def test_calibration_scores_are_on_the_scale_the_detector_scores(tiny_model):
+    assert tiny_model.field_scale is not None and (tiny_model.field_scale > 0).all()
+    batch = toy_batch(2000, seed=3, attack_rate=0.0)
+    scores = Detector(tiny_model).process_batch(batch).scores
+    ratio = np.median(scores) / np.median(tiny_model.calibration)
+    assert 0.5 < ratio < 2.0, ratio
 
 
 def test_top_features_explain_the_score(tiny_model):
