@@ -37,8 +37,8 @@ log = logging.getLogger(__name__)
 @dataclass(frozen=True)
 class TrainConfig:
     window: int = 8
-    hidden: int = 32
-    latent: int = 8
+    hidden: int = 64
+    latent: int = 16
     layers: int = 1
     record_path: bool = False  # experimental: see the note in detector/model.py
     epochs: int = 40
