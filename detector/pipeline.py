@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from detector.artifact import TrainedModel
 
 INFERENCE_BATCH = 1024
+SCORINGS = ("mse", "field-scaled")
 
 
 def score_windows(

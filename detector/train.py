@@ -27,7 +27,7 @@ from detector.artifact import CALIBRATION_KEEP, TrainedModel
 from detector.errors import ConfigError
 from detector.features import FeatureEncoder
 from detector.model import LSTMAutoencoder, ModelConfig
-from detector.pipeline import field_scales, score_windows
+from detector.pipeline import SCORINGS, field_scales, score_windows
 from detector.schema import RecordBatch
 from detector.windows import gather_windows, window_indices
 
@@ -41,6 +41,11 @@ class TrainConfig:
     latent: int = 16
     layers: int = 1
     record_path: bool = False  # experimental: see the note in detector/model.py
+    # "mse" (default) or "field-scaled": see detector.pipeline.score_windows. Field scaling ranked better on
+    # held-out normal rows from the same period (AUROC 0.9941 vs 0.9934, KDDTrain+ 80/20) but raised the
+    # false-positive rate on LATER normal traffic (KDD'99 10% file, first 70% → last 30%: 3.6% vs 2.0% at a
+    # calibrated 1% threshold, hidden 64), so plain MSE is the default.
+    scoring: str = "mse"
     epochs: int = 40
     batch_size: int = 256
     lr: float = 2e-3
@@ -67,6 +72,8 @@ class TrainConfig:
             value = getattr(self, name)
             if not (0.0 <= value <= 1.0):
                 raise ConfigError(f"{name} = {value!r} must be in [0, 1]")
+        if self.scoring not in SCORINGS:
+            raise ConfigError(f"scoring = {self.scoring!r} must be one of {', '.join(SCORINGS)}")
         if self.weight_decay < 0:
             raise ConfigError(f"weight_decay = {self.weight_decay!r} must be >= 0")
         if self.latent > self.hidden:
@@ -207,9 +214,10 @@ def train(
     net.load_state_dict(best[1])
     net.eval()
 
-    _, val_field_err = score_windows(net, val_windows, val_mask, encoder.groups)
-    scale = field_scales(val_field_err)
-    cal_scores = (val_field_err / scale).mean(axis=1)
+    scale = None
+    if cfg.scoring == "field-scaled":
+        scale = field_scales(score_windows(net, val_windows, val_mask, encoder.groups)[1])
+    cal_scores, _ = score_windows(net, val_windows, val_mask, encoder.groups, field_scale=scale)
     keep = np.random.default_rng(cfg.seed + 1).permutation(len(cal_scores))[:CALIBRATION_KEEP]
     elapsed = time.monotonic() - started
     training = {

@@ -78,13 +78,20 @@ def build_parser() -> argparse.ArgumentParser:
         "--config", default=None, metavar="JSON", help="training config (e.g. from `tune`); flags override it"
     )
     t.add_argument("--window", type=_positive_int, default=None, help="records per window (default 8)")
-    t.add_argument("--hidden", type=_positive_int, default=None, help="LSTM hidden size (default 32)")
-    t.add_argument("--latent", type=_positive_int, default=None, help="latent code size (default 8)")
+    t.add_argument("--hidden", type=_positive_int, default=None, help="LSTM hidden size (default 64)")
+    t.add_argument("--latent", type=_positive_int, default=None, help="latent code size (default 16)")
     t.add_argument(
         "--record-path",
         action=argparse.BooleanOptionalAction,
         default=None,
         help="experimental: feed the newest record to the latent code directly as well (default off)",
+    )
+    t.add_argument(
+        "--scoring",
+        choices=("mse", "field-scaled"),  # = detector.pipeline.SCORINGS (not imported: keeps --help fast)
+        default=None,
+        help="score = mean squared error over encoded columns (mse, default) or mean over fields of each "
+        "field's error / its RMS on normal validation records (field-scaled)",
     )
     t.add_argument("--epochs", type=_positive_int, default=None, help="maximum epochs (default 40)")
     t.add_argument("--batch-size", type=_positive_int, default=None, help="training batch size (default 256)")
@@ -386,7 +393,7 @@ def _report_rejected(path: str, batch: Any) -> None:
 
 
 TRAIN_FLAGS = (
-    "window", "hidden", "latent", "record_path", "epochs", "batch_size", "lr", "patience", "val_fraction", "seed",
+    "window", "hidden", "latent", "record_path", "scoring", "epochs", "batch_size", "lr", "patience", "val_fraction", "seed",
 )  # fmt: skip
 
 

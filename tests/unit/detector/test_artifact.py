@@ -66,8 +66,7 @@ def test_newer_format_version_is_refused(saved):
 
 def test_format_1_artifact_still_loads_and_scores_by_plain_mse(tiny_model, saved):
     meta = json.loads((saved / "metadata.json").read_text())
-    assert meta["scoring"]["method"] == "field-scaled"
-    assert meta["scoring"]["fields"] == tiny_model.encoder.field_names
+    assert meta["scoring"] == {"method": "mse"}
     meta["format_version"] = 1
     del meta["scoring"]
     meta["content_hash"] = _digest(meta, (saved / "weights.pt").read_bytes())
@@ -77,6 +76,24 @@ def test_format_1_artifact_still_loads_and_scores_by_plain_mse(tiny_model, saved
     batch = toy_batch(200, seed=4, attack_rate=0.2)
     v = Detector(old).process_batch(batch)
     np.testing.assert_allclose(v.scores, v.field_errors.sum(axis=1) / old.encoder.width, rtol=1e-12)
+
+
+def test_field_scaled_model_round_trips(tmp_path):
+    from detector.train import TrainConfig, train
+
+    cfg = TrainConfig(window=4, hidden=8, latent=4, epochs=2, seed=1, scoring="field-scaled")
+    model = train(toy_batch(600, seed=1, attack_rate=0.0), cfg, progress=False)
+    save_artifact(model, tmp_path / "fs")
+    meta = json.loads((tmp_path / "fs" / "metadata.json").read_text())
+    assert meta["scoring"]["method"] == "field-scaled"
+    assert meta["scoring"]["fields"] == model.encoder.field_names
+    loaded = load_artifact(tmp_path / "fs")
+    assert loaded.field_scale is not None and model.field_scale is not None
+    np.testing.assert_array_equal(loaded.field_scale, model.field_scale)
+    batch = toy_batch(300, seed=2, attack_rate=0.2)
+    np.testing.assert_array_equal(
+        Detector(model).process_batch(batch).scores, Detector(loaded).process_batch(batch).scores
+    )
 
 
 class _Boom:

@@ -6,7 +6,7 @@ import torch
 
 from detector.errors import ConfigError
 from detector.model import LSTMAutoencoder, ModelConfig
-from detector.pipeline import Detector, field_scales, score_windows
+from detector.pipeline import SCORINGS, Detector, field_scales, score_windows
 from detector.train import TrainConfig, train
 from detector.windows import gather_windows, window_indices
 from tests.conftest import toy_batch
@@ -106,12 +106,24 @@ def test_field_scales_are_rms_with_a_floor_for_fields_rebuilt_perfectly():
     assert scale[1] == pytest.approx(np.sqrt(5.0) * 1e-2)  # floored at 1% of the median field's
 
 
-def test_calibration_scores_are_on_the_scale_the_detector_scores(tiny_model):
-    assert tiny_model.field_scale is not None and (tiny_model.field_scale > 0).all()
-    batch = toy_batch(2000, seed=3, attack_rate=0.0)
-    scores = Detector(tiny_model).process_batch(batch).scores
-    ratio = np.median(scores) / np.median(tiny_model.calibration)
+@pytest.mark.parametrize("scoring", ["mse", "field-scaled"])
+def test_calibration_scores_are_on_the_scale_the_detector_scores(scoring):
+    batch = toy_batch(1200, seed=2, attack_rate=0.0)
+    model = train(
+        batch, TrainConfig(window=4, hidden=8, latent=4, epochs=2, seed=3, scoring=scoring), progress=False
+    )
+    assert (model.field_scale is not None) == (scoring == "field-scaled")
+    scores = Detector(model).process_batch(toy_batch(2000, seed=3, attack_rate=0.0)).scores
+    ratio = np.median(scores) / np.median(model.calibration)
     assert 0.5 < ratio < 2.0, ratio
+
+
+def test_cli_scoring_choices_are_the_detectors():
+    from flowsentinel.cli import build_parser
+
+    action = next(a for a in build_parser()._subparsers._group_actions[0].choices["train"]._actions
+                  if a.dest == "scoring")  # fmt: skip
+    assert tuple(action.choices) == SCORINGS
 
 
 def test_top_features_explain_the_score(tiny_model):
@@ -127,6 +139,8 @@ def test_top_features_explain_the_score(tiny_model):
 def test_training_config_errors_name_the_value():
     with pytest.raises(ConfigError, match="window = 0"):
         TrainConfig(window=0)
+    with pytest.raises(ConfigError, match="scoring = 'l1'"):
+        TrainConfig(scoring="l1")
     with pytest.raises(ConfigError, match="val_fraction = 0.9"):
         TrainConfig(val_fraction=0.9)
     with pytest.raises(ConfigError, match="latent = 99"):
