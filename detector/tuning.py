@@ -29,7 +29,11 @@ SPACE: dict[str, list[Any]] = {
     "latent": [4, 8, 16],
     "lr": [1e-3, 2e-3, 5e-3],
 }
-RISKS = [0.002, 0.005, 0.01, 0.02, 0.05]
+# Candidate risks stop at 0.02: an operator's false-alarm ceiling is about 5% of normal traffic, and normal
+# traffic drifts away from the training period — on the KDD'99 10% file (trained on its first 70%) the share
+# of later normal rows above a calibrated threshold was 2-2.7x the nominal q. A larger q could win F1 on a
+# validation split that is mostly attacks while breaking that ceiling in service.
+RISKS = [0.002, 0.005, 0.01, 0.02]
 BATCH = 2_000
 
 
