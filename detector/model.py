@@ -30,8 +30,8 @@ from detector.errors import ArtifactError, ConfigError
 class ModelConfig:
     n_features: int
     window: int = 8
-    hidden: int = 64
-    latent: int = 16
+    hidden: int = 32
+    latent: int = 8
     layers: int = 1
     # Experimental, off by default: also feed the newest record to the latent code through a dense layer.
     # On validation splits carved from KDDTrain+ and the KDD'99 10% file it scored slightly higher

@@ -78,8 +78,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--config", default=None, metavar="JSON", help="training config (e.g. from `tune`); flags override it"
     )
     t.add_argument("--window", type=_positive_int, default=None, help="records per window (default 8)")
-    t.add_argument("--hidden", type=_positive_int, default=None, help="LSTM hidden size (default 64)")
-    t.add_argument("--latent", type=_positive_int, default=None, help="latent code size (default 16)")
+    t.add_argument("--hidden", type=_positive_int, default=None, help="LSTM hidden size (default 32)")
+    t.add_argument("--latent", type=_positive_int, default=None, help="latent code size (default 8)")
     t.add_argument(
         "--record-path",
         action=argparse.BooleanOptionalAction,
