@@ -29,7 +29,7 @@ from detector.errors import ArtifactError, ConfigError
 @dataclass(frozen=True)
 class ModelConfig:
     n_features: int
-    window: int = 8
+    window: int = 1
     hidden: int = 32
     latent: int = 8
     layers: int = 1

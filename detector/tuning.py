@@ -24,7 +24,7 @@ from detector.thresholds import make_thresholder
 from detector.train import TrainConfig, train
 
 SPACE: dict[str, list[Any]] = {
-    "window": [4, 8, 16],
+    "window": [1, 2, 4, 8],
     "hidden": [16, 32, 64],
     "latent": [4, 8, 16],
     "lr": [1e-3, 2e-3, 5e-3],
