@@ -77,7 +77,12 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument(
         "--config", default=None, metavar="JSON", help="training config (e.g. from `tune`); flags override it"
     )
-    t.add_argument("--window", type=_positive_int, default=None, help="records per window: the newest and its key's previous ones (default 1)")
+    t.add_argument(
+        "--window",
+        type=_positive_int,
+        default=None,
+        help="records per window: the newest and its key's previous ones (default 1)",
+    )
     t.add_argument("--hidden", type=_positive_int, default=None, help="LSTM hidden size (default 32)")
     t.add_argument("--latent", type=_positive_int, default=None, help="latent code size (default 8)")
     t.add_argument(
