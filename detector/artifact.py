@@ -43,7 +43,7 @@ class TrainedModel:
     net: LSTMAutoencoder
     calibration: list[float]
     training: dict[str, Any] = field(default_factory=dict)
-    field_scale: np.ndarray | None = None  # see detector.pipeline.score_windows; None = format 1 scoring
+    field_scale: np.ndarray | None = None  # see detector.pipeline.score_windows; None = plain MSE
     content_hash: str = ""
 
     @property
@@ -169,7 +169,7 @@ def load_artifact(directory: str | Path) -> TrainedModel:
         encoder = FeatureEncoder.from_state_dict(meta["encoder"])
         config = ModelConfig.from_dict(meta["model"])
         calibration = [float(s) for s in meta["calibration"]["scores"]]
-        field_scale = _field_scale(meta, encoder) if version >= 2 else None
+        field_scale = _field_scale(meta, encoder)  # format 1 has no "scoring": plain MSE
     except (KeyError, TypeError, ValueError, SchemaError) as exc:
         raise ArtifactError(f"{meta_path}: metadata is incomplete or invalid: {exc}") from None
     if config.n_features != encoder.width:

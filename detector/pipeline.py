@@ -44,9 +44,9 @@ def score_windows(
     field). With ``field_scale`` (the model's :func:`field_scales`, from normal validation records) each
     field's error is divided by its typical size on normal traffic and the score is the mean over fields:
     a field the model always rebuilds well counts as much as one it rebuilds loosely, and a wide one-hot
-    block no more than a single number. Without it (artifacts of format 1) the score is the plain mean
-    squared error over the encoded columns. Either way ``field_err / field_err.sum()`` is each field's
-    share of the score.
+    block no more than a single number. Without it (the default, and every format-1 artifact) the score is
+    the plain mean squared error over the encoded columns. Either way ``field_err / field_err.sum()`` is
+    each field's share of the score.
     """
     n = len(windows)
     width = windows.shape[2] if windows.ndim == 3 else 0
@@ -65,11 +65,19 @@ def score_windows(
                 m = np.concatenate([m, np.zeros((padded - size, m.shape[1]), dtype=m.dtype)])
             err = squared_errors(net, torch.from_numpy(w), torch.from_numpy(m)).numpy()[:size]
             field_err[s : s + size] = np.add.reduceat(err, starts, axis=1)
+    return field_scores(field_err, width, field_scale)
+
+
+def field_scores(
+    field_err: np.ndarray, width: int, field_scale: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Scores from per-field squared errors (see :func:`score_windows`): the mean squared error over
+    ``width`` encoded columns, or with ``field_scale`` the mean over fields of each field's error divided
+    by its scale. Returns (scores, field errors); the field errors are scaled in place."""
     if field_scale is not None:
         field_err /= field_scale
         return field_err.mean(axis=1), field_err
-    scores = field_err.sum(axis=1) / width
-    return scores, field_err
+    return field_err.sum(axis=1) / width, field_err
 
 
 def field_scales(field_err: np.ndarray, floor_ratio: float = 1e-2) -> np.ndarray:

@@ -27,7 +27,7 @@ from detector.artifact import CALIBRATION_KEEP, TrainedModel
 from detector.errors import ConfigError
 from detector.features import FeatureEncoder
 from detector.model import LSTMAutoencoder, ModelConfig
-from detector.pipeline import SCORINGS, field_scales, score_windows
+from detector.pipeline import SCORINGS, field_scales, field_scores, score_windows
 from detector.schema import RecordBatch
 from detector.windows import gather_windows, window_indices
 
@@ -224,10 +224,9 @@ def train(
     net.load_state_dict(best[1])
     net.eval()
 
-    scale = None
-    if cfg.scoring == "field-scaled":
-        scale = field_scales(score_windows(net, val_windows, val_mask, encoder.groups)[1])
-    cal_scores, _ = score_windows(net, val_windows, val_mask, encoder.groups, field_scale=scale)
+    _, val_field_err = score_windows(net, val_windows, val_mask, encoder.groups)
+    scale = field_scales(val_field_err) if cfg.scoring == "field-scaled" else None
+    cal_scores, _ = field_scores(val_field_err, encoder.width, scale)
     keep = np.random.default_rng(cfg.seed + 1).permutation(len(cal_scores))[:CALIBRATION_KEEP]
     elapsed = time.monotonic() - started
     training = {
