@@ -25,11 +25,13 @@ import torch
 
 from detector.errors import ArtifactError
 from detector.features import FeatureEncoder
-from detector.model import LSTMAutoencoder, ModelConfig
+from detector.model import AutoencoderEnsemble, ModelConfig
 from detector.schema import Schema, SchemaError
 
-FORMAT_VERSION = 2  # 2 added the per-field error scales; format 1 artifacts still load (plain MSE score)
-READABLE_VERSIONS = (1, 2)
+# 2 added the per-field error scales, 3 the ensemble (weights keyed "members.<i>."). Formats 1 and 2 still
+# load, as a one-member ensemble; format 1 scores by plain MSE.
+FORMAT_VERSION = 3
+READABLE_VERSIONS = (1, 2, 3)
 WEIGHTS = "weights.pt"
 METADATA = "metadata.json"
 CALIBRATION_KEEP = 20_000
@@ -40,7 +42,7 @@ class TrainedModel:
     schema: Schema
     encoder: FeatureEncoder
     config: ModelConfig
-    net: LSTMAutoencoder
+    net: AutoencoderEnsemble
     calibration: list[float]
     training: dict[str, Any] = field(default_factory=dict)
     field_scale: np.ndarray | None = None  # see detector.pipeline.score_windows; None = plain MSE
@@ -58,7 +60,7 @@ class TrainedModel:
         return {f"p{q:g}": float(np.quantile(arr, q / 100)) for q in (50, 90, 95, 99, 99.9)}
 
 
-def _weights_bytes(net: LSTMAutoencoder) -> bytes:
+def _weights_bytes(net: AutoencoderEnsemble) -> bytes:
     buf = io.BytesIO()
     torch.save({k: v.detach().clone() for k, v in net.state_dict().items()}, buf)
     return buf.getvalue()
@@ -180,7 +182,9 @@ def load_artifact(directory: str | Path) -> TrainedModel:
         state = torch.load(io.BytesIO(weights), map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises several types for corrupt/unsafe payloads
         raise ArtifactError(f"{weights_path}: cannot be loaded safely: {str(exc).splitlines()[0]}") from None
-    net = LSTMAutoencoder(config)
+    if version < 3:  # one bare autoencoder: its weights become member 0's
+        state = {f"members.0.{k}": v for k, v in state.items()} if isinstance(state, dict) else state
+    net = AutoencoderEnsemble(config)
     try:
         net.load_state_dict(state, strict=True)
     except (RuntimeError, TypeError, AttributeError) as exc:

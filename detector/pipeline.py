@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 
-from detector.model import LSTMAutoencoder, squared_errors
+from detector.model import AutoencoderEnsemble, LSTMAutoencoder, squared_errors
 from detector.schema import RecordBatch
 from detector.thresholds import AdaptPolicy, OnlineThresholder, make_thresholder
 from detector.windows import WindowStore
@@ -31,7 +31,7 @@ SCORINGS = ("mse", "field-scaled")
 
 
 def score_windows(
-    net: LSTMAutoencoder,
+    net: LSTMAutoencoder | AutoencoderEnsemble,
     windows: np.ndarray,
     mask: np.ndarray,
     groups: list[tuple[str, int, int]],

@@ -86,6 +86,12 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--hidden", type=_positive_int, default=None, help="LSTM hidden size (default 32)")
     t.add_argument("--latent", type=_positive_int, default=None, help="latent code size (default 8)")
     t.add_argument(
+        "--members",
+        type=_positive_int,
+        default=None,
+        help="autoencoders in the ensemble, each from its own seed; the score is their mean error (default 3)",
+    )
+    t.add_argument(
         "--record-path",
         action=argparse.BooleanOptionalAction,
         default=None,
@@ -380,8 +386,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         "calibration": model.calibration_quantiles(),
     }
     print(
-        f"trained {schema.name} model on {len(train_batch):,} normal records: {tr['epochs_run']} epochs "
-        f"(best {tr['best_epoch']}), val loss {tr['initial_val_loss']:.5f} → {tr['best_val_loss']:.5f}, "
+        f"trained {schema.name} model ({tr['members']} members) on {len(train_batch):,} normal records: "
+        f"{tr['epochs_run']} epochs (best {', '.join(map(str, tr['best_epoch']))}), val loss {tr['initial_val_loss']:.5f} → {tr['best_val_loss']:.5f}, "
         f"{tr['seconds']:.1f}s; {n_params:,} parameters, {weights.stat().st_size / 1024:.0f} KiB; "
         f"saved to {args.out} (version {digest[:12]})"
     )
@@ -398,7 +404,7 @@ def _report_rejected(path: str, batch: Any) -> None:
 
 
 TRAIN_FLAGS = (
-    "window", "hidden", "latent", "record_path", "scoring", "epochs", "batch_size", "lr", "patience", "val_fraction", "seed",
+    "window", "hidden", "latent", "members", "record_path", "scoring", "epochs", "batch_size", "lr", "patience", "val_fraction", "seed",
 )  # fmt: skip
 
 

@@ -54,7 +54,7 @@ def test_train_then_score_end_to_end(toy_files, tmp_path):
         "--quiet",
     )
     assert r.returncode == 0, r.stderr
-    assert "trained toy model on 1,500 normal records" in r.stdout
+    assert "trained toy model (3 members) on 1,500 normal records" in r.stdout
     assert "1 record(s) rejected" in r.stderr and "not a number" in r.stderr
     assert (model / "metadata.json").is_file() and (model / "training-summary.json").is_file()
     out = tmp_path / "scores.csv"
@@ -81,6 +81,10 @@ def test_train_then_score_end_to_end(toy_files, tmp_path):
         (
             ["train", "--schema", "kdd", "--data", "x", "--out", "m", "--window", "0"],
             "argument --window: '0' must be >= 1",
+        ),
+        (
+            ["train", "--schema", "kdd", "--data", "x", "--out", "m", "--members", "0"],
+            "argument --members: '0' must be >= 1",
         ),
         (
             ["train", "--schema", "kdd", "--data", "x", "--out", "m", "--lr", "abc"],

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import pickle
@@ -64,17 +65,33 @@ def test_newer_format_version_is_refused(saved):
         load_artifact(saved)
 
 
-def test_format_1_artifact_still_loads_and_scores_by_plain_mse(tiny_model, saved):
+def _as_old_format(saved, version: int) -> None:
+    """Rewrite a saved one-member artifact the way formats 1 and 2 stored it: bare weight keys, no
+    ``members`` in the model config, and (format 1) no ``scoring``."""
     meta = json.loads((saved / "metadata.json").read_text())
-    assert meta["scoring"] == {"method": "mse"}
-    meta["format_version"] = 1
-    del meta["scoring"]
-    meta["content_hash"] = _digest(meta, (saved / "weights.pt").read_bytes())
+    assert meta["model"]["members"] == 1 and meta["scoring"] == {"method": "mse"}
+    state = torch.load(saved / "weights.pt", weights_only=True)
+    buf = io.BytesIO()
+    torch.save({k.removeprefix("members.0."): v for k, v in state.items()}, buf)
+    weights = buf.getvalue()
+    (saved / "weights.pt").write_bytes(weights)
+    meta["format_version"] = version
+    del meta["model"]["members"]
+    if version == 1:
+        del meta["scoring"]
+    meta["weights_sha256"] = hashlib.sha256(weights).hexdigest()
+    meta["content_hash"] = _digest(meta, weights)
     (saved / "metadata.json").write_text(json.dumps(meta))
+
+
+@pytest.mark.parametrize("version", [1, 2])
+def test_format_1_and_2_artifacts_still_load_and_score_the_same(tiny_model, saved, version):
+    _as_old_format(saved, version)
     old = load_artifact(saved)
-    assert old.field_scale is None
+    assert old.field_scale is None and old.config.members == 1
     batch = toy_batch(200, seed=4, attack_rate=0.2)
     v = Detector(old).process_batch(batch)
+    np.testing.assert_array_equal(v.scores, Detector(tiny_model).process_batch(batch).scores)
     np.testing.assert_allclose(v.scores, v.field_errors.sum(axis=1) / old.encoder.width, rtol=1e-12)
 
 

@@ -15,7 +15,7 @@ from tests.conftest import toy_batch
 def test_validation_loss_falls(tiny_model):
     tr = tiny_model.training
     assert tr["best_val_loss"] < 0.2 * tr["initial_val_loss"]
-    assert tr["history"][-1]["epoch"] == tr["epochs_run"]
+    assert len(tr["history"]) == tr["epochs_run"] and tr["history"][-1]["member"] == 0
     assert len(tiny_model.calibration) == tr["val_records"]
 
 
@@ -173,10 +173,46 @@ def test_the_experimental_record_path_trains_and_round_trips(tmp_path):
     model = train(
         batch, TrainConfig(window=4, hidden=8, latent=4, epochs=2, record_path=True), progress=False
     )
-    assert model.config.record_path and model.net.record is not None
+    assert model.config.record_path and model.net.members[0].record is not None
     save_artifact(model, tmp_path / "m")
     loaded = load_artifact(tmp_path / "m")
     assert loaded.config.record_path
     a = Detector(model).score_many(batch)[0]
     b = Detector(loaded).score_many(batch)[0]
     np.testing.assert_array_equal(a, b)
+
+
+def test_an_ensemble_scores_the_mean_of_its_members_errors(tmp_path):
+    from detector.artifact import load_artifact, save_artifact
+
+    batch = toy_batch(600, seed=81)
+    model = train(batch, TrainConfig(hidden=8, latent=4, epochs=3, members=3), progress=False)
+    assert model.config.members == 3 and len(model.net.members) == 3
+    assert model.training["members"] == 3 and len(model.training["best_epoch"]) == 3
+    first = model.net.members[0].state_dict()
+    for other in model.net.members[1:]:  # each member has its own seed
+        assert any(not torch.equal(v, other.state_dict()[k]) for k, v in first.items())
+    x, _ = model.encoder.transform(batch)
+    windows, mask = gather_windows(x, window_indices(batch.keys, 1))
+    groups = model.encoder.groups
+    scores, field_err = score_windows(model.net, windows, mask, groups)
+    each = [score_windows(m, windows, mask, groups)[0] for m in model.net.members]
+    np.testing.assert_allclose(scores, np.mean(each, axis=0), rtol=1e-5)
+    np.testing.assert_allclose(scores, field_err.sum(axis=1) / model.encoder.width, rtol=1e-12)
+    save_artifact(model, tmp_path / "m")
+    loaded = load_artifact(tmp_path / "m")
+    np.testing.assert_array_equal(Detector(loaded).score_many(batch)[0], Detector(model).score_many(batch)[0])
+
+
+def test_member_zero_of_an_ensemble_is_the_one_member_model():
+    batch = toy_batch(600, seed=82)
+    cfg = dict(hidden=8, latent=4, epochs=2, seed=4)
+    one = train(batch, TrainConfig(members=1, **cfg), progress=False)
+    three = train(batch, TrainConfig(members=3, **cfg), progress=False)
+    for k, v in one.net.members[0].state_dict().items():
+        assert torch.equal(v, three.net.members[0].state_dict()[k]), k
+
+
+def test_members_must_be_a_positive_integer():
+    with pytest.raises(ConfigError, match="members = 0 must be a positive integer"):
+        TrainConfig(members=0)
