@@ -29,11 +29,12 @@ SPACE: dict[str, list[Any]] = {
     "latent": [4, 8, 16],
     "lr": [1e-3, 2e-3, 5e-3],
 }
-# Candidate risks stop at 0.02: an operator's false-alarm ceiling is about 5% of normal traffic, and normal
-# traffic drifts away from the training period — on the KDD'99 10% file (trained on its first 70%) the share
-# of later normal rows above a calibrated threshold was 2-2.7x the nominal q. A larger q could win F1 on a
-# validation split that is mostly attacks while breaking that ceiling in service.
-RISKS = [0.002, 0.005, 0.01, 0.02]
+# Candidate risks stop at 0.01: an operator's false-alarm ceiling is about 5% of normal traffic, and normal
+# traffic drifts away from the training period. On the KDD'99 10% file (trained on the normal rows of its
+# first 70%, thresholds at the calibration quantile), the share of LATER normal rows above the threshold was
+# 1.5-3.6% at q = 0.01 but 5.2-9.6% at q = 0.02 (ten models: five seeds, one and three members). A larger q
+# wins F1 on a validation split that is mostly attacks while breaking that ceiling in service.
+RISKS = [0.002, 0.005, 0.01]
 BATCH = 2_000
 
 
