@@ -14,6 +14,7 @@ Splits (data in ../shared/data beside the checkout; nothing is copied):
   attack row, in Timestamp order.
 
     python benchmarks/detection.py [--only nsl-kdd|kdd99|cic] [--detectors lstm-ae,dense-ae,iforest,river-hst]
+                                   [--seed N] [--members N] [--out PATH]
 
 Writes benchmarks/results/detection.json and prints a markdown table (pasted into the README).
 """
@@ -142,13 +143,14 @@ def main() -> None:
     ap.add_argument("--detectors", default="lstm-ae,dense-ae,iforest,river-hst")
     ap.add_argument("--risk", default="auto", help="risk q for every detector's SPOT threshold, or 'auto'")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--members", type=int, default=TrainConfig.members, help="ensemble members (default 3)")
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "detection.json"))
     args = ap.parse_args()
     detectors = args.detectors.split(",")
     out = Path(args.out)
     results: dict[str, Any] = json.loads(out.read_text()) if out.exists() else {}
     results.setdefault("runs", {})
-    cfg = TrainConfig(seed=args.seed)
+    cfg = TrainConfig(seed=args.seed, members=args.members)
     results["config"] = {"train": cfg.to_dict(), "risk_q": args.risk, "thresholder": "spot", "batch": BATCH}
     results.setdefault("risk", {})
     for split, schema_name, normal, tests, train_file in splits(args.only):
