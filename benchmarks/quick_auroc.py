@@ -19,6 +19,7 @@ import platform
 import resource
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -39,6 +40,7 @@ def train_on(path: Path, out: Path, cfg: TrainConfig) -> tuple[object, dict]:
     schema = builtin_schema("kdd")
     t0 = time.monotonic()
     data = read_records(path, schema)
+    assert data.is_normal is not None
     normal = data.take(np.flatnonzero(data.is_normal))
     t1 = time.monotonic()
     model = train(normal, cfg, progress=False)
@@ -63,6 +65,7 @@ def evaluate(model, path: Path, risk: float) -> dict:
     t0 = time.monotonic()
     v = det.process_batch(batch)
     elapsed = time.monotonic() - t0
+    assert batch.is_normal is not None
     y = ~batch.is_normal
     out = {
         "file": path.name,
@@ -81,6 +84,7 @@ def evaluate(model, path: Path, risk: float) -> dict:
 
 def context_control(model, path: Path) -> dict:
     batch = read_records(path, builtin_schema("kdd"))
+    assert batch.is_normal is not None
     y = ~batch.is_normal
     thr = float(np.quantile(model.calibration, 0.99))
     time_scores, _, _ = Detector(model).score_many(batch)
@@ -106,7 +110,7 @@ def main() -> None:
     models = Path(args.models)
     nsl, nsl_info = train_on(DATA / "nsl-kdd" / "KDDTrain+.txt.gz", models / "bench-nsl-kdd", cfg)
     print("trained NSL-KDD:", json.dumps(nsl_info))
-    results = {
+    results: dict[str, Any] = {
         "machine": {
             "cpus": torch.get_num_threads(),
             "python": platform.python_version(),

@@ -1,4 +1,4 @@
-"""House style is checked, not hoped for: ruff (lint + format) and mypy over the packages."""
+"""House style is checked, not hoped for: ruff (lint + format) and mypy over the packages and benchmarks."""
 
 from __future__ import annotations
 
@@ -16,8 +16,9 @@ from tests.conftest import REPO
         [sys.executable, "-m", "ruff", "check", "."],
         [sys.executable, "-m", "ruff", "format", "--check", "."],
         [sys.executable, "-m", "mypy"],
+        [sys.executable, "-m", "mypy", "benchmarks"],
     ],
-    ids=["ruff-check", "ruff-format", "mypy"],
+    ids=["ruff-check", "ruff-format", "mypy", "mypy-benchmarks"],
 )
 def test_clean(cmd):
     r = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=600)

@@ -12,9 +12,9 @@ import os
 import time
 import urllib.request
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
@@ -23,6 +23,8 @@ from prometheus_client.parser import text_string_to_metric_families
 from consumers.settings import Settings
 from flowsentinel.broker import EmbeddedBroker
 from flowsentinel.kafka_admin import ensure_topics
+
+T = TypeVar("T")
 
 pytestmark = pytest.mark.integration
 
@@ -181,7 +183,7 @@ def http_status(port: int, path: str) -> int:
         return exc.code
 
 
-def wait_for(predicate, timeout: float, what: str, interval: float = 0.2):  # type: ignore[no-untyped-def]
+def wait_for(predicate: Callable[[], T], timeout: float, what: str, interval: float = 0.2) -> T:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         value = predicate()
