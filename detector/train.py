@@ -26,7 +26,7 @@ from tqdm import tqdm
 from detector.artifact import CALIBRATION_KEEP, TrainedModel
 from detector.errors import ConfigError
 from detector.features import FeatureEncoder
-from detector.model import AutoencoderEnsemble, LSTMAutoencoder, ModelConfig
+from detector.model import AutoencoderEnsemble, LSTMAutoencoder, ModelConfig, squared_errors
 from detector.pipeline import SCORINGS, field_scales, field_scores, score_windows
 from detector.schema import RecordBatch
 from detector.windows import gather_windows, window_indices
@@ -165,7 +165,7 @@ def _fit_member(
         with torch.inference_mode():
             total = 0.0
             for s in range(0, n_val, 4096):
-                err = (net(val_w[s : s + 4096], val_m[s : s + 4096]) - val_w[s : s + 4096, -1]) ** 2
+                err = squared_errors(net, val_w[s : s + 4096], val_m[s : s + 4096])
                 total += float(err.mean(dim=1).sum())
         return total / n_val
 
