@@ -95,6 +95,8 @@ class TrainConfig:
                 raise ConfigError(f"{name} = {value!r} must be in [0, 1]")
         if self.scoring not in SCORINGS:
             raise ConfigError(f"scoring = {self.scoring!r} must be one of {', '.join(SCORINGS)}")
+        if not isinstance(self.seed, int) or isinstance(self.seed, bool) or self.seed < 0:
+            raise ConfigError(f"seed = {self.seed!r} must be a non-negative integer")
         if self.weight_decay < 0:
             raise ConfigError(f"weight_decay = {self.weight_decay!r} must be >= 0")
         if self.latent > self.hidden:

@@ -33,14 +33,21 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message}\n")
 
 
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{text!r} must be >= 1")
-    return value
+def _int_at_least(low: int) -> Callable[[str], int]:
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+        if value < low:
+            raise argparse.ArgumentTypeError(f"{text!r} must be >= {low}")
+        return value
+
+    return parse
+
+
+_positive_int = _int_at_least(1)
+_seed = _int_at_least(0)  # numpy's generators take no negative seed
 
 
 def _fraction(low: float, high: float) -> Callable[[str], float]:
@@ -109,7 +116,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--lr", type=_fraction(0.0, 1.0), default=None, help="learning rate (default 0.002)")
     t.add_argument("--patience", type=_positive_int, default=None, help="early-stopping patience (default 4)")
     t.add_argument("--val-fraction", type=_fraction(0.0, 0.5), default=None, help="validation split (0.1)")
-    t.add_argument("--seed", type=int, default=None, help="random seed (default 0)")
+    t.add_argument("--seed", type=_seed, default=None, help="random seed (default 0)")
     t.add_argument("--limit", type=_positive_int, default=None, help="read at most N records per file")
     t.add_argument("--quiet", action="store_true", help="no progress bar")
 
@@ -139,7 +146,7 @@ def build_parser() -> argparse.ArgumentParser:
     tu.add_argument("--search", choices=("random", "grid"), default="random")
     tu.add_argument("--trials", type=_positive_int, default=8)
     tu.add_argument("--epochs", type=_positive_int, default=15, help="epoch cap per trial (default 15)")
-    tu.add_argument("--seed", type=int, default=0)
+    tu.add_argument("--seed", type=_seed, default=0)
     tu.add_argument("--limit", type=_positive_int, default=None, help="read at most N records per file")
 
     ev = sub.add_parser("eval", help="evaluate a detector on labelled files through the service path")
@@ -168,7 +175,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     ev.add_argument("--thresholder", choices=("spot", "quantile"), default="spot")
     ev.add_argument("--risk", type=_fraction(0.0, 0.5), default=0.01, help="target risk q (default 0.01)")
-    ev.add_argument("--seed", type=int, default=0)
+    ev.add_argument("--seed", type=_seed, default=0)
     ev.add_argument("--limit", type=_positive_int, default=None, help="read at most N records per file")
     ev.add_argument("--no-pictures", action="store_true")
     ev.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -232,7 +239,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=_env("ATTACK_EVERY", 30.0, float),
         help="synthetic: seconds between attack episodes (0: none)",
     )
-    pr.add_argument("--seed", type=int, default=_env("SEED", 0, int), help="synthetic: random seed")
+    pr.add_argument("--seed", type=_seed, default=_env("SEED", 0, int), help="synthetic: random seed")
     pr.add_argument("--quiet", action="store_true", help="no progress bar")
 
     dm = sub.add_parser(

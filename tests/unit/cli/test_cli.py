@@ -87,6 +87,10 @@ def test_train_then_score_end_to_end(toy_files, tmp_path):
             "argument --members: '0' must be >= 1",
         ),
         (
+            ["train", "--schema", "kdd", "--data", "x", "--out", "m", "--seed", "-1"],
+            "argument --seed: '-1' must be >= 0",
+        ),
+        (
             ["train", "--schema", "kdd", "--data", "x", "--out", "m", "--lr", "abc"],
             "argument --lr: 'abc' is not a number",
         ),

@@ -139,6 +139,8 @@ def test_top_features_explain_the_score(tiny_model):
 def test_training_config_errors_name_the_value():
     with pytest.raises(ConfigError, match="window = 0"):
         TrainConfig(window=0)
+    with pytest.raises(ConfigError, match="seed = -1 must be a non-negative integer"):
+        TrainConfig(seed=-1)
     with pytest.raises(ConfigError, match="scoring = 'l1'"):
         TrainConfig(scoring="l1")
     with pytest.raises(ConfigError, match="val_fraction = 0.9"):
