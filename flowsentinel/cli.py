@@ -200,13 +200,13 @@ def build_parser() -> argparse.ArgumentParser:
     pace.add_argument(
         "--rate",
         type=_positive_float,
-        default=_env("RATE", None, float),
+        default=_env("RATE", None, _positive_float),
         help="records per second (synthetic default: 1000)",
     )
     pace.add_argument(
         "--speedup",
         type=_positive_float,
-        default=_env("SPEEDUP", None, float),
+        default=_env("SPEEDUP", None, _positive_float),
         help="replay at X times the records' own timestamps",
     )
     pace.add_argument(
@@ -219,27 +219,29 @@ def build_parser() -> argparse.ArgumentParser:
         "--loop", action="store_true", default=_env("LOOP", False, _truthy), help="start over at the end"
     )
     pr.add_argument(
-        "--limit", type=_positive_int, default=_env("LIMIT", None, int), help="stop after N records"
+        "--limit", type=_positive_int, default=_env("LIMIT", None, _positive_int), help="stop after N records"
     )
     pr.add_argument(
         "--partitions",
         type=_positive_int,
-        default=_env("PARTITIONS", 4, int),
+        default=_env("PARTITIONS", 4, _positive_int),
         help="partitions if the topic has to be created (default 4)",
     )
     pr.add_argument(
         "--compression", choices=("none", "gzip", "snappy", "lz4", "zstd"), default=_env("COMPRESSION", "lz4")
     )
     pr.add_argument("--linger-ms", type=int, default=_env("LINGER_MS", 20, int))
-    pr.add_argument("--batch-bytes", type=_positive_int, default=_env("BATCH_BYTES", 262144, int))
-    pr.add_argument("--hosts", type=_positive_int, default=_env("HOSTS", 200, int), help="synthetic: hosts")
+    pr.add_argument("--batch-bytes", type=_positive_int, default=_env("BATCH_BYTES", 262144, _positive_int))
+    pr.add_argument(
+        "--hosts", type=_positive_int, default=_env("HOSTS", 200, _positive_int), help="synthetic: hosts"
+    )
     pr.add_argument(
         "--attack-every",
         type=float,
         default=_env("ATTACK_EVERY", 30.0, float),
         help="synthetic: seconds between attack episodes (0: none)",
     )
-    pr.add_argument("--seed", type=_seed, default=_env("SEED", 0, int), help="synthetic: random seed")
+    pr.add_argument("--seed", type=_seed, default=_env("SEED", 0, _seed), help="synthetic: random seed")
     pr.add_argument("--quiet", action="store_true", help="no progress bar")
 
     dm = sub.add_parser(
@@ -252,7 +254,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     dm.add_argument("--model", default=_env("MODEL", None), help="model directory (default: train one)")
     dm.add_argument(
-        "--rate", type=_positive_float, default=_env("RATE", 500.0, float), help="records/s (500)"
+        "--rate", type=_positive_float, default=_env("RATE", 500.0, _positive_float), help="records/s (500)"
     )
     dm.add_argument("--metrics-port", type=int, default=_env("METRICS_PORT", 9464, int))
     dm.add_argument("--attack-every", type=float, default=_env("ATTACK_EVERY", 20.0, float))
@@ -271,6 +273,9 @@ def _env(name: str, default: Any, convert: Any = str) -> Any:
         return default
     try:
         return convert(raw)
+    except argparse.ArgumentTypeError as exc:  # the flag's own check, e.g. a negative seed
+        print(f"flowsentinel: error: FLOWSENTINEL_{name}: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
     except ValueError:
         print(f"flowsentinel: error: FLOWSENTINEL_{name} = {raw!r} is not valid", file=sys.stderr)
         raise SystemExit(2) from None

@@ -108,6 +108,31 @@ def test_bad_arguments_give_one_line_naming_the_value(args, message):
     assert r.returncode == 2
     assert message in r.stderr
     assert "Traceback" not in r.stderr
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "message"),
+    [
+        ("SEED", "-1", "FLOWSENTINEL_SEED: '-1' must be >= 0"),
+        ("RATE", "-3", "FLOWSENTINEL_RATE: '-3' must be a positive number"),
+        ("LIMIT", "0", "FLOWSENTINEL_LIMIT: '0' must be >= 1"),
+        ("PARTITIONS", "four", "FLOWSENTINEL_PARTITIONS: 'four' is not an integer"),
+        ("REALTIME", "maybe", "FLOWSENTINEL_REALTIME = 'maybe' is not valid"),
+    ],
+)
+def test_bad_environment_settings_get_the_flags_own_check(name, value, message):
+    """An environment default passes the same check as the flag it stands in for, before any broker is
+    contacted (the producer would otherwise start with a negative seed or rate)."""
+    import os
+
+    env = {**os.environ, "FLOWSENTINEL_" + name: value}
+    r = subprocess.run(
+        [sys.executable, "-m", "flowsentinel", "produce", "--limit", "1"],
+        capture_output=True, text=True, timeout=60, env=env,
+    )  # fmt: skip
+    assert r.returncode == 2
+    assert message in r.stderr
+    assert "Traceback" not in r.stderr
     assert len(r.stderr.strip().splitlines()) == 1
 
 
