@@ -34,13 +34,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pandas as pd
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # run as a script from a checkout
 
 from detector.baselines import BaselineDetector, fit_baseline  # noqa: E402
-from detector.evaluation import run_stream, summarize  # noqa: E402
+from detector.evaluation import first_occurrences, run_stream, summarize  # noqa: E402
 from detector.pipeline import Detector  # noqa: E402
 from detector.schema import RecordBatch, builtin_schema  # noqa: E402
 from detector.thresholds import make_thresholder  # noqa: E402
@@ -64,12 +63,7 @@ def normal_of(batch: RecordBatch) -> RecordBatch:
 
 
 def dedup(batch: RecordBatch) -> RecordBatch:
-    frame = pd.DataFrame(batch.numeric)
-    for j in range(batch.categorical.shape[1]):
-        frame[f"c{j}"] = batch.categorical[:, j]
-    frame["label"] = batch.labels
-    keep = np.flatnonzero(~frame.duplicated(keep="first").to_numpy())
-    return batch.take(keep)
+    return batch.take(first_occurrences(batch))
 
 
 Split = tuple[str, str, RecordBatch, list[tuple[str, RecordBatch]], RecordBatch]

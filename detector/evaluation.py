@@ -70,6 +70,18 @@ def run_stream(
     )
 
 
+def first_occurrences(batch: RecordBatch) -> np.ndarray:
+    """Indices, in order, of the records whose fields and label did not occur earlier in ``batch`` (KDD'99
+    is dominated by duplicate floods; the de-duplicated rows are evaluated besides the stream)."""
+    import pandas as pd
+
+    frame = pd.DataFrame(batch.numeric)
+    for j in range(batch.categorical.shape[1]):
+        frame[f"c{j}"] = batch.categorical[:, j]
+    frame["label"] = batch.labels
+    return np.flatnonzero(~frame.duplicated(keep="first").to_numpy())
+
+
 def attack_episodes(labels: np.ndarray, is_attack: np.ndarray) -> list[tuple[int, int, str]]:
     """(start, stop, label) of each maximal run of one attack label in stream order."""
     out: list[tuple[int, int, str]] = []

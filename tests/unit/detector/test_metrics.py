@@ -29,3 +29,21 @@ def test_threshold_metrics_match_scikit_learn():
 
 def test_single_class_gives_nan():
     assert np.isnan(auroc(np.zeros(4), np.arange(4)))
+
+
+def test_first_occurrences_keeps_the_first_of_each_identical_record_and_label():
+    from detector.evaluation import first_occurrences
+    from detector.schema import parse_table
+    from tests.conftest import TOY
+
+    table = {
+        "bytes": ["1", "1", "2", "1", "1"],
+        "packets": ["1"] * 5,
+        "duration": ["0"] * 5,
+        "proto": ["tcp", "tcp", "tcp", "udp", "tcp"],
+        "service": ["http"] * 5,
+        "host": ["a", "b", "a", "a", "a"],  # the key is not a field: rows 0 and 1 are duplicates
+        "label": ["normal", "normal", "normal", "normal", "flood"],  # same fields, other label: kept
+    }
+    batch = parse_table(TOY, table, [f"row {i}" for i in range(5)])
+    assert first_occurrences(batch).tolist() == [0, 2, 3, 4]
