@@ -81,7 +81,7 @@ def measure(name: str, variant: str, cfg: TrainConfig, split_key: str) -> dict[s
     out: dict[str, Any] = {
         "variant": variant,
         "split": name,
-        "config": {k: v for k, v in cfg.to_dict().items() if v != getattr(TrainConfig, k)},
+        "config": cfg.to_dict(),  # in full: the defaults change between rounds
         "train_seconds": round(seconds, 1),
         "auroc": round(auroc(y, scores), 5),
         "auprc": round(auprc(y, scores), 5),
