@@ -47,7 +47,7 @@ class TrainConfig:
     # seeds 0 and 1, 3-member ensembles at window 1). Against hidden 32: KDDTrain+ 80/20 AUROC 0.9954/0.9955
     # vs 0.9934/0.9929; its hardest attacks (difficulty <= 15) 0.9709/0.9717 vs 0.9598/0.9578; hard rows vs
     # hard rows 0.9833/0.9833 vs 0.9757/0.9738; KDD'99 10% temporal split 0.9984/0.9983 vs 0.9967/0.9972.
-    # The cost: later normal rows above the calibrated 1% threshold 2.2%/2.5% vs 1.9%/2.1%, and about 1.4x
+    # The cost: later normal rows above the calibrated 1% threshold 2.2%/2.5% vs 1.9%/2.1%, and 1.4-1.7x
     # the training time. (An earlier round kept 32 after single-seed test-file runs of hidden 64 / latent 16
     # at window 8 scored lower; those were within seed noise and informed by the test files.) Latent 4 and
     # weight decay 1e-4 scored no better on the same splits.
