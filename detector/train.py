@@ -223,6 +223,11 @@ def _fit_member(
     }
 
 
+def fit_encoder(batch: RecordBatch, cfg: TrainConfig) -> FeatureEncoder:
+    """The feature encoder :func:`train` fits on ``batch`` (what a baseline reads without the model)."""
+    return FeatureEncoder(min_count=cfg.min_count).fit(batch)
+
+
 def train(
     batch: RecordBatch,
     cfg: TrainConfig,
@@ -238,7 +243,7 @@ def train(
     set_determinism(cfg.seed)
     rng = np.random.default_rng(cfg.seed)
 
-    encoder = FeatureEncoder(min_count=cfg.min_count).fit(batch)
+    encoder = fit_encoder(batch, cfg)
     x, _ = encoder.transform(batch)
     win_idx = window_indices(batch.keys, cfg.window)
     perm = rng.permutation(n)
