@@ -26,6 +26,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # run as a script from a checkout
 
+from detection import seed_list  # noqa: E402  (benchmarks/ is sys.path[0] when run as a script)
+
 from detector.metrics import auroc  # noqa: E402
 from detector.pipeline import Detector  # noqa: E402
 from detector.schema import builtin_schema  # noqa: E402
@@ -54,11 +56,13 @@ def measure(
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--seeds", default="0,1,2,3,4")
+    ap.add_argument(
+        "--seeds", type=seed_list, default=[0, 1, 2, 3, 4], help="training seeds (default 0,1,2,3,4)"
+    )
     ap.add_argument("--members", type=int, default=TrainConfig.members, help="ensemble size (default 3)")
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "flood.json"))
     args = ap.parse_args()
-    seeds = [int(s) for s in args.seeds.split(",")]
+    seeds: list[int] = args.seeds
 
     data = read_records(DATA / "kddcup99" / "kddcup.data_10_percent.gz", builtin_schema("kdd"))
     assert data.is_normal is not None and data.labels is not None
