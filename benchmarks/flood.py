@@ -7,7 +7,7 @@ the AUROC, smurf's AUROC, the share of smurf records above the 99th percentile o
 scores, and the share of those later normal rows above a threshold at the calibration's 1 - q quantile
 (q = 0.01, 0.02: how far normal traffic drifts from the training period).
 
-    python benchmarks/flood.py [--seeds 0,1,2,3,4] [--members 3]    # about 12 minutes here
+    python benchmarks/flood.py [--seeds 0,1,2,3,4] [--members 3]    # about 17 minutes here (hidden 128)
 
 Writes benchmarks/results/flood.json and prints a markdown table (quoted in the README).
 """
