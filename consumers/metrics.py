@@ -18,7 +18,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 import numpy as np
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, ProcessCollector
 from prometheus_client.core import HistogramMetricFamily
 from prometheus_client.registry import Collector
 
@@ -127,6 +127,9 @@ class Metrics:
     def create(cls, registry: CollectorRegistry) -> Metrics:
         p = "flowsentinel_"
         r = registry
+        # process_resident_memory_bytes, process_cpu_seconds_total, open fds...: a daemon that runs for weeks
+        # is watched for memory growth (README, Live pipeline). Empty where /proc is absent (not Linux).
+        ProcessCollector(registry=r)
         return cls(
             registry=r,
             records_consumed=Counter(p + "records_consumed", "Records read from the input topic", registry=r),

@@ -196,6 +196,7 @@ def test_metrics_endpoint_tells_what_happened(bootstrap, names, model_dir):
     assert m["flowsentinel_assigned_partitions"] == 4
     assert m["flowsentinel_broker_up"] == 1 and m["flowsentinel_ready"] == 1
     assert m["flowsentinel_window_keys"] >= 50
+    assert m["process_resident_memory_bytes"] > 10e6  # the process collector: memory is watchable
     lags = {k: v for k, v in m.items() if k.startswith("flowsentinel_consumer_lag{")}
     assert len(lags) == 4 and all(v == 0 for v in lags.values())
     assert any(k.startswith("flowsentinel_model_info{") for k in m)
