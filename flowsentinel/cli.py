@@ -90,7 +90,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="records per window: the newest and its key's previous ones (default 1)",
     )
-    t.add_argument("--hidden", type=_positive_int, default=None, help="LSTM hidden size (default 64)")
+    t.add_argument("--hidden", type=_positive_int, default=None, help="LSTM hidden size (default 128)")
     t.add_argument("--latent", type=_positive_int, default=None, help="latent code size (default 8)")
     t.add_argument(
         "--members",

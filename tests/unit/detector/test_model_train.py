@@ -126,6 +126,23 @@ def test_cli_scoring_choices_are_the_detectors():
     assert tuple(action.choices) == SCORINGS
 
 
+def test_cli_train_help_states_the_training_defaults():
+    import re
+
+    from flowsentinel.cli import build_parser
+
+    actions = build_parser()._subparsers._group_actions[0].choices["train"]._actions
+    stated = {
+        a.dest: m.group(1) for a in actions if a.help and (m := re.search(r"\(default (\S+)\)", a.help))
+    }
+    assert "hidden" in stated  # the --help text is written by hand: it must follow TrainConfig
+    for dest, text in stated.items():
+        default = getattr(TrainConfig, dest)
+        assert text == ({True: "on", False: "off"}[default] if isinstance(default, bool) else str(default)), (
+            dest
+        )
+
+
 def test_top_features_explain_the_score(tiny_model):
     batch = toy_batch(200, seed=41, attack_rate=0.5)
     v = Detector(tiny_model).process_batch(batch)
