@@ -16,8 +16,8 @@ held-out files. Two splits:
 
     python benchmarks/validation.py [--name NAME] [--config '{"epochs": 80}'] [--only nsl|kdd99]
 
-Each split trains once (about 1.5 and 2.5 minutes here with the default hidden-128 ensemble). Appends one JSON line
-per split to benchmarks/results/validation.jsonl and prints it.
+Each split trains once (about 1.5 and 2.5 minutes here with the default hidden-128 ensemble). Appends
+one JSON line per split to benchmarks/results/validation.jsonl and prints it.
 """
 
 from __future__ import annotations

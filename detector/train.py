@@ -58,8 +58,8 @@ class TrainConfig:
     # (2 µs at 64), training 1.1-1.3x hidden 64's here. (An earlier round kept 32 after single-seed test-file
     # runs of hidden 64 / latent 16 at window 8 scored lower; those were within seed noise and informed by
     # the test files.) Latent 4, weight decay 1e-4 and denoising input noise (sigma 0.05 / 0.15, a scratch
-    # run) ranked no better on the same splits. On the test files 64 -> 128 was mixed (README, "Hidden size
-    # 32 -> 64 -> 128"); 128 stays because it was chosen before that run, not after.
+    # run) ranked no better on the same splits. On the test files 64 -> 128 was mixed (docs/detection-history.md,
+    # "Hidden size 32 -> 64 -> 128"); 128 stays because it was chosen before that run, not after.
     window: int = 1
     hidden: int = 128
     latent: int = 8
