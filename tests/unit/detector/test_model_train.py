@@ -143,6 +143,26 @@ def test_cli_train_help_states_the_training_defaults():
         )
 
 
+def test_readme_states_the_training_defaults():
+    """The README's list of ``train`` options gives each default by hand, like ``--help``; it said
+    ``--hidden`` (32) two default changes after 32 stopped being the default."""
+    import re
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parents[3] / "README.md").read_text()
+    para = text[text.index("Options: `--window`") :]
+    para = para[: para.index("\n\n")]
+    stated = dict(re.findall(r"`--([\w-]+)` \(([^)]*)\)", para))
+    checked = 0
+    for option, words in stated.items():
+        default = getattr(TrainConfig, option.replace("-", "_"), None)
+        if default is None:
+            continue
+        assert str(default) in re.findall(r"[\w.]+", words), (option, words, default)
+        checked += 1
+    assert checked >= 10, stated
+
+
 def test_top_features_explain_the_score(tiny_model):
     batch = toy_batch(200, seed=41, attack_rate=0.5)
     v = Detector(tiny_model).process_batch(batch)
