@@ -145,6 +145,16 @@ def seed_list(text: str) -> list[int]:
     return seeds
 
 
+def member_count(text: str) -> int:
+    try:
+        n = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} must be at least 1 (autoencoders in the ensemble)")
+    return n
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--only", choices=("nsl-kdd", "kdd99", "cic"), default=None)
@@ -152,7 +162,12 @@ def main() -> None:
     ap.add_argument("--risk", default="auto", help="risk q for every detector's SPOT threshold, or 'auto'")
     ap.add_argument("--seeds", type=seed_list, default=[0], help="training seeds, e.g. 0,1,2 (default 0)")
     ap.add_argument("--seed", type=seed_list, dest="seeds", help="one seed (same as --seeds N)")
-    ap.add_argument("--members", type=int, default=TrainConfig.members, help="ensemble members (default 3)")
+    ap.add_argument(
+        "--members",
+        type=member_count,
+        default=TrainConfig.members,
+        help="ensemble members (default %(default)s)",
+    )
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "detection.json"))
     args = ap.parse_args()
     seeds = args.seeds

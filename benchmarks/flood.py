@@ -26,7 +26,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # run as a script from a checkout
 
-from detection import seed_list  # noqa: E402  (benchmarks/ is sys.path[0] when run as a script)
+from detection import member_count, seed_list  # noqa: E402  (benchmarks/ is sys.path[0] when run as a script)
 
 from detector.metrics import auroc  # noqa: E402
 from detector.pipeline import Detector  # noqa: E402
@@ -59,7 +59,12 @@ def main() -> None:
     ap.add_argument(
         "--seeds", type=seed_list, default=[0, 1, 2, 3, 4], help="training seeds (default 0,1,2,3,4)"
     )
-    ap.add_argument("--members", type=int, default=TrainConfig.members, help="ensemble size (default 3)")
+    ap.add_argument(
+        "--members",
+        type=member_count,
+        default=TrainConfig.members,
+        help="ensemble size (default %(default)s)",
+    )
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "flood.json"))
     args = ap.parse_args()
     seeds: list[int] = args.seeds

@@ -47,6 +47,7 @@ def _int_at_least(low: int) -> Callable[[str], int]:
 
 
 _positive_int = _int_at_least(1)
+SYNTHETIC_RATE = 1000.0  # records/s the synthetic producer sends when --rate is not given
 _seed = _int_at_least(0)  # numpy's generators take no negative seed
 
 
@@ -115,7 +116,9 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--batch-size", type=_positive_int, default=None, help="training batch size (default 256)")
     t.add_argument("--lr", type=_fraction(0.0, 1.0), default=None, help="learning rate (default 0.002)")
     t.add_argument("--patience", type=_positive_int, default=None, help="early-stopping patience (default 4)")
-    t.add_argument("--val-fraction", type=_fraction(0.0, 0.5), default=None, help="validation split (0.1)")
+    t.add_argument(
+        "--val-fraction", type=_fraction(0.0, 0.5), default=None, help="validation split (default 0.1)"
+    )
     t.add_argument("--seed", type=_seed, default=None, help="random seed (default 0)")
     t.add_argument("--limit", type=_positive_int, default=None, help="read at most N records per file")
     t.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -129,7 +132,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--risk",
         type=_fraction(0.0, 0.5),
         default=0.01,
-        help="target share of normal records that alert, q (default 0.01)",
+        help="target share of normal records that alert, q (default %(default)s)",
     )
     s.add_argument("--out", default=None, metavar="CSV", help="write one row per record here")
     s.add_argument("--json", action="store_true", help="print the summary as JSON")
@@ -145,7 +148,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     tu.add_argument("--search", choices=("random", "grid"), default="random")
     tu.add_argument("--trials", type=_positive_int, default=8)
-    tu.add_argument("--epochs", type=_positive_int, default=15, help="epoch cap per trial (default 15)")
+    tu.add_argument(
+        "--epochs", type=_positive_int, default=15, help="epoch cap per trial (default %(default)s)"
+    )
     tu.add_argument("--seed", type=_seed, default=0)
     tu.add_argument("--limit", type=_positive_int, default=None, help="read at most N records per file")
 
@@ -174,7 +179,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="stream order: as in the files, by timestamp, or shuffled (a control)",
     )
     ev.add_argument("--thresholder", choices=("spot", "quantile"), default="spot")
-    ev.add_argument("--risk", type=_fraction(0.0, 0.5), default=0.01, help="target risk q (default 0.01)")
+    ev.add_argument(
+        "--risk", type=_fraction(0.0, 0.5), default=0.01, help="target risk q (default %(default)s)"
+    )
     ev.add_argument("--seed", type=_seed, default=0)
     ev.add_argument("--limit", type=_positive_int, default=None, help="read at most N records per file")
     ev.add_argument("--no-pictures", action="store_true")
@@ -201,7 +208,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--rate",
         type=_positive_float,
         default=_env("RATE", None, _positive_float),
-        help="records per second (synthetic default: 1000)",
+        help=f"records per second (synthetic default: {SYNTHETIC_RATE:g})",
     )
     pace.add_argument(
         "--speedup",
@@ -225,7 +232,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--partitions",
         type=_positive_int,
         default=_env("PARTITIONS", 4, _positive_int),
-        help="partitions if the topic has to be created (default 4)",
+        help="partitions if the topic has to be created (default %(default)s)",
     )
     pr.add_argument(
         "--compression", choices=("none", "gzip", "snappy", "lz4", "zstd"), default=_env("COMPRESSION", "lz4")
@@ -254,7 +261,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     dm.add_argument("--model", default=_env("MODEL", None), help="model directory (default: train one)")
     dm.add_argument(
-        "--rate", type=_positive_float, default=_env("RATE", 500.0, _positive_float), help="records/s (500)"
+        "--rate",
+        type=_positive_float,
+        default=_env("RATE", 500.0, _positive_float),
+        help="records/s (default %(default)s)",
     )
     dm.add_argument("--metrics-port", type=int, default=_env("METRICS_PORT", 9464, int))
     dm.add_argument("--attack-every", type=float, default=_env("ATTACK_EVERY", 20.0, float))
@@ -682,7 +692,7 @@ def cmd_produce(args: argparse.Namespace) -> int:
     if synthetic:
         if args.data:
             raise UsageError("--data is not used with 'synthetic'")
-        rate = args.rate or 1000.0
+        rate = args.rate or SYNTHETIC_RATE
         pacer = Pacer(rate=rate)
         gen = SyntheticTraffic(seed=args.seed, hosts=args.hosts, attack_every_s=args.attack_every)
         schema = gen.schema
