@@ -20,8 +20,8 @@ score does not hang on one seed. Scoring cost grows with ``members`` but is smal
 >>> net = LSTMAutoencoder(ModelConfig(n_features=5, window=4, hidden=8, latent=2))
 >>> net(torch.zeros(3, 4, 5), torch.ones(3, 4)).shape
 torch.Size([3, 5])
->>> squared_errors(AutoencoderEnsemble(ModelConfig(n_features=5, members=3)), torch.zeros(3, 1, 5),
-...                torch.ones(3, 1)).shape
+>>> squared_errors(AutoencoderEnsemble(ModelConfig(n_features=5, hidden=8, latent=2, members=3)),
+...                torch.zeros(3, 1, 5), torch.ones(3, 1)).shape
 torch.Size([3, 5])
 """
 
@@ -39,9 +39,11 @@ from detector.errors import ArtifactError, ConfigError
 @dataclass(frozen=True)
 class ModelConfig:
     n_features: int
+    # No defaults for the sizes: training always passes TrainConfig's (its comment says how they were
+    # chosen), and a second default here went stale twice.
+    hidden: int
+    latent: int
     window: int = 1
-    hidden: int = 32
-    latent: int = 8
     layers: int = 1
     # Experimental, off by default: also feed the newest record to the latent code through a dense layer.
     # On validation splits carved from KDDTrain+ and the KDD'99 10% file it scored slightly higher
