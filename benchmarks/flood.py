@@ -84,7 +84,7 @@ def main() -> None:
     )
 
     runs = []
-    for members in (1, args.members):
+    for members in dict.fromkeys((1, args.members)):  # --members 1: the single models only, once
         for seed in seeds:
             t0 = time.monotonic()
             model = train(fit, TrainConfig(seed=seed, members=members), progress=False)
