@@ -236,6 +236,8 @@ def bench_memory(bootstrap: str, model: Path, workdir: Path, rate: float, minute
                     "rss_mib": round(rss_mib(proc.pid), 1),
                     "scored": m["flowsentinel_records_scored_total"],
                     "window_keys": m["flowsentinel_window_keys"],
+                    # records behind; a growing lag means the figures are no longer at the offered rate
+                    "lag": sum(v for k, v in m.items() if k.startswith("flowsentinel_consumer_lag{")),
                 }
             )
             print("  memory", samples[-1], flush=True)
@@ -254,6 +256,7 @@ def bench_memory(bootstrap: str, model: Path, workdir: Path, rate: float, minute
         "rss_after_warmup_mib": warm["rss_mib"],
         "rss_end_mib": last["rss_mib"],
         "growth_after_warmup": round(last["rss_mib"] / warm["rss_mib"] - 1, 4),
+        "max_lag": max(s["lag"] for s in samples),
     }
 
 
