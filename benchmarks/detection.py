@@ -45,6 +45,7 @@ from detector.schema import RecordBatch, builtin_schema  # noqa: E402
 from detector.thresholds import make_thresholder  # noqa: E402
 from detector.train import TrainConfig, fit_encoder, train  # noqa: E402
 from detector.tuning import choose_risk, split_training_data  # noqa: E402
+from flowsentinel.cli import int_at_least  # noqa: E402
 from producers.files import read_many, read_records  # noqa: E402
 
 DATA = ROOT.parent / "shared" / "data"
@@ -145,14 +146,7 @@ def seed_list(text: str) -> list[int]:
     return seeds
 
 
-def member_count(text: str) -> int:
-    try:
-        n = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-    if n < 1:
-        raise argparse.ArgumentTypeError(f"{text!r} must be at least 1 (autoencoders in the ensemble)")
-    return n
+member_count = int_at_least(1)  # --members: autoencoders in the ensemble
 
 
 def main() -> None:

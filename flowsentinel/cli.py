@@ -33,7 +33,9 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message}\n")
 
 
-def _int_at_least(low: int) -> Callable[[str], int]:
+def int_at_least(low: int) -> Callable[[str], int]:
+    """An argparse ``type``: an integer >= ``low`` (the benchmarks' scripts use it too)."""
+
     def parse(text: str) -> int:
         try:
             value = int(text)
@@ -46,9 +48,9 @@ def _int_at_least(low: int) -> Callable[[str], int]:
     return parse
 
 
-_positive_int = _int_at_least(1)
+_positive_int = int_at_least(1)
+_seed = int_at_least(0)  # numpy's generators take no negative seed
 SYNTHETIC_RATE = 1000.0  # records/s the synthetic producer sends when --rate is not given
-_seed = _int_at_least(0)  # numpy's generators take no negative seed
 
 
 def _fraction(low: float, high: float) -> Callable[[str], float]:
