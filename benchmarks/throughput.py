@@ -36,7 +36,7 @@ from flowsentinel.broker import EmbeddedBroker, free_port  # noqa: E402
 from flowsentinel.kafka_admin import ensure_topics  # noqa: E402
 from producers.publisher import Pacer, Publisher, publish  # noqa: E402
 from producers.synthetic import SyntheticTraffic, normal_training_records, to_batch  # noqa: E402
-from tests.integration.conftest import scrape  # noqa: E402  (the same /metrics parser the tests use)
+from tests.integration.conftest import consumer_lags, scrape  # noqa: E402  (the same /metrics parser the tests use)
 
 
 def quantile_from_buckets(m: dict[str, float], name: str, q: float) -> float:
@@ -157,7 +157,7 @@ def bench_backlog(bootstrap: str, model: Path, workdir: Path, n: int) -> dict:
         # committed: lag 0 on every partition
         while True:
             m = scrape(port)
-            lags = [v for k, v in m.items() if k.startswith("flowsentinel_consumer_lag{")]
+            lags = list(consumer_lags(m).values())
             if lags and all(v == 0 for v in lags):
                 break
             time.sleep(0.1)
@@ -237,7 +237,7 @@ def bench_memory(bootstrap: str, model: Path, workdir: Path, rate: float, minute
                     "scored": m["flowsentinel_records_scored_total"],
                     "window_keys": m["flowsentinel_window_keys"],
                     # records behind; a growing lag means the figures are no longer at the offered rate
-                    "lag": sum(v for k, v in m.items() if k.startswith("flowsentinel_consumer_lag{")),
+                    "lag": sum(consumer_lags(m).values()),
                 }
             )
             print("  memory", samples[-1], flush=True)

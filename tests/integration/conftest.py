@@ -176,6 +176,11 @@ def scrape(port: int) -> dict[str, float]:
     return out
 
 
+def consumer_lags(m: dict[str, float]) -> dict[str, float]:
+    """The per-partition ``flowsentinel_consumer_lag`` samples of a :func:`scrape`, keyed as it keys them."""
+    return {k: v for k, v in m.items() if k.startswith("flowsentinel_consumer_lag{")}
+
+
 def http_status(port: int, path: str) -> int:
     try:
         return urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5).status

@@ -12,6 +12,7 @@ from consumers.main import start_service
 from producers.synthetic import SyntheticTraffic, normal_training_records
 from tests.integration.conftest import (
     committed,
+    consumer_lags,
     create_topics,
     highwater,
     http_status,
@@ -197,7 +198,7 @@ def test_metrics_endpoint_tells_what_happened(bootstrap, names, model_dir):
     assert m["flowsentinel_broker_up"] == 1 and m["flowsentinel_ready"] == 1
     assert m["flowsentinel_window_keys"] >= 50
     assert m["process_resident_memory_bytes"] > 10e6  # the process collector: memory is watchable
-    lags = {k: v for k, v in m.items() if k.startswith("flowsentinel_consumer_lag{")}
+    lags = consumer_lags(m)
     assert len(lags) == 4 and all(v == 0 for v in lags.values())
     assert any(k.startswith("flowsentinel_model_info{") for k in m)
     assert m['flowsentinel_episode_events_total{event="opened"}'] >= 1
