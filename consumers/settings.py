@@ -45,6 +45,9 @@ class Settings:
     thresholder: str = "spot"
     risk: float = 0.01
     quarantine: int = 5_000
+    # how far one accepted shift of the normal level whose shape differs may raise the threshold (x the
+    # threshold in force; 1 = never up); see detector.thresholds
+    shift_max_rise: float = 2.0
     max_keys: int = 50_000
     metrics_host: str = "0.0.0.0"
     metrics_port: int = 9464
@@ -111,6 +114,8 @@ class Settings:
                 raise bad(name, "must be >= 1")
         if self.quarantine < 100:
             raise bad("quarantine", "must be >= 100 records")
+        if not (math.isfinite(self.shift_max_rise) and self.shift_max_rise >= 1.0):
+            raise bad("shift_max_rise", "must be a number >= 1")
         positive_floats = (
             "episode_quiet_s",
             "episode_update_s",

@@ -85,20 +85,22 @@ class AdaptPolicy:
     min_shift: float = 0.5
     cusum_k: float = 0.25
     cusum_h: float = 30.0
-    # a shift of another shape: accepted if at most this many times q of its records alerted, and then
-    # fitted censored at max_rise x the threshold in force (2x: where severity "low" ends)
+    # a shift of another shape: accepted if at most this many times q of its records alerted (0 turns this
+    # off: the shape rule only), and then fitted censored at max_rise x the threshold in force (2x: where
+    # severity "low" ends)
     max_alert_share: float = 5.0
     max_rise: float = 2.0
 
     def __post_init__(self) -> None:
         if not isinstance(self.quarantine, int) or self.quarantine < 100:
             raise ConfigError(f"quarantine = {self.quarantine!r} must be an integer >= 100")
-        names = ("max_level", "max_shape_distance", "min_shift", "cusum_k", "cusum_h", "max_alert_share",
-                 "max_rise")  # fmt: skip
-        for name in names:
+        for name in ("max_level", "max_shape_distance", "min_shift", "cusum_k", "cusum_h", "max_rise"):
             value = getattr(self, name)
             if not (isinstance(value, int | float) and math.isfinite(value) and value > 0):
                 raise ConfigError(f"{name} = {value!r} must be a positive number")
+        share = self.max_alert_share
+        if not (isinstance(share, int | float) and math.isfinite(share) and share >= 0):
+            raise ConfigError(f"max_alert_share = {share!r} must be a number >= 0 (0: shape rule only)")
         if self.max_rise < 1.0:
             raise ConfigError(f"max_rise = {self.max_rise!r} must be >= 1")
 
@@ -248,7 +250,10 @@ class OnlineThresholder(ABC):
             return None
         if ks_distance(logs - med, np.asarray(self._shape)) <= pol.max_shape_distance:
             return math.inf
-        if float(np.mean(arr > self._q_threshold)) <= pol.max_alert_share * self.q:
+        if (
+            pol.max_alert_share > 0
+            and float(np.mean(arr > self._q_threshold)) <= pol.max_alert_share * self.q
+        ):
             return pol.max_rise * self._q_threshold
         return None
 

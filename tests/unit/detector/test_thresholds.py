@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import asdict
 
 import numpy as np
 import pytest
@@ -116,6 +117,15 @@ def test_drift_of_another_shape_rebaselines_and_the_rate_recovers(warmed):
     assert th.rebaselines >= 1 and before < th.threshold <= POLICY.max_rise * before
 
 
+def test_alert_share_rule_off_keeps_the_shape_rule_only(warmed):
+    th, rng = warmed
+    strict = make_thresholder(th.kind, Q, AdaptPolicy(quarantine=POLICY.quarantine, max_alert_share=0))
+    strict.load_state_dict({**th.state_dict(), "policy": asdict(strict.policy)})
+    alerts, _ = strict.update_many(drifted_scores(rng, 40_000))
+    assert strict.rebaselines == 0 and strict.rejected_shifts >= 1
+    assert alerts[RECOVERY_BOUND:].mean() > 2 * Q
+
+
 def test_attack_during_a_drift_above_the_rise_cap_stays_visible(warmed):
     """A sparse attack (1.25% of records, 3-30x the threshold) rides on a milder drift, and the two
     together stay within the policy's alert share: the re-baseline may absorb the drift, never the attack.
@@ -170,6 +180,8 @@ def test_use_before_warm_up_and_bad_parameters_are_named():
         AdaptPolicy(quarantine=5)
     with pytest.raises(ConfigError, match="max_rise = 0.5"):
         AdaptPolicy(max_rise=0.5)
+    with pytest.raises(ConfigError, match="max_alert_share = -1"):
+        AdaptPolicy(max_alert_share=-1)
     with pytest.raises(ConfigError, match="unknown thresholder 'evt'"):
         make_thresholder("evt", Q)
     with pytest.raises(ConfigError, match="at least 50"):
