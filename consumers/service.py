@@ -125,15 +125,27 @@ class DetectorService:
         path = self._snapshot_path()
         if path is None or not path.is_file():
             return
+        th = self.detector.thresholder
         try:
-            self.detector.thresholder.load_state_dict(json.loads(path.read_text()))
+            state = json.loads(path.read_text())
+            # a snapshot carries its own q and shift policy; restoring it would quietly undo a changed
+            # --risk, --quarantine or --shift-max-rise, so such a snapshot is left for a fresh warm-up
+            taken = (state.get("q"), AdaptPolicy(**state.get("policy", {})))
+            if taken != (th.q, th.policy):
+                log.warning(
+                    "ignoring threshold snapshot %s: taken with q=%s and %s, configured q=%s and %s; "
+                    "warming up from the model's calibration scores",
+                    path, taken[0], taken[1], th.q, th.policy,
+                )  # fmt: skip
+                return
+            th.load_state_dict(state)
             log.info(
                 "restored threshold state from %s (threshold %.6g, %d scores seen)",
                 path,
-                self.detector.thresholder.threshold,
-                self.detector.thresholder.seen,
+                th.threshold,
+                th.seen,
             )
-        except (ValueError, ConfigError) as exc:
+        except (ValueError, TypeError, AttributeError, ConfigError) as exc:
             log.warning("ignoring threshold snapshot %s: %s", path, exc)
 
     def snapshot_threshold(self) -> None:

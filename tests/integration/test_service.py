@@ -249,6 +249,16 @@ def test_threshold_state_survives_a_restart(bootstrap, names, model_dir, tmp_pat
         assert second.service.detector.thresholder.state_dict() == state
     finally:
         second.shutdown()
+    # a changed risk or shift policy is not undone by the snapshot taken under the old one
+    for change in ({"shift_max_rise": 1.5}, {"risk": 0.005}):  # the first differs in the policy only
+        changed = settings.replace(**change)
+        third = start_service(changed)
+        try:
+            th = third.service.detector.thresholder
+            assert th.seen == 0
+            assert (th.q, th.policy.max_rise) == (changed.risk, changed.shift_max_rise)
+        finally:
+            third.shutdown()
 
 
 def test_model_directory_change_is_reloaded_between_batches(bootstrap, names, model_dir, tmp_path):
