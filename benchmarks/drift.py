@@ -3,8 +3,8 @@
 A model trained on the normal rows of the first 70% of the KDD'99 10% file (``validation.py``'s
 kdd99-temporal split) scores the file's last 30%, whose normal traffic has drifted: its median score is
 several times the calibration median. The scores then go through the service's SPOT thresholder (q 0.01)
-as streams, under three shift policies — the shape rule only (``max_alert_share`` 0), the alert-share rule
-without the rise cap, and the default (alert share 5 × q, rise cap 2×):
+as streams, under three shift policies — the shape rule only (the default), and the opt-in alert-share rule
+for upward shifts (``--shift-max-alert-share 5``) without and with its rise cap (2×):
 
 - ``later normal``: the last 30%'s normal rows alone, in file order. The alert rate should approach q.
 - ``as filed``: the last 30% in file order, 84% smurf and neptune floods. Nothing may be re-baselined.
@@ -46,9 +46,9 @@ from producers.files import read_records  # noqa: E402
 
 Q = 0.01
 POLICIES = {
-    "shape rule only": AdaptPolicy(max_alert_share=0.0),
-    "alert share, no rise cap": AdaptPolicy(max_rise=1e9),
-    "default": AdaptPolicy(),
+    "shape rule only (default)": AdaptPolicy(),
+    "alert share 5q, no rise cap": AdaptPolicy(max_alert_share=5.0, max_rise=1e9),
+    "alert share 5q, rise cap 2x": AdaptPolicy(max_alert_share=5.0, max_rise=2.0),
 }
 
 

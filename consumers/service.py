@@ -101,7 +101,9 @@ class DetectorService:
 
     def _install_model(self, model: TrainedModel) -> None:
         s = self.settings
-        policy = AdaptPolicy(quarantine=s.quarantine, max_rise=s.shift_max_rise)
+        policy = AdaptPolicy(
+            quarantine=s.quarantine, max_alert_share=s.shift_max_alert_share, max_rise=s.shift_max_rise
+        )
         self.model = model
         self.detector = Detector(model, make_thresholder(s.thresholder, s.risk, policy), max_keys=s.max_keys)
         self.episodes = EpisodeTracker(

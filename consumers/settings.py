@@ -45,8 +45,9 @@ class Settings:
     thresholder: str = "spot"
     risk: float = 0.01
     quarantine: int = 5_000
-    # how far one accepted shift of the normal level whose shape differs may raise the threshold (x the
-    # threshold in force; 1 = never up); see detector.thresholds
+    # opt-in re-baselining of an upward shift of another shape (0 = off): at most this many x q of the
+    # quarantine alerted; the threshold then rises at most shift_max_rise x. See detector.thresholds
+    shift_max_alert_share: float = 0.0
     shift_max_rise: float = 2.0
     max_keys: int = 50_000
     metrics_host: str = "0.0.0.0"
@@ -116,6 +117,8 @@ class Settings:
             raise bad("quarantine", "must be >= 100 records")
         if not (math.isfinite(self.shift_max_rise) and self.shift_max_rise >= 1.0):
             raise bad("shift_max_rise", "must be a number >= 1")
+        if not (math.isfinite(self.shift_max_alert_share) and self.shift_max_alert_share >= 0.0):
+            raise bad("shift_max_alert_share", "must be a number >= 0 (0 turns the rule off)")
         positive_floats = (
             "episode_quiet_s",
             "episode_update_s",

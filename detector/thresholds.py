@@ -24,7 +24,8 @@ only if it looks like the old traffic moved, not like an attack:
    quarantine started (the typical record of the new level would not itself alert); and
 3. once both are centred on their medians, the buffer's log-scores and the baseline's have the same
    shape: their Kolmogorov–Smirnov distance is at most ``max_shape_distance`` (a scaled copy of normal
-   traffic, not normal traffic mixed with attack traffic); **or**, when the shape differs, at most
+   traffic, not normal traffic mixed with attack traffic); **or**, opt-in (``max_alert_share`` > 0), for
+   an upward shift whose shape differs, at most
    ``max_alert_share`` × q of the buffer's records were above the threshold in force (real drift changes
    the shape too — measured on the KDD'99 10% file, the later normal traffic's median rose 5.2× and its
    99th percentile 2.5× — while an attack mixed in at any real share puts far more records above the
@@ -85,10 +86,13 @@ class AdaptPolicy:
     min_shift: float = 0.5
     cusum_k: float = 0.25
     cusum_h: float = 30.0
-    # a shift of another shape: accepted if at most this many times q of its records alerted (0 turns this
-    # off: the shape rule only), and then fitted censored at max_rise x the threshold in force (2x: where
-    # severity "low" ends)
-    max_alert_share: float = 5.0
+    # Opt-in (0 = off, the default): an UPWARD shift of another shape is accepted if at most this many
+    # times q of its records alerted, and then fitted censored at max_rise x the threshold in force (2x:
+    # where severity "low" ends). Never downwards: a long stretch of low, narrow scores (a flood of
+    # near-identical records) re-baselined the threshold to a tenth, and when normal traffic came back 75%
+    # of it alerted and no later shift could undo it (measured on synthetic scores). Not the default until
+    # the detection benchmark has been run with it (docs/detection-history.md).
+    max_alert_share: float = 0.0
     max_rise: float = 2.0
 
     def __post_init__(self) -> None:
@@ -251,7 +255,8 @@ class OnlineThresholder(ABC):
         if ks_distance(logs - med, np.asarray(self._shape)) <= pol.max_shape_distance:
             return math.inf
         if (
-            pol.max_alert_share > 0
+            self._q_direction > 0  # never downwards: see AdaptPolicy.max_alert_share
+            and pol.max_alert_share > 0
             and float(np.mean(arr > self._q_threshold)) <= pol.max_alert_share * self.q
         ):
             return pol.max_rise * self._q_threshold

@@ -23,11 +23,13 @@ from tests.conftest import toy_batch
 def test_eval_path_equals_service_path(tiny_model):
     batch = toy_batch(1200, seed=61, attack_rate=0.1)
     records = batch_to_records(batch)  # what a producer publishes
-    settings = Settings(model="unused", risk=0.01, quarantine=500, shift_max_rise=1.5)
+    settings = Settings(
+        model="unused", risk=0.01, quarantine=500, shift_max_alert_share=5, shift_max_rise=1.5
+    )
     metrics = Metrics.create(CollectorRegistry())
     service = DetectorService(settings, metrics, model=tiny_model)
     policy = service.detector.thresholder.policy
-    assert (policy.quarantine, policy.max_rise) == (500, 1.5)  # the settings reach the shift policy
+    assert (policy.quarantine, policy.max_alert_share, policy.max_rise) == (500, 5, 1.5)  # settings reach it
     for start in range(0, len(records), 400):  # three poll batches of 400, one partition
         msgs = [InputMessage("in", 0, start + i, None, json.dumps(r).encode(), 0)
                 for i, r in enumerate(records[start : start + 400])]  # fmt: skip
