@@ -16,22 +16,21 @@ out, make it ratchet down. SPOT counts censored alerts only up to the rate norma
 
 **Adapt.** A sustained level shift of normal traffic must not alert forever. A two-sided CUSUM on the
 log-score, standardised by the baseline, flags a level change; the thresholder then enters a *quarantine*
-of ``policy.quarantine`` records, keeping every score and learning none. At its end the buffer re-baselines the thresholder
-only if it looks like the old traffic moved, not like an attack:
+of ``policy.quarantine`` records, keeping every score and learning none. At its end the buffer
+re-baselines the thresholder only if it looks like the old traffic moved, not like an attack:
 
 1. the median log-score moved by at least ``min_shift`` baseline deviations (the change is real);
 2. for an upward move, the median score is at most ``max_level`` × the threshold in force when the
    quarantine started (the typical record of the new level would not itself alert); and
 3. once both are centred on their medians, the buffer's log-scores and the baseline's have the same
    shape: their Kolmogorov–Smirnov distance is at most ``max_shape_distance`` (a scaled copy of normal
-   traffic, not normal traffic mixed with attack traffic); **or**, opt-in (``max_alert_share`` > 0), for
-   an upward shift whose shape differs, at most
-   ``max_alert_share`` × q of the buffer's records were above the threshold in force (real drift changes
-   the shape too — measured on the KDD'99 10% file, the later normal traffic's median rose 5.2× and its
-   99th percentile 2.5× — while an attack mixed in at any real share puts far more records above the
-   threshold). A shift accepted by this second test is fitted with its scores right-censored at
-   ``max_rise`` × the threshold in force, so the threshold rises at most that much per shift and whatever
-   scores above it stays visible.
+   traffic, not normal traffic mixed with attack traffic); **or**, opt-in (``max_alert_share`` > 0) and
+   for an upward shift only, at most ``max_alert_share`` × q of the buffer's records were above the
+   threshold in force (real drift changes the shape too — measured on the KDD'99 10% file, the later
+   normal traffic's median rose 5.2× and its 99th percentile 2.5× — while an attack mixed in at any real
+   share puts far more records above the threshold). A shift accepted by this second test is fitted with
+   its scores right-censored at ``max_rise`` × the threshold in force, so the threshold rises at most that
+   much per shift and whatever scores above it stays visible.
 
 Otherwise the quarantine is dropped and counted as a rejected shift; the threshold stays where it was.
 Recovery from an accepted level shift therefore takes at most the CUSUM's detection delay plus
