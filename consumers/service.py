@@ -129,18 +129,8 @@ class DetectorService:
             return
         th = self.detector.thresholder
         try:
-            state = json.loads(path.read_text())
-            # a snapshot carries its own q and shift policy; restoring it would quietly undo a changed
-            # --risk, --quarantine or --shift-max-rise, so such a snapshot is left for a fresh warm-up
-            taken = (state.get("q"), AdaptPolicy(**state.get("policy", {})))
-            if taken != (th.q, th.policy):
-                log.warning(
-                    "ignoring threshold snapshot %s: taken with q=%s and %s, configured q=%s and %s; "
-                    "warming up from the model's calibration scores",
-                    path, taken[0], taken[1], th.q, th.policy,
-                )  # fmt: skip
-                return
-            th.load_state_dict(state)
+            # refused if taken under another --risk or shift policy: a restart must not undo a change
+            th.load_state_dict(json.loads(path.read_text()), same_settings=True)
             log.info(
                 "restored threshold state from %s (threshold %.6g, %d scores seen)",
                 path,
@@ -148,7 +138,11 @@ class DetectorService:
                 th.seen,
             )
         except (ValueError, TypeError, AttributeError, ConfigError) as exc:
-            log.warning("ignoring threshold snapshot %s: %s", path, exc)
+            log.warning(
+                "ignoring threshold snapshot %s: %s; warming up from the model's calibration scores",
+                path,
+                exc,
+            )
 
     def snapshot_threshold(self) -> None:
         path = self._snapshot_path()

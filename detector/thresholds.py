@@ -287,12 +287,23 @@ class OnlineThresholder(ABC):
             "estimator": self._estimator_state(),
         }
 
-    def load_state_dict(self, state: dict[str, Any]) -> None:
+    def load_state_dict(self, state: dict[str, Any], *, same_settings: bool = False) -> None:
+        """Continue from ``state``, adopting its q and shift policy; with ``same_settings`` a state taken
+        under another q or policy than this thresholder's is refused (ConfigError) and nothing changes, so
+        a restart cannot quietly undo a changed setting."""
         if state.get("kind") != self.kind:
             raise ConfigError(f"threshold state is for {state.get('kind')!r}, not {self.kind!r}")
         try:
-            self.q = float(state["q"])
-            self.policy = AdaptPolicy(**state["policy"])
+            q, policy = float(state["q"]), AdaptPolicy(**state["policy"])
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ConfigError(f"threshold state is not valid: missing or bad {exc}") from None
+        if same_settings and (q, policy) != (self.q, self.policy):
+            raise ConfigError(
+                f"threshold state was taken with q={q} and {policy}, not the configured q={self.q} and "
+                f"{self.policy}"
+            )
+        try:
+            self.q, self.policy = q, policy
             self.warmed = bool(state["warmed"])
             self.seen = int(state["seen"])
             self.alerts = int(state["alerts"])

@@ -181,6 +181,23 @@ def test_state_round_trips_exactly_through_json(warmed):
     assert clone.state_dict() == th.state_dict()
 
 
+def test_state_under_other_settings_is_refused_only_when_asked(warmed):
+    th, rng = warmed
+    th.update_many(normal_scores(rng, 2_000))
+    state = th.state_dict()
+    for other in (make_thresholder(th.kind, 2 * Q, POLICY), make_thresholder(th.kind, Q, SHARE_POLICY)):
+        other.warm_up(normal_scores(rng, 1_000))
+        before = other.state_dict()
+        with pytest.raises(ConfigError, match="taken with q="):
+            other.load_state_dict(state, same_settings=True)
+        assert other.state_dict() == before  # refused before anything changed
+        other.load_state_dict(state)  # without the flag the state's q and policy are adopted
+        assert (other.q, other.policy) == (th.q, th.policy)
+    same = make(th.kind)
+    same.load_state_dict(state, same_settings=True)
+    assert same.state_dict() == state
+
+
 def test_warm_start_means_no_cold_start_alert_storm(warmed):
     th, rng = warmed
     alerts, _ = th.update_many(normal_scores(rng, 1_000))
