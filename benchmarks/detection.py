@@ -14,7 +14,8 @@ Splits (data in ../shared/data beside the checkout; nothing is copied):
   attack row, in Timestamp order.
 
     python benchmarks/detection.py [--only nsl-kdd|kdd99|cic] [--detectors lstm-ae,dense-ae,iforest,river-hst]
-                                   [--seeds 0,1,2] [--members N] [--out PATH]
+                                   [--seeds 0,1,2] [--members N] [--shift-max-alert-share X]
+                                   [--shift-max-rise X] [--out PATH]
 
 Writes benchmarks/results/detection.json (a run of some detectors keeps the others' rows there) and prints
 a markdown table (pasted into the README). With several seeds every detector is trained once per seed (the
@@ -29,7 +30,7 @@ import json
 import sys
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import replace
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
@@ -42,7 +43,7 @@ from detector.baselines import BaselineDetector, fit_baseline  # noqa: E402
 from detector.evaluation import first_occurrences, run_stream, summarize  # noqa: E402
 from detector.pipeline import Detector  # noqa: E402
 from detector.schema import RecordBatch, builtin_schema  # noqa: E402
-from detector.thresholds import make_thresholder  # noqa: E402
+from detector.thresholds import AdaptPolicy, make_thresholder  # noqa: E402
 from detector.train import TrainConfig, fit_encoder, train  # noqa: E402
 from detector.tuning import choose_risk, split_training_data  # noqa: E402
 from flowsentinel.cli import int_at_least  # noqa: E402
@@ -103,12 +104,14 @@ def splits(only: str | None) -> Iterator[Split]:
         yield "cic-ids2017", "cicflowmeter", train_rows, [("sample-time-order", test)], train_rows
 
 
-def factory(kind: Callable[..., Any], fitted: Any, risk: float) -> Callable[[], Any]:
+def factory(kind: Callable[..., Any], fitted: Any, risk: float, policy: AdaptPolicy) -> Callable[[], Any]:
     """Builds a fresh detector (own windows, own SPOT thresholder at ``risk``) for each stream."""
-    return lambda: kind(fitted, make_thresholder("spot", risk))
+    return lambda: kind(fitted, make_thresholder("spot", risk, policy))
 
 
-def pick_risk(arg: str, train_file: RecordBatch, cfg: TrainConfig) -> tuple[float, dict[str, Any]]:
+def pick_risk(
+    arg: str, train_file: RecordBatch, cfg: TrainConfig, policy: AdaptPolicy
+) -> tuple[float, dict[str, Any]]:
     """The SPOT risk q for a split: a number given on the command line, or (``auto``) the q that
     ``flowsentinel tune`` would choose — the best F1 on a validation stream carved from the TRAINING file
     (20% of its normal rows + its attack rows) scored by a model fitted on the other 80%. Training data
@@ -118,20 +121,13 @@ def pick_risk(arg: str, train_file: RecordBatch, cfg: TrainConfig) -> tuple[floa
     if train_file.is_normal is None or train_file.is_normal.all():
         return 0.01, {"chosen_by": "default (training data has no attack rows to validate on)"}
     fit, val = split_training_data(train_file, cfg.seed)
-    risk, f1s = choose_risk(train(fit, cfg, progress=False), val)
+    risk, f1s = choose_risk(train(fit, cfg, progress=False), val, policy=policy)
     return risk, {"chosen_by": "best F1 on training-data validation", "validation_f1_by_risk": f1s}
 
 
 def evaluate(detector: Any, batch: RecordBatch, schema_name: str, name: str, extra: dict) -> dict[str, Any]:
     t0 = time.monotonic()
     result = run_stream(detector, chunks(batch), builtin_schema(schema_name))
-    th = detector.thresholder
-    result.policy = {
-        "kind": th.kind,
-        "q": th.q,
-        "rebaselines": th.rebaselines,
-        "rejected_shifts": th.rejected_shifts,
-    }
     report = summarize(result, detector=name, extra={**extra, "seconds": round(time.monotonic() - t0, 1)})
     return report
 
@@ -162,8 +158,16 @@ def main() -> None:
         default=TrainConfig.members,
         help="ensemble members (default %(default)s)",
     )
+    ap.add_argument(
+        "--shift-max-alert-share",
+        type=float,
+        default=AdaptPolicy.max_alert_share,
+        help="the online threshold's opt-in shift rule, as `flowsentinel detect` (default %(default)s: off)",
+    )
+    ap.add_argument("--shift-max-rise", type=float, default=AdaptPolicy.max_rise)
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "detection.json"))
     args = ap.parse_args()
+    policy = AdaptPolicy(max_alert_share=args.shift_max_alert_share, max_rise=args.shift_max_rise)
     seeds = args.seeds
     detectors = args.detectors.split(",")
     out = Path(args.out)
@@ -171,7 +175,7 @@ def main() -> None:
     results.setdefault("runs", {})
     base = TrainConfig(seed=seeds[0], members=args.members)
     results["config"] = {"train": base.to_dict(), "seeds": seeds, "risk_q": args.risk, "thresholder": "spot",
-                         "batch": BATCH}  # fmt: skip
+                         "policy": asdict(policy), "batch": BATCH}  # fmt: skip
     results.setdefault("risk", {})
     for split, schema_name, normal, tests, train_file in splits(args.only):
         print(f"== {split}: {len(normal):,} normal training records", flush=True)
@@ -179,10 +183,10 @@ def main() -> None:
         results["risk"][split] = {}
         for seed in seeds:
             cfg = replace(base, seed=seed)
-            risk, how = pick_risk(args.risk, train_file, cfg)
+            risk, how = pick_risk(args.risk, train_file, cfg, policy)
             results["risk"][split][str(seed)] = {"q": risk, **how}
             print(f"   seed {seed}: risk q = {risk:g} ({how['chosen_by']})", flush=True)
-            rows += run_seed(split, schema_name, normal, tests, cfg, risk, detectors)
+            rows += run_seed(split, schema_name, normal, tests, cfg, risk, policy, detectors)
         # a re-run of some detectors keeps the other detectors' rows from the results file
         ran = {*detectors, CONTROL} if "lstm-ae" in detectors else set(detectors)
         kept = [r for r in results["runs"].get(split, []) if r["detector"] not in ran]
@@ -197,7 +201,7 @@ def main() -> None:
 
 
 def run_seed(split: str, schema_name: str, normal: RecordBatch, tests: list[tuple[str, RecordBatch]],
-             cfg: TrainConfig, risk: float, detectors: list[str]) -> list[dict[str, Any]]:  # fmt: skip
+             cfg: TrainConfig, risk: float, policy: AdaptPolicy, detectors: list[str]) -> list[dict[str, Any]]:  # fmt: skip
     """Every detector of one split, trained from one seed, on every test stream (plus the order control)."""
     t0 = time.monotonic()
     model = train(normal, cfg, progress=False) if "lstm-ae" in detectors else None
@@ -207,11 +211,11 @@ def run_seed(split: str, schema_name: str, normal: RecordBatch, tests: list[tupl
     for det_name in detectors:
         if det_name == "lstm-ae":
             fit_s = lstm_fit
-            make = factory(Detector, model, risk)
+            make = factory(Detector, model, risk, policy)
         else:
             fitted = fit_baseline(det_name, normal, encoder, seed=cfg.seed)
             fit_s = round(fitted.fit_seconds, 1)
-            make = factory(BaselineDetector, fitted, risk)
+            make = factory(BaselineDetector, fitted, risk, policy)
         for test_name, test in tests:
             extra = {"split": split, "test": test_name, "seed": cfg.seed, "q": risk}
             r = evaluate(make(), test, schema_name, det_name, {**extra, "fit_seconds": fit_s})

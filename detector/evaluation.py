@@ -21,9 +21,12 @@ import numpy as np
 from detector.metrics import at_threshold, auprc, auroc
 from detector.pipeline import Verdicts
 from detector.schema import RecordBatch, Schema
+from detector.thresholds import OnlineThresholder
 
 
 class StreamDetector(Protocol):
+    thresholder: OnlineThresholder
+
     def process_batch(self, batch: RecordBatch) -> Verdicts: ...
 
 
@@ -67,6 +70,7 @@ def run_stream(
         labels=lab,
         is_attack=is_attack,
         rejected=rejected,
+        policy=detector.thresholder.describe(),
     )
 
 

@@ -261,6 +261,17 @@ class OnlineThresholder(ABC):
             return pol.max_rise * self._q_threshold
         return None
 
+    def describe(self) -> dict[str, Any]:
+        """What an evaluation report shows of the threshold: its kind, q, the shift policy and what the
+        policy did (re-baselines taken and shifts rejected)."""
+        return {
+            "kind": self.kind,
+            "q": self.q,
+            "policy": asdict(self.policy),
+            "rebaselines": self.rebaselines,
+            "rejected_shifts": self.rejected_shifts,
+        }
+
     # ---------------------------------------------------------------- state
     def state_dict(self) -> dict[str, Any]:
         """Plain-JSON state; :meth:`load_state_dict` on a fresh instance continues bit for bit."""

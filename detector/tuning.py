@@ -20,7 +20,7 @@ from detector.errors import ConfigError
 from detector.evaluation import StreamResult, run_stream, summarize
 from detector.pipeline import Detector
 from detector.schema import RecordBatch
-from detector.thresholds import make_thresholder
+from detector.thresholds import AdaptPolicy, make_thresholder
 from detector.train import TrainConfig, train
 
 SPACE: dict[str, list[Any]] = {
@@ -73,8 +73,8 @@ def candidates(search: str, trials: int, seed: int) -> list[dict[str, Any]]:
     return [grid[i] for i in rng.choice(len(grid), size=min(trials, len(grid)), replace=False)]
 
 
-def _stream(model: Any, val: RecordBatch, risk: float) -> StreamResult:
-    det = Detector(model, make_thresholder("spot", risk))
+def _stream(model: Any, val: RecordBatch, risk: float, policy: AdaptPolicy | None) -> StreamResult:
+    det = Detector(model, make_thresholder("spot", risk, policy))
     chunks = (val.take(np.arange(s, min(s + BATCH, len(val)))) for s in range(0, len(val), BATCH))
     return run_stream(det, chunks, val.schema)
 
@@ -87,6 +87,7 @@ def tune(
     trials: int = 8,
     seed: int = 0,
     on_trial: Callable[[Trial], None] | None = None,
+    policy: AdaptPolicy | None = None,
 ) -> tuple[list[Trial], dict[str, Any]]:
     """Run the search. Returns every trial and the best configuration (TrainConfig fields + ``risk``)."""
     fit, val = split_training_data(data, seed)
@@ -97,7 +98,7 @@ def tune(
         cfg = replace(base, **params)
         model = train(fit, cfg, progress=False)
         if has_attacks:
-            report = summarize(_stream(model, val, 0.01), detector="lstm-ae")
+            report = summarize(_stream(model, val, 0.01, policy), detector="lstm-ae")
             auroc_v, auprc_v, f1 = report["auroc"], report["auprc"], report["f1"]
         else:
             auroc_v = auprc_v = f1 = float("nan")
@@ -112,7 +113,7 @@ def tune(
     best_trial, model = best_model
     best: dict[str, Any] = {**replace(base, **best_trial.params).to_dict()}
     if has_attacks:
-        best["risk"], best["validation_f1_by_risk"] = choose_risk(model, val)
+        best["risk"], best["validation_f1_by_risk"] = choose_risk(model, val, policy=policy)
     else:
         best["risk"] = 0.01
     best["validation"] = {"fit_records": len(fit), "val_records": len(val), "val_attacks": int((~val.is_normal).sum())
@@ -120,10 +121,15 @@ def tune(
     return results, best
 
 
-def choose_risk(model: Any, val: RecordBatch, risks: list[float] = RISKS) -> tuple[float, dict[float, float]]:
-    """The risk q with the best F1 on a labelled validation stream (carved from training data), and every
-    candidate's F1. Ties go to the smaller q (fewer alerts)."""
-    f1_by_risk = {r: summarize(_stream(model, val, r), detector="lstm-ae")["f1"] for r in sorted(risks)}
+def choose_risk(
+    model: Any, val: RecordBatch, risks: list[float] = RISKS, policy: AdaptPolicy | None = None
+) -> tuple[float, dict[float, float]]:
+    """The risk q with the best F1 on a labelled validation stream (carved from training data) under the
+    threshold's shift ``policy`` (default: the default policy), and every candidate's F1. Ties go to the
+    smaller q (fewer alerts)."""
+    f1_by_risk = {
+        r: summarize(_stream(model, val, r, policy), detector="lstm-ae")["f1"] for r in sorted(risks)
+    }
     return max(f1_by_risk, key=lambda r: f1_by_risk[r]), f1_by_risk
 
 

@@ -20,6 +20,7 @@ from typing import Any, NoReturn
 import numpy as np
 
 from detector.errors import FlowSentinelError
+from detector.thresholds import AdaptPolicy
 
 log = logging.getLogger("flowsentinel")
 
@@ -64,6 +65,49 @@ def _fraction(low: float, high: float) -> Callable[[str], float]:
         return value
 
     return parse
+
+
+def _number_at_least(low: float) -> Callable[[str], float]:
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+        if not (math.isfinite(value) and value >= low):
+            raise argparse.ArgumentTypeError(f"{text!r} must be a number >= {low:g}")
+        return value
+
+    return parse
+
+
+def _add_policy_flags(parser: argparse.ArgumentParser) -> None:
+    """The online threshold's shift policy, under the names of ``detect``'s settings, so that a file scored
+    or evaluated here meets the same threshold behaviour as a service started with the same values."""
+    parser.add_argument(
+        "--quarantine",
+        type=int_at_least(100),
+        default=AdaptPolicy.quarantine,
+        help="records a suspected shift of the score level is watched for (default %(default)s)",
+    )
+    parser.add_argument(
+        "--shift-max-alert-share",
+        type=_number_at_least(0.0),
+        default=AdaptPolicy.max_alert_share,
+        help="opt-in: accept an upward shift of another shape if at most this many x q of it alerted "
+        "(default %(default)s: off)",
+    )
+    parser.add_argument(
+        "--shift-max-rise",
+        type=_number_at_least(1.0),
+        default=AdaptPolicy.max_rise,
+        help="with the opt-in rule, the threshold rises at most this many times per shift (default %(default)s)",
+    )
+
+
+def _policy(args: argparse.Namespace) -> AdaptPolicy:
+    return AdaptPolicy(
+        quarantine=args.quarantine, max_alert_share=args.shift_max_alert_share, max_rise=args.shift_max_rise
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -136,6 +180,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=0.01,
         help="target share of normal records that alert, q (default %(default)s)",
     )
+    _add_policy_flags(s)
     s.add_argument("--out", default=None, metavar="CSV", help="write one row per record here")
     s.add_argument("--json", action="store_true", help="print the summary as JSON")
     s.add_argument("--limit", type=_positive_int, default=None, help="read at most N records per file")
@@ -153,6 +198,7 @@ def build_parser() -> argparse.ArgumentParser:
     tu.add_argument(
         "--epochs", type=_positive_int, default=15, help="epoch cap per trial (default %(default)s)"
     )
+    _add_policy_flags(tu)
     tu.add_argument("--seed", type=_seed, default=0)
     tu.add_argument("--limit", type=_positive_int, default=None, help="read at most N records per file")
 
@@ -184,6 +230,7 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument(
         "--risk", type=_fraction(0.0, 0.5), default=0.01, help="target risk q (default %(default)s)"
     )
+    _add_policy_flags(ev)
     ev.add_argument("--seed", type=_seed, default=0)
     ev.add_argument("--limit", type=_positive_int, default=None, help="read at most N records per file")
     ev.add_argument("--no-pictures", action="store_true")
@@ -476,7 +523,13 @@ def cmd_tune(args: argparse.Namespace) -> int:
         )
 
     trials, best = tune(
-        data, base=base, search=args.search, trials=args.trials, seed=args.seed, on_trial=show
+        data,
+        base=base,
+        search=args.search,
+        trials=args.trials,
+        seed=args.seed,
+        on_trial=show,
+        policy=_policy(args),
     )
     (out / "tune-results.json").write_text(json.dumps([vars(t) for t in trials], indent=1) + "\n")
     (out / "best-config.json").write_text(json.dumps(best, indent=1) + "\n")
@@ -500,7 +553,7 @@ def cmd_score(args: argparse.Namespace) -> int:
     _check_files(args.data, "--data")
     model = load_artifact(args.model)
     schema = load_schema(args.schema) if args.schema else model.schema
-    det = Detector(model, make_thresholder(args.thresholder, args.risk))
+    det = Detector(model, make_thresholder(args.thresholder, args.risk, _policy(args)))
     scores: list[np.ndarray] = []
     alerts: list[np.ndarray] = []
     labels: list[np.ndarray] = []
@@ -555,6 +608,7 @@ def cmd_score(args: argparse.Namespace) -> int:
         "threshold_final": th.threshold,
         "rebaselines": th.rebaselines,
         "rejected_shifts": th.rejected_shifts,
+        "policy": th.describe()["policy"],
         "unknown_categories": det.unknown_total,
     }
     if labels and len(labels) == len(scores):
@@ -611,7 +665,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     if data.labels is None:
         raise UsageError(f"--data has no label field {schema.label!r}: evaluation needs labelled records")
     data = _ordered(data, args.order, args.seed)
-    thresholder = make_thresholder(args.thresholder, args.risk)
+    thresholder = make_thresholder(args.thresholder, args.risk, _policy(args))
     extra: dict[str, Any] = {"model_version": model.version}
     detector: Any
     if args.detector == "lstm-ae":
@@ -630,14 +684,6 @@ def cmd_eval(args: argparse.Namespace) -> int:
     started = time.monotonic()
     result = run_stream(detector, chunks, schema, on_batch=bar.update)
     bar.close()
-    th = thresholder
-    result.policy = {
-        "kind": th.kind,
-        "q": th.q,
-        "rebaselines": th.rebaselines,
-        "rejected_shifts": th.rejected_shifts,
-        "policy": vars(th.policy),
-    }
     result.rejected = len(data.rejected)
     extra.update(
         {

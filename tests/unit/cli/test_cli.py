@@ -99,6 +99,30 @@ def test_train_then_score_end_to_end(toy_files, tmp_path):
             "model directory '/no/model' does not exist",
         ),
         (["score", "--model", "m", "--data", "x", "--risk", "0.9"], "argument --risk: '0.9' must be between"),
+        (
+            ["score", "--model", "m", "--data", "x", "--shift-max-alert-share", "-1"],
+            "argument --shift-max-alert-share: '-1' must be a number >= 0",
+        ),
+        (
+            [
+                "eval",
+                "--model",
+                "m",
+                "--schema",
+                "kdd",
+                "--data",
+                "x",
+                "--out",
+                "r",
+                "--shift-max-rise",
+                "0.5",
+            ],
+            "argument --shift-max-rise: '0.5' must be a number >= 1",
+        ),
+        (
+            ["tune", "--schema", "kdd", "--data", "x", "--quarantine", "50"],
+            "argument --quarantine: '50' must be >= 100",
+        ),
         (["frobnicate"], "invalid choice: 'frobnicate'"),
         (["train", "--schema", "kdd"], "the following arguments are required: --out"),
     ],
@@ -181,6 +205,15 @@ def test_eval_writes_report_and_pictures_for_the_model_and_a_baseline(toy_files,
     second = json.loads((again / "report.json").read_text())
     for key in ("auroc", "auprc", "f1", "confusion", "episodes"):
         assert first[key] == second[key], "same model, data and seed give the same report"
+    assert first["threshold"]["policy"]["max_alert_share"] == 0  # the default policy, shown in the report
+    # the service's shift-policy settings reach eval's thresholder, under the same names as `detect`'s
+    opted = tmp_path / "opted-in"
+    r = run("eval", "--model", str(model), "--schema", str(toy_files / "toy.json"), "--data", str(toy_files / "test.csv"),
+            "--out", str(opted), "--quiet", "--no-pictures", "--quarantine", "200", "--shift-max-alert-share", "5",
+            "--shift-max-rise", "1.5")  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    policy = json.loads((opted / "report.json").read_text())["threshold"]["policy"]
+    assert (policy["quarantine"], policy["max_alert_share"], policy["max_rise"]) == (200, 5, 1.5)
 
 
 def test_eval_bad_arguments_exit_2(toy_files, tmp_path):
