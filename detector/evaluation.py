@@ -176,3 +176,19 @@ def markdown_summary(report: dict[str, Any]) -> str:
             f"re-baselines {th.get('rebaselines', 0)}, rejected shifts {th.get('rejected_shifts', 0)}."
         )
     return "\n".join(lines)
+
+
+def comparison_table(reports: list[dict[str, Any]]) -> str:
+    """Detectors side by side on one stream: the markdown table ``eval --detector a,b,...`` prints."""
+    lines = [
+        "| detector | AUROC | AUPRC | precision | recall | F1 | FPR | alerts/10k | episodes detected | median delay |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in reports:
+        ep = r["episodes"]
+        delay = "—" if ep["delay_records_median"] is None else f"{ep['delay_records_median']:g}"
+        lines.append(
+            f"| {r['detector']} | {r['auroc']:.4f} | {r['auprc']:.4f} | {r['precision']:.3f} | {r['recall']:.3f} "
+            f"| {r['f1']:.3f} | {r['fpr']:.3f} | {r['alerts_per_10k']} | {ep['detected']}/{ep['count']} | {delay} |"
+        )
+    return "\n".join(lines)

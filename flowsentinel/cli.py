@@ -110,6 +110,19 @@ def _policy(args: argparse.Namespace) -> AdaptPolicy:
     )
 
 
+DETECTORS = ("lstm-ae", "dense-ae", "iforest", "river-hst")  # eval --detector: ours first, then baselines
+
+
+def _detector_list(text: str) -> list[str]:
+    names = list(DETECTORS) if text.strip() == "all" else [t.strip() for t in text.split(",") if t.strip()]
+    for name in names:
+        if name not in DETECTORS:
+            raise argparse.ArgumentTypeError(f"{name!r} is not a detector: use {', '.join(DETECTORS)} or all")
+    if not names or len(set(names)) != len(names):
+        raise argparse.ArgumentTypeError(f"{text!r} must name distinct detectors")
+    return names
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="flowsentinel", description="Streaming network-traffic anomaly detection.")
     p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
@@ -209,9 +222,11 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--out", required=True, metavar="REPORT_DIR", help="writes report.json and pictures here")
     ev.add_argument(
         "--detector",
-        default="lstm-ae",
-        choices=("lstm-ae", "river-hst", "iforest", "dense-ae"),
-        help="flowsentinel's LSTM autoencoder (default) or a baseline",
+        type=_detector_list,
+        default=["lstm-ae"],
+        metavar="NAME[,NAME...]",
+        help=f"flowsentinel's LSTM autoencoder (default), a baseline, several side by side, or 'all' "
+        f"({', '.join(DETECTORS)})",
     )
     ev.add_argument(
         "--train",
@@ -641,21 +656,19 @@ EVAL_BATCH = 2_000  # the service's default poll batch
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    from tqdm import tqdm
-
     from detector.artifact import load_artifact
-    from detector.baselines import BaselineDetector, fit_baseline
-    from detector.evaluation import markdown_summary, run_stream, summarize
-    from detector.pipeline import Detector
+    from detector.evaluation import comparison_table, markdown_summary
     from detector.schema import load_schema
-    from detector.thresholds import make_thresholder
-    from flowsentinel.report import write_pictures, write_report
+    from flowsentinel.report import write_comparison, write_pictures, write_report
     from producers.files import read_many
 
     _check_files(args.data, "--data")
-    if args.detector != "lstm-ae" and not args.train:
-        raise UsageError(f"--detector {args.detector} needs --train PATH... (normal records to fit it on)")
-    if args.detector == "lstm-ae" and args.train:
+    baselines = [d for d in args.detector if d != "lstm-ae"]
+    if baselines and not args.train:
+        raise UsageError(
+            f"--detector {','.join(baselines)} needs --train PATH... (normal records to fit it on)"
+        )
+    if not baselines and args.train:
         raise UsageError("--train is for baselines; the lstm-ae model is trained with `flowsentinel train`")
     _check_files(args.train or [], "--train")
     model = load_artifact(args.model)
@@ -665,22 +678,55 @@ def cmd_eval(args: argparse.Namespace) -> int:
     if data.labels is None:
         raise UsageError(f"--data has no label field {schema.label!r}: evaluation needs labelled records")
     data = _ordered(data, args.order, args.seed)
+    normal = None
+    if baselines:
+        train = read_many(args.train, schema)
+        normal = train if train.is_normal is None else train.take(np.flatnonzero(train.is_normal))
+    out = Path(args.out)
+    side_by_side = len(args.detector) > 1
+    reports, results = [], []
+    for name in args.detector:
+        report, result = _eval_one(name, model, data, schema, normal, args)
+        folder = out / name if side_by_side else out
+        if not args.no_pictures:
+            report["pictures"] = write_pictures(result, report, folder)
+        path = write_report(report, folder)
+        print(markdown_summary(report))
+        print(f"\nreport: {path}\n")
+        reports.append(report)
+        results.append(result)
+    if side_by_side:
+        table = comparison_table(reports)
+        written = write_comparison(reports, results, out, pictures=not args.no_pictures)
+        print(table)
+        print(f"\nside by side: {', '.join(str(out / w) for w in written)}")
+    return 0
+
+
+def _eval_one(
+    name: str, model: Any, data: Any, schema: Any, normal: Any, args: argparse.Namespace
+) -> tuple[dict[str, Any], Any]:
+    """One detector through the service path (its own fresh thresholder); returns (report, stream result)."""
+    from tqdm import tqdm
+
+    from detector.baselines import BaselineDetector, fit_baseline
+    from detector.evaluation import run_stream, summarize
+    from detector.pipeline import Detector
+    from detector.thresholds import make_thresholder
+
     thresholder = make_thresholder(args.thresholder, args.risk, _policy(args))
     extra: dict[str, Any] = {"model_version": model.version}
     detector: Any
-    if args.detector == "lstm-ae":
+    if name == "lstm-ae":
         detector = Detector(model, thresholder)
     else:
-        train = read_many(args.train, schema)
-        is_normal = train.is_normal
-        normal = train if is_normal is None else train.take(np.flatnonzero(is_normal))
-        fitted = fit_baseline(args.detector, normal, model.encoder, seed=args.seed)
+        fitted = fit_baseline(name, normal, model.encoder, seed=args.seed)
         detector = BaselineDetector(fitted, thresholder)
         extra["baseline_fit_seconds"] = round(fitted.fit_seconds, 2)
     chunks = (
         data.take(np.arange(s, min(s + EVAL_BATCH, len(data)))) for s in range(0, len(data), EVAL_BATCH)
     )
-    bar = tqdm(total=len(data), disable=args.quiet, unit="rec", desc=f"eval {args.detector}", mininterval=0.5)
+    bar = tqdm(total=len(data), disable=args.quiet, unit="rec", desc=f"eval {name}", mininterval=0.5)
     started = time.monotonic()
     result = run_stream(detector, chunks, schema, on_batch=bar.update)
     bar.close()
@@ -694,14 +740,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
             "seconds": round(time.monotonic() - started, 2),
         }
     )
-    report = summarize(result, detector=args.detector, extra=extra)
-    out = Path(args.out)
-    if not args.no_pictures:
-        report["pictures"] = write_pictures(result, report, out)
-    path = write_report(report, out)
-    print(markdown_summary(report))
-    print(f"\nreport: {path}")
-    return 0
+    return summarize(result, detector=name, extra=extra), result
 
 
 def _ordered(data: Any, order: str, seed: int) -> Any:

@@ -23,6 +23,34 @@ def _curves(y: np.ndarray, s: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.nd
     return fpr, tpr, tp / p, precision
 
 
+def _roc_pr(
+    plt: Any, entries: list[tuple[str | None, StreamResult, dict[str, Any]]], title: str, path: Path
+) -> None:
+    """ROC and PR curves of one or more detectors on the same stream, each with the point its online
+    threshold actually reached. ``entries``: (legend label or None for a single detector, result, report)."""
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4.5))
+    axes[0].plot([0, 1], [0, 1], ls=":", c="grey")
+    for label, result, report in entries:
+        fpr, tpr, recall, precision = _curves(result.is_attack, result.scores)
+        roc = axes[0].plot(fpr, tpr, label=label and f"{label} (AUROC {report['auroc']:.4f})")
+        colour = "red" if label is None else roc[0].get_color()
+        point = "online threshold" if label is None else None
+        axes[0].scatter([report["fpr"]], [report["recall"]], color=colour, zorder=3, label=point)
+        axes[1].plot(recall, precision, label=label and f"{label} (AUPRC {report['auprc']:.4f})")
+        axes[1].scatter([report["recall"]], [report["precision"]], color=colour, zorder=3, label=point)
+    single = entries[0][2] if len(entries) == 1 else None
+    axes[0].set(xlabel="false-positive rate", ylabel="true-positive rate",
+                title=f"ROC (AUROC {single['auroc']:.4f})" if single else "ROC (dots: online threshold)")  # fmt: skip
+    axes[1].set(xlabel="recall", ylabel="precision", ylim=(0, 1.02),
+                title=f"PR (AUPRC {single['auprc']:.4f})" if single else "PR (dots: online threshold)")  # fmt: skip
+    axes[0].legend(loc="lower right")
+    axes[1].legend(loc="lower left")
+    fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
 def write_pictures(
     result: StreamResult, report: dict[str, Any], out: Path, *, max_points: int = 20_000
 ) -> list[str]:
@@ -37,29 +65,7 @@ def write_pictures(
     data = report.get("data", "")
     title = f"{report['detector']} — {', '.join(data) if isinstance(data, list) else data}"
     if y.any() and (~y).any():
-        fpr, tpr, recall, precision = _curves(y, s)
-        fig, axes = plt.subplots(1, 2, figsize=(10, 4.5))
-        axes[0].plot(fpr, tpr)
-        axes[0].plot([0, 1], [0, 1], ls=":", c="grey")
-        axes[0].scatter([report["fpr"]], [report["recall"]], c="red", zorder=3, label="online threshold")
-        axes[0].set(
-            xlabel="false-positive rate",
-            ylabel="true-positive rate",
-            title=f"ROC (AUROC {report['auroc']:.4f})",
-        )
-        axes[0].legend(loc="lower right")
-        axes[1].plot(recall, precision)
-        axes[1].scatter(
-            [report["recall"]], [report["precision"]], c="red", zorder=3, label="online threshold"
-        )
-        axes[1].set(
-            xlabel="recall", ylabel="precision", title=f"PR (AUPRC {report['auprc']:.4f})", ylim=(0, 1.02)
-        )
-        axes[1].legend(loc="lower left")
-        fig.suptitle(title)
-        fig.tight_layout()
-        fig.savefig(out / "roc_pr.png", dpi=110)
-        plt.close(fig)
+        _roc_pr(plt, [(None, result, report)], title, out / "roc_pr.png")
         written.append("roc_pr.png")
 
     n = len(s)
@@ -100,3 +106,35 @@ def write_report(report: dict[str, Any], out: Path) -> Path:
     path = out / "report.json"
     path.write_text(json.dumps(report, indent=1, sort_keys=False, default=float) + "\n")
     return path
+
+
+def write_comparison(
+    reports: list[dict[str, Any]], results: list[StreamResult], out: Path, *, pictures: bool = True
+) -> list[str]:
+    """Several detectors on the same stream: ``comparison.json`` (each detector's headline figures and
+    threshold), ``comparison.md`` (the table ``eval`` prints) and ``comparison.png`` (ROC and PR curves
+    overlaid). Returns the names written under ``out``."""
+    from detector.evaluation import comparison_table
+
+    out.mkdir(parents=True, exist_ok=True)
+    keys = ("detector", "records", "attacks", "auroc", "auprc", "precision", "recall", "f1", "fpr",
+            "alerts_per_10k", "episodes", "threshold")  # fmt: skip
+    rows = [{k: r[k] for k in keys if k in r} for r in reports]
+    (out / "comparison.json").write_text(json.dumps(rows, indent=1, default=float) + "\n")
+    (out / "comparison.md").write_text(comparison_table(reports) + "\n")
+    written = ["comparison.json", "comparison.md"]
+    y = results[0].is_attack
+    if pictures and y.any() and (~y).any():
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        data = reports[0].get("data", "")
+        title = f"side by side — {', '.join(data) if isinstance(data, list) else data}"
+        entries: list[tuple[str | None, StreamResult, dict[str, Any]]] = [
+            (r["detector"], res, r) for r, res in zip(reports, results, strict=True)
+        ]
+        _roc_pr(plt, entries, title, out / "comparison.png")
+        written.append("comparison.png")
+    return written

@@ -216,10 +216,33 @@ def test_eval_writes_report_and_pictures_for_the_model_and_a_baseline(toy_files,
     assert (policy["quarantine"], policy["max_alert_share"], policy["max_rise"]) == (200, 5, 1.5)
 
 
+def test_eval_side_by_side_runs_every_detector_on_the_same_stream(toy_files, tmp_path):
+    model = tmp_path / "model"
+    r = run("train", "--schema", str(toy_files / "toy.json"), "--data", str(toy_files / "train.csv"),
+            "--out", str(model), "--hidden", "16", "--latent", "4", "--epochs", "4", "--quiet")  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    out = tmp_path / "side"
+    r = run("eval", "--model", str(model), "--schema", str(toy_files / "toy.json"), "--data", str(toy_files / "test.csv"),
+            "--out", str(out), "--detector", "all", "--train", str(toy_files / "train.csv"), "--quiet")  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    rows = json.loads((out / "comparison.json").read_text())
+    assert [row["detector"] for row in rows] == ["lstm-ae", "dense-ae", "iforest", "river-hst"]
+    for row in rows:  # each detector's own full report and pictures, and the same stream for all
+        report = json.loads((out / row["detector"] / "report.json").read_text())
+        assert report["auroc"] == row["auroc"] and report["records"] == 600
+        assert (out / row["detector"] / "timeline.png").exists()
+        assert f"| {row['detector']} | {row['auroc']:.4f} |" in r.stdout
+    assert {"comparison.md", "comparison.png"} <= {p.name for p in out.iterdir()}
+    assert (out / "comparison.md").read_text().startswith("| detector | AUROC | AUPRC |")
+
+
 def test_eval_bad_arguments_exit_2(toy_files, tmp_path):
     r = run("eval", "--model", str(tmp_path), "--schema", "kdd", "--data", str(toy_files / "test.csv"),
             "--out", str(tmp_path / "r"), "--detector", "iforest")  # fmt: skip
     assert r.returncode == 2 and "needs --train" in r.stderr and "Traceback" not in r.stderr
+    r = run("eval", "--model", str(tmp_path), "--schema", "kdd", "--data", str(toy_files / "test.csv"),
+            "--out", str(tmp_path / "r"), "--detector", "lstm-ae,kitsune")  # fmt: skip
+    assert r.returncode == 2 and "'kitsune' is not a detector" in r.stderr and "Traceback" not in r.stderr
 
 
 def test_tune_searches_on_training_data_and_writes_a_config_train_accepts(toy_files, tmp_path):
