@@ -104,9 +104,10 @@ def splits(only: str | None) -> Iterator[Split]:
         yield "cic-ids2017", "cicflowmeter", train_rows, [("sample-time-order", test)], train_rows
 
 
-def factory(kind: Callable[..., Any], fitted: Any, risk: float, policy: AdaptPolicy) -> Callable[[], Any]:
-    """Builds a fresh detector (own windows, own SPOT thresholder at ``risk``) for each stream."""
-    return lambda: kind(fitted, make_thresholder("spot", risk, policy))
+def factory(kind: Callable[..., Any], fitted: Any, risk: float) -> Callable[[AdaptPolicy], Any]:
+    """Builds a fresh detector (own windows, own SPOT thresholder at ``risk`` under a shift policy) for
+    each stream."""
+    return lambda policy: kind(fitted, make_thresholder("spot", risk, policy))
 
 
 def pick_risk(
@@ -165,9 +166,20 @@ def main() -> None:
         help="the online threshold's opt-in shift rule, as `flowsentinel detect` (default %(default)s: off)",
     )
     ap.add_argument("--shift-max-rise", type=float, default=AdaptPolicy.max_rise)
+    ap.add_argument(
+        "--compare-shift-max-alert-share",
+        type=float,
+        default=None,
+        metavar="X",
+        help="also score every stream under the opt-in shift rule at this share, with the same trained "
+        "detectors, and print the policy comparison (written under 'policy_comparison')",
+    )
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "detection.json"))
     args = ap.parse_args()
     policy = AdaptPolicy(max_alert_share=args.shift_max_alert_share, max_rise=args.shift_max_rise)
+    policies = {"main": policy}
+    if args.compare_shift_max_alert_share is not None:
+        policies["compared"] = replace(policy, max_alert_share=args.compare_shift_max_alert_share)
     seeds = args.seeds
     detectors = args.detectors.split(",")
     out = Path(args.out)
@@ -177,57 +189,73 @@ def main() -> None:
     results["config"] = {"train": base.to_dict(), "seeds": seeds, "risk_q": args.risk, "thresholder": "spot",
                          "policy": asdict(policy), "batch": BATCH}  # fmt: skip
     results.setdefault("risk", {})
+    compared: dict[str, Any] = (
+        {"policy": asdict(policies["compared"]), "runs": {}} if "compared" in policies else {}
+    )
     for split, schema_name, normal, tests, train_file in splits(args.only):
         print(f"== {split}: {len(normal):,} normal training records", flush=True)
         rows: list[dict[str, Any]] = []
+        compared_rows: list[dict[str, Any]] = []
         results["risk"][split] = {}
         for seed in seeds:
             cfg = replace(base, seed=seed)
             risk, how = pick_risk(args.risk, train_file, cfg, policy)
             results["risk"][split][str(seed)] = {"q": risk, **how}
             print(f"   seed {seed}: risk q = {risk:g} ({how['chosen_by']})", flush=True)
-            rows += run_seed(split, schema_name, normal, tests, cfg, risk, policy, detectors)
+            by_policy = run_seed(split, schema_name, normal, tests, cfg, risk, policies, detectors)
+            rows += by_policy["main"]
+            compared_rows += by_policy.get("compared", [])
         # a re-run of some detectors keeps the other detectors' rows from the results file
         ran = {*detectors, CONTROL} if "lstm-ae" in detectors else set(detectors)
         kept = [r for r in results["runs"].get(split, []) if r["detector"] not in ran]
         results["runs"][split] = rows + kept
+        if compared:
+            compared["runs"][split] = compared_rows
     results["measured_at"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     results["summary"] = summary_rows(results)
     results["verdict"] = verdict(results["summary"])
+    if compared:
+        compared["rows"] = policy_comparison(results["summary"], summary_rows(compared))
+        results["policy_comparison"] = compared
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(results, indent=1, default=float) + "\n")
     print("\n" + table(results["summary"]) + "\n\n" + verdict_table(results["verdict"]))
+    if compared:
+        print("\n" + policy_table(compared["rows"], compared["policy"]))
     print("wrote", out)
 
 
 def run_seed(split: str, schema_name: str, normal: RecordBatch, tests: list[tuple[str, RecordBatch]],
-             cfg: TrainConfig, risk: float, policy: AdaptPolicy, detectors: list[str]) -> list[dict[str, Any]]:  # fmt: skip
-    """Every detector of one split, trained from one seed, on every test stream (plus the order control)."""
+             cfg: TrainConfig, risk: float, policies: dict[str, AdaptPolicy],
+             detectors: list[str]) -> dict[str, list[dict[str, Any]]]:  # fmt: skip
+    """Every detector of one split, trained from one seed, on every test stream (plus the order control),
+    under each shift policy (the same trained detector each time). Returns rows by policy label."""
     t0 = time.monotonic()
     model = train(normal, cfg, progress=False) if "lstm-ae" in detectors else None
     lstm_fit = round(time.monotonic() - t0, 1)
     encoder = model.encoder if model is not None else fit_encoder(normal, cfg)  # the baselines read it
-    rows: list[dict[str, Any]] = []
+    rows: dict[str, list[dict[str, Any]]] = {label: [] for label in policies}
     for det_name in detectors:
         if det_name == "lstm-ae":
             fit_s = lstm_fit
-            make = factory(Detector, model, risk, policy)
+            make = factory(Detector, model, risk)
         else:
             fitted = fit_baseline(det_name, normal, encoder, seed=cfg.seed)
             fit_s = round(fitted.fit_seconds, 1)
-            make = factory(BaselineDetector, fitted, risk, policy)
+            make = factory(BaselineDetector, fitted, risk)
         for test_name, test in tests:
             extra = {"split": split, "test": test_name, "seed": cfg.seed, "q": risk}
-            r = evaluate(make(), test, schema_name, det_name, {**extra, "fit_seconds": fit_s})
-            rows.append(r)
-            print(f"  {test_name:<18} {det_name:<10} s{cfg.seed} AUROC {r['auroc']:.4f} AUPRC {r['auprc']:.4f} "
-                  f"P {r['precision']:.3f} R {r['recall']:.3f} F1 {r['f1']:.3f} FPR {r['fpr']:.3f}", flush=True)  # fmt: skip
+            streams = [(det_name, test, {**extra, "fit_seconds": fit_s})]
             if det_name == "lstm-ae":
                 perm = np.random.default_rng(cfg.seed).permutation(len(test))
-                c = evaluate(make(), test.take(perm), schema_name, CONTROL, {**extra, "order": "shuffled"})
-                rows.append(c)
-                print(f"  {test_name:<18} shuffled   s{cfg.seed} AUROC {c['auroc']:.4f} AUPRC {c['auprc']:.4f} "
-                      f"F1 {c['f1']:.3f} FPR {c['fpr']:.3f}", flush=True)  # fmt: skip
+                streams.append((CONTROL, test.take(perm), {**extra, "order": "shuffled"}))
+            for label, policy in policies.items():
+                for name, stream, info in streams:
+                    r = evaluate(make(policy), stream, schema_name, name, info)
+                    rows[label].append(r)
+                    print(f"  {test_name:<18} {name[:10]:<10} s{cfg.seed} {label:<8} AUROC {r['auroc']:.4f} "
+                          f"AUPRC {r['auprc']:.4f} P {r['precision']:.3f} R {r['recall']:.3f} F1 {r['f1']:.3f} "
+                          f"FPR {r['fpr']:.3f}", flush=True)  # fmt: skip
     return rows
 
 
@@ -284,6 +312,56 @@ def verdict(summary: list[dict[str, Any]]) -> list[dict[str, Any]]:
                     v["beaten_by"].append({"detector": name, "metric": m, "theirs": r[m], "ours": ours[m]})
         out.append(v)
     return out
+
+
+# docs/detection-history.md, the criterion written on 2026-12-01 for making the upward-only shift rule the
+# default: on no row may mean recall fall by more than 0.01, nor mean FPR rise by more than 0.005 to a value
+# above q.
+MAX_RECALL_DROP = 0.01
+MAX_FPR_RISE = 0.005
+
+
+def policy_comparison(main: list[dict[str, Any]], other: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Per (split, test, detector): the main policy's means beside the compared policy's, and whether the
+    compared policy did harm by the criterion above. Scores must be the same under both (a policy moves
+    thresholds only); ``same_scores`` says so."""
+    by_key = {(r["split"], r["test"], r["detector"]): r for r in main}
+    out = []
+    for new in other:
+        old = by_key.get((new["split"], new["test"], new["detector"]))
+        if old is None:
+            continue
+        q = max(new["q"])
+        recall_drop = old["recall"] - new["recall"]
+        fpr_rise = new["fpr"] - old["fpr"]
+        harm = recall_drop > MAX_RECALL_DROP or (fpr_rise > MAX_FPR_RISE and new["fpr"] > q)
+        row: dict[str, Any] = {
+            "split": new["split"],
+            "test": new["test"],
+            "detector": new["detector"],
+            "q": q,
+        }
+        for m in ("recall", "fpr", "f1", "precision"):
+            row[m] = {"main": old[m], "compared": new[m]}
+        row["same_scores"] = all(abs(old[m] - new[m]) < 1e-12 for m in ("auroc", "auprc"))
+        row["harm"] = bool(harm)
+        out.append(row)
+    return out
+
+
+def policy_table(rows: list[dict[str, Any]], policy: dict[str, Any]) -> str:
+    lines = [f"Shift policy compared (same trained detectors): max_alert_share {policy['max_alert_share']:g}, "
+             f"max_rise {policy['max_rise']:g}; harm = recall down > {MAX_RECALL_DROP} or FPR up > {MAX_FPR_RISE} "
+             "to above q", "",
+             "| test set | detector | recall (main → compared) | FPR | F1 | same scores | harm |",
+             "|---|---|---|---|---|---|---|"]  # fmt: skip
+    for r in rows:
+        cells = " | ".join(f"{r[m]['main']:.3f} → {r[m]['compared']:.3f}" for m in ("recall", "fpr", "f1"))
+        lines.append(f"| {r['split']} {r['test']} | {r['detector']} | {cells} | {'yes' if r['same_scores'] else 'NO'} "
+                     f"| {'HARM' if r['harm'] else 'no'} |")  # fmt: skip
+    verdict = "no row harmed" if not any(r["harm"] for r in rows) else "harm on at least one row"
+    lines += ["", f"Verdict: {verdict} ({len(rows)} rows)."]
+    return "\n".join(lines)
 
 
 def _fmt(r: dict[str, Any], m: str, digits: int) -> str:

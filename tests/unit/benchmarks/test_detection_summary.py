@@ -56,3 +56,27 @@ def test_seed_list_refuses_negative_or_repeated_seeds(bench):
     for bad in ("-1", "1,1", "a", ""):
         with pytest.raises(argparse.ArgumentTypeError):
             bench.seed_list(bad)
+
+
+def test_policy_comparison_applies_the_written_criterion(bench):
+    def summary(det, recall, fpr):
+        return {"split": "kdd99", "test": "corrected", "detector": det, "q": [0.01], "auroc": 0.97,
+                "auprc": 0.99, "precision": 0.9, "recall": recall, "f1": 0.9, "fpr": fpr}  # fmt: skip
+
+    main = [
+        summary("a", 0.90, 0.004),
+        summary("b", 0.90, 0.004),
+        summary("c", 0.90, 0.008),
+        summary("d", 0.9, 0.02),
+    ]
+    other = [
+        summary("a", 0.895, 0.009),  # recall down 0.005, FPR up 0.005 but within q: no harm
+        summary("b", 0.88, 0.004),  # recall down 0.02: harm
+        summary("c", 0.95, 0.014),  # FPR up 0.006 to above q: harm, whatever the recall gain
+        summary("d", 0.90, 0.024),  # already above q, up 0.004: no harm
+    ]
+    rows = bench.policy_comparison(main, other)
+    assert [r["harm"] for r in rows] == [False, True, True, False]
+    assert all(r["same_scores"] for r in rows)
+    text = bench.policy_table(rows, {"max_alert_share": 5, "max_rise": 2.0})
+    assert "| kdd99 corrected | b | 0.900 → 0.880 |" in text and "harm on at least one row (4 rows)" in text
