@@ -253,7 +253,8 @@ def run_seed(split: str, schema_name: str, normal: RecordBatch, tests: list[tupl
                 for name, stream, info in streams:
                     r = evaluate(make(policy), stream, schema_name, name, info)
                     rows[label].append(r)
-                    print(f"  {test_name:<18} {name[:10]:<10} s{cfg.seed} {label:<8} AUROC {r['auroc']:.4f} "
+                    shown = "shuffled" if name == CONTROL else name
+                    print(f"  {test_name:<18} {shown:<10} s{cfg.seed} {label:<8} AUROC {r['auroc']:.4f} "
                           f"AUPRC {r['auprc']:.4f} P {r['precision']:.3f} R {r['recall']:.3f} F1 {r['f1']:.3f} "
                           f"FPR {r['fpr']:.3f}", flush=True)  # fmt: skip
     return rows
