@@ -30,7 +30,8 @@ re-baselines the thresholder only if it looks like the old traffic moved, not li
    normal traffic's median rose 5.2× and its 99th percentile 2.5× — while an attack mixed in at any real
    share puts far more records above the threshold). A shift accepted by this second test is fitted with
    its scores right-censored at ``max_rise`` × the threshold in force, so the threshold rises at most that
-   much per shift and whatever scores above it stays visible.
+   much per shift and whatever scores above it stays visible; and it is undone (counted as rejected) if
+   the fit would put the threshold *below* the one in force, so this rule never lowers it.
 
 Otherwise the quarantine is dropped and counted as a rejected shift; the threshold stays where it was.
 Recovery from an accepted level shift therefore takes at most the CUSUM's detection delay plus
@@ -89,8 +90,9 @@ class AdaptPolicy:
     # times q of its records alerted, and then fitted censored at max_rise x the threshold in force (2x:
     # where severity "low" ends). Never downwards: a long stretch of low, narrow scores (a flood of
     # near-identical records) re-baselined the threshold to a tenth, and when normal traffic came back 75%
-    # of it alerted and no later shift could undo it (measured on synthetic scores). Not the default until
-    # the detection benchmark has been run with it (docs/detection-history.md).
+    # of it alerted and no later shift could undo it (measured on synthetic scores). Nor may an upward
+    # shift LOWER the threshold (a narrow stretch just above the typical score did: 18% alerted after).
+    # Not the default: see docs/detection-history.md.
     max_alert_share: float = 0.0
     max_rise: float = 2.0
 
@@ -237,7 +239,15 @@ class OnlineThresholder(ABC):
             self.rejected_shifts += 1
             return
         arr = np.minimum(arr, ceiling)
+        before = self._estimator_state()
         self._fit(arr)
+        if math.isfinite(ceiling) and self.threshold < self._q_threshold:
+            # the opt-in rule only ever raises the threshold: an "upward" shift whose median rose but whose
+            # spread narrowed (a flood of near-identical records) would otherwise pull it down, and the
+            # normal traffic that follows would alert for good (contract-tested)
+            self._load_estimator_state(before)
+            self.rejected_shifts += 1
+            return
         self._set_baseline(arr)
         self.rebaselines += 1
 

@@ -148,6 +148,24 @@ def test_opt_in_rule_never_rebaselines_downwards(warmed):
     )
 
 
+def test_opt_in_rule_never_lowers_the_threshold_on_an_upward_shift(warmed):
+    """The same trap from above: a stretch whose median is a little HIGHER than normal traffic's but whose
+    spread is far narrower (a flood of near-identical records scoring just above the typical record) is an
+    upward shift that puts nothing above the threshold. Fitted on it, the threshold fell to about a quarter,
+    and returning normal traffic alerted at ~18%, with no shift able to undo it. An upward shift may raise
+    the threshold (at most max_rise x), never lower it."""
+    th, rng = warmed
+    th.update_many(normal_scores(rng, 10_000))
+    th = with_policy(th, SHARE_POLICY)
+    before = th.threshold
+    th.update_many(rng.lognormal(mean=-5.4, sigma=0.05, size=20_000))
+    assert th.threshold >= before
+    alerts, _ = th.update_many(normal_scores(rng, 40_000))
+    assert alerts.mean() <= 2 * Q, (
+        f"{th.kind}: {alerts.mean():.3f} of normal traffic alerts after the stretch"
+    )
+
+
 def test_attack_during_a_drift_above_the_rise_cap_stays_visible(warmed):
     """A sparse attack (1.25% of records, 3-30x the threshold) rides on a milder drift, and the two
     together stay within the opt-in rule's alert share: the re-baseline may absorb the drift, never the
