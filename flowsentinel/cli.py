@@ -34,19 +34,26 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message}\n")
 
 
-def int_at_least(low: int) -> Callable[[str], int]:
-    """An argparse ``type``: an integer >= ``low`` (the benchmarks' scripts use it too)."""
-
-    def parse(text: str) -> int:
+def _at_least(low: float, convert: Callable[[str], Any], noun: str) -> Callable[[str], Any]:
+    def parse(text: str) -> Any:
         try:
-            value = int(text)
+            value = convert(text)
         except ValueError:
-            raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-        if value < low:
-            raise argparse.ArgumentTypeError(f"{text!r} must be >= {low}")
+            raise argparse.ArgumentTypeError(f"{text!r} is not {noun}") from None
+        if not (math.isfinite(value) and value >= low):
+            raise argparse.ArgumentTypeError(f"{text!r} must be >= {low:g}")
         return value
 
     return parse
+
+
+def int_at_least(low: int) -> Callable[[str], int]:
+    """An argparse ``type``: an integer >= ``low`` (the benchmarks' scripts use it too)."""
+    return _at_least(low, int, "an integer")
+
+
+def _number_at_least(low: float) -> Callable[[str], float]:
+    return _at_least(low, float, "a number")
 
 
 _positive_int = int_at_least(1)
@@ -62,19 +69,6 @@ def _fraction(low: float, high: float) -> Callable[[str], float]:
             raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
         if not (math.isfinite(value) and low < value < high):
             raise argparse.ArgumentTypeError(f"{text!r} must be between {low} and {high}")
-        return value
-
-    return parse
-
-
-def _number_at_least(low: float) -> Callable[[str], float]:
-    def parse(text: str) -> float:
-        try:
-            value = float(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-        if not (math.isfinite(value) and value >= low):
-            raise argparse.ArgumentTypeError(f"{text!r} must be a number >= {low:g}")
         return value
 
     return parse

@@ -101,7 +101,7 @@ def test_train_then_score_end_to_end(toy_files, tmp_path):
         (["score", "--model", "m", "--data", "x", "--risk", "0.9"], "argument --risk: '0.9' must be between"),
         (
             ["score", "--model", "m", "--data", "x", "--shift-max-alert-share", "-1"],
-            "argument --shift-max-alert-share: '-1' must be a number >= 0",
+            "argument --shift-max-alert-share: '-1' must be >= 0",
         ),
         (
             [
@@ -117,7 +117,7 @@ def test_train_then_score_end_to_end(toy_files, tmp_path):
                 "--shift-max-rise",
                 "0.5",
             ],
-            "argument --shift-max-rise: '0.5' must be a number >= 1",
+            "argument --shift-max-rise: '0.5' must be >= 1",
         ),
         (
             ["tune", "--schema", "kdd", "--data", "x", "--quarantine", "50"],
