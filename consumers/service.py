@@ -30,11 +30,11 @@ from kafka.structs import OffsetAndMetadata, TopicPartition
 from consumers.alerts import AlertRecord, EpisodeTracker, severity
 from consumers.decode import DeadLetter, InputMessage, decode_messages
 from consumers.metrics import Metrics
-from consumers.settings import Settings
+from consumers.settings import Settings, shift_policy
 from detector.artifact import TrainedModel, load_artifact
 from detector.errors import ArtifactError, ConfigError
 from detector.pipeline import Detector
-from detector.thresholds import AdaptPolicy, make_thresholder
+from detector.thresholds import make_thresholder
 
 log = logging.getLogger(__name__)
 VERSION = "0.1.0"
@@ -101,11 +101,9 @@ class DetectorService:
 
     def _install_model(self, model: TrainedModel) -> None:
         s = self.settings
-        policy = AdaptPolicy(
-            quarantine=s.quarantine, max_alert_share=s.shift_max_alert_share, max_rise=s.shift_max_rise
-        )
         self.model = model
-        self.detector = Detector(model, make_thresholder(s.thresholder, s.risk, policy), max_keys=s.max_keys)
+        thresholder = make_thresholder(s.thresholder, s.risk, shift_policy(s))
+        self.detector = Detector(model, thresholder, max_keys=s.max_keys)
         self.episodes = EpisodeTracker(
             schema=model.schema.name,
             model_version=model.version,

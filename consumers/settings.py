@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from detector.errors import ConfigError
+from detector.thresholds import AdaptPolicy
 
 ENV_PREFIX = "FLOWSENTINEL_"
 
@@ -253,3 +254,14 @@ def _coerce(name: str, raw: Any, f: dataclasses.Field, source: str) -> Any:
     except ValueError:
         shown = "***" if kind == "Secret" else repr(raw)
         raise ConfigError(f"setting {name} = {shown} (from {source}): expected {kind}") from None
+
+
+def shift_policy(values: Any) -> AdaptPolicy:
+    """The online threshold's shift policy from ``quarantine``, ``shift_max_alert_share`` and
+    ``shift_max_rise``: a :class:`Settings`, or the command line's ``score``/``eval``/``tune`` arguments,
+    which use the same names so that they meet the threshold a service with those settings would."""
+    return AdaptPolicy(
+        quarantine=values.quarantine,
+        max_alert_share=values.shift_max_alert_share,
+        max_rise=values.shift_max_rise,
+    )

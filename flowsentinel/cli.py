@@ -19,6 +19,7 @@ from typing import Any, NoReturn
 
 import numpy as np
 
+from consumers.settings import shift_policy
 from detector.errors import FlowSentinelError
 from detector.thresholds import AdaptPolicy
 
@@ -95,12 +96,6 @@ def _add_policy_flags(parser: argparse.ArgumentParser) -> None:
         type=_number_at_least(1.0),
         default=AdaptPolicy.max_rise,
         help="with the opt-in rule, the threshold rises at most this many times per shift (default %(default)s)",
-    )
-
-
-def _policy(args: argparse.Namespace) -> AdaptPolicy:
-    return AdaptPolicy(
-        quarantine=args.quarantine, max_alert_share=args.shift_max_alert_share, max_rise=args.shift_max_rise
     )
 
 
@@ -538,7 +533,7 @@ def cmd_tune(args: argparse.Namespace) -> int:
         trials=args.trials,
         seed=args.seed,
         on_trial=show,
-        policy=_policy(args),
+        policy=shift_policy(args),
     )
     (out / "tune-results.json").write_text(json.dumps([vars(t) for t in trials], indent=1) + "\n")
     (out / "best-config.json").write_text(json.dumps(best, indent=1) + "\n")
@@ -562,7 +557,7 @@ def cmd_score(args: argparse.Namespace) -> int:
     _check_files(args.data, "--data")
     model = load_artifact(args.model)
     schema = load_schema(args.schema) if args.schema else model.schema
-    det = Detector(model, make_thresholder(args.thresholder, args.risk, _policy(args)))
+    det = Detector(model, make_thresholder(args.thresholder, args.risk, shift_policy(args)))
     scores: list[np.ndarray] = []
     alerts: list[np.ndarray] = []
     labels: list[np.ndarray] = []
@@ -708,7 +703,7 @@ def _eval_one(
     from detector.pipeline import Detector
     from detector.thresholds import make_thresholder
 
-    thresholder = make_thresholder(args.thresholder, args.risk, _policy(args))
+    thresholder = make_thresholder(args.thresholder, args.risk, shift_policy(args))
     extra: dict[str, Any] = {"model_version": model.version}
     detector: Any
     if name == "lstm-ae":

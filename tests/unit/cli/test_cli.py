@@ -267,3 +267,11 @@ def test_tune_searches_on_training_data_and_writes_a_config_train_accepts(toy_fi
     assert r.returncode == 0, r.stderr
     meta = json.loads((tmp_path / "m" / "metadata.json").read_text())
     assert meta["model"]["window"] == best["window"] and meta["training"]["config"]["epochs"] == 1
+
+
+def test_eval_detector_names_are_the_baselines_plus_ours():
+    """The parser keeps its own list (importing detector.baselines would load torch for every command)."""
+    from detector.baselines import BASELINES
+    from flowsentinel.cli import DETECTORS
+
+    assert set(DETECTORS) == {"lstm-ae", *BASELINES}
