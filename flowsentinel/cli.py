@@ -535,13 +535,22 @@ def cmd_tune(args: argparse.Namespace) -> int:
         on_trial=show,
         policy=shift_policy(args),
     )
+    # the service settings q was chosen under (`detect --config`): the risk alone would meet another policy
+    threshold = {"thresholder": "spot", "risk": best["risk"], "quarantine": args.quarantine,
+                 "shift_max_alert_share": args.shift_max_alert_share, "shift_max_rise": args.shift_max_rise}  # fmt: skip
+    best["detect"] = threshold
     (out / "tune-results.json").write_text(json.dumps([vars(t) for t in trials], indent=1) + "\n")
     (out / "best-config.json").write_text(json.dumps(best, indent=1) + "\n")
+    lines = [f"{k} = {json.dumps(v)}" for k, v in threshold.items()]  # JSON strings and numbers are TOML
+    (out / "detect.toml").write_text(
+        "# written by `flowsentinel tune`\n[flowsentinel]\n" + "\n".join(lines) + "\n"
+    )
     print("\n" + results_table(trials))
     print(f"\nbest: {json.dumps({k: best[k] for k in ('window', 'hidden', 'latent', 'lr', 'risk')})}")
     print(
         f"train with it:  flowsentinel train --config {out / 'best-config.json'} --schema {args.schema} --data ..."
     )
+    print(f"then detect:    flowsentinel detect --model MODEL_DIR --config {out / 'detect.toml'}")
     return 0
 
 

@@ -256,7 +256,7 @@ def test_tune_searches_on_training_data_and_writes_a_config_train_accepts(toy_fi
     )
     out = tmp_path / "tune"
     r = run("tune", "--schema", str(toy_files / "toy.json"), "--data", str(mixed), "--out", str(out), "--trials", "2",
-            "--epochs", "2")  # fmt: skip
+            "--epochs", "2", "--shift-max-alert-share", "3")  # fmt: skip
     assert r.returncode == 0, r.stderr
     best = json.loads((out / "best-config.json").read_text())
     assert best["risk"] in (0.002, 0.005, 0.01)
@@ -267,6 +267,16 @@ def test_tune_searches_on_training_data_and_writes_a_config_train_accepts(toy_fi
     assert r.returncode == 0, r.stderr
     meta = json.loads((tmp_path / "m" / "metadata.json").read_text())
     assert meta["model"]["window"] == best["window"] and meta["training"]["config"]["epochs"] == 1
+    # the service settings the risk was chosen under, as a file `detect --config` reads
+    from consumers.settings import Settings
+
+    settings = Settings.load({}, environ={}, config_file=str(out / "detect.toml"))
+    assert (settings.risk, settings.thresholder, settings.shift_max_alert_share) == (
+        best["risk"],
+        "spot",
+        3.0,
+    )
+    assert best["detect"]["risk"] == best["risk"]
 
 
 def test_eval_detector_names_are_the_baselines_plus_ours():
