@@ -31,7 +31,10 @@ re-baselines the thresholder only if it looks like the old traffic moved, not li
    share puts far more records above the threshold). A shift accepted by this second test is fitted with
    its scores right-censored at ``max_rise`` × the threshold in force, so the threshold rises at most that
    much per shift and whatever scores above it stays visible; and it is undone (counted as rejected) if
-   the fit would put the threshold *below* the one in force, so this rule never lowers it.
+   the fit would put the threshold *below* the one in force, so this rule never lowers it. The way back
+   down is narrow: when a later downward shift is rejected by the tests above but has the level and shape
+   of the baseline an opt-in rise replaced (the old traffic came back), that baseline and its estimator
+   state are restored as they were, so the threshold returns only to one that was already in force.
 
 Otherwise the quarantine is dropped and counted as a rejected shift; the threshold stays where it was.
 Recovery from an accepted level shift therefore takes at most the CUSUM's detection delay plus
@@ -65,6 +68,7 @@ from detector.errors import ConfigError
 _EPS = 1e-12
 _SHAPE_POINTS = 1_000
 _CENSOR_BUDGET = 10.0
+_MAX_PRIORS = 4  # baselines kept for the way back down after opt-in rises
 
 
 def ks_distance(a: np.ndarray, b: np.ndarray) -> float:
@@ -92,6 +96,7 @@ class AdaptPolicy:
     # near-identical records) re-baselined the threshold to a tenth, and when normal traffic came back 75%
     # of it alerted and no later shift could undo it (measured on synthetic scores). Nor may an upward
     # shift LOWER the threshold (a narrow stretch just above the typical score did: 18% alerted after).
+    # The one way back down: the baseline a rise replaced is restored when its traffic returns.
     # Not the default: see docs/detection-history.md.
     max_alert_share: float = 0.0
     max_rise: float = 2.0
@@ -134,6 +139,9 @@ class OnlineThresholder(ABC):
         self._quarantine: list[float] | None = None
         self._q_direction = 0
         self._q_threshold = 0.0
+        # baselines (estimator state and shift-watch baseline) that the opt-in rule's rises replaced,
+        # newest last: the only way the threshold may come back down after such a rise
+        self._priors: list[dict[str, Any]] = []
 
     # ---------------------------------------------------------------- estimator hooks
     @property
@@ -236,6 +244,10 @@ class OnlineThresholder(ABC):
         self._g_up = self._g_down = 0.0
         ceiling = self._accepted_ceiling(arr)
         if ceiling is None:
+            if self._q_direction < 0 and self._priors and self._is_prior_traffic(arr, self._priors[-1]):
+                self._restore(self._priors.pop())
+                self.rebaselines += 1
+                return
             self.rejected_shifts += 1
             return
         arr = np.minimum(arr, ceiling)
@@ -248,8 +260,30 @@ class OnlineThresholder(ABC):
             self._load_estimator_state(before)
             self.rejected_shifts += 1
             return
+        if math.isfinite(ceiling):  # an opt-in rise: keep what it replaced, to go back to
+            self._priors = [*self._priors, {**self._watch_baseline(), "estimator": before}][-_MAX_PRIORS:]
         self._set_baseline(arr)
         self.rebaselines += 1
+
+    def _watch_baseline(self) -> dict[str, Any]:
+        return {"mu": self._mu, "sd": self._sd, "shape": list(self._shape)}
+
+    def _is_prior_traffic(self, arr: np.ndarray, prior: dict[str, Any]) -> bool:
+        """Whether a downward shift is the traffic an opt-in rise replaced coming back: its level within
+        ``min_shift`` deviations of that baseline's and its shape the same (the shape rule's test)."""
+        pol = self.policy
+        logs = np.log(np.maximum(arr, _EPS))
+        med = float(np.median(logs))
+        if abs(med - prior["mu"]) >= pol.min_shift * prior["sd"]:
+            return False
+        return ks_distance(logs - med, np.asarray(prior["shape"])) <= pol.max_shape_distance
+
+    def _restore(self, prior: dict[str, Any]) -> None:
+        """Go back to a baseline an opt-in rise replaced: its estimator state as it was, not a fit on the
+        quarantined scores, so the threshold returns to one that was already in force."""
+        self._load_estimator_state(prior["estimator"])
+        self._mu, self._sd, self._shape = float(prior["mu"]), float(prior["sd"]), list(prior["shape"])
+        self._g_up = self._g_down = 0.0
 
     def _accepted_ceiling(self, arr: np.ndarray) -> float | None:
         """None if the quarantined scores are rejected; else the value they are censored at before the
@@ -304,6 +338,7 @@ class OnlineThresholder(ABC):
                 "quarantine": self._quarantine,
                 "q_direction": self._q_direction,
                 "q_threshold": self._q_threshold,
+                "priors": self._priors,
             },
             "estimator": self._estimator_state(),
         }
@@ -336,6 +371,7 @@ class OnlineThresholder(ABC):
             self._g_up, self._g_down = float(w["g_up"]), float(w["g_down"])
             self._quarantine = None if w["quarantine"] is None else [float(v) for v in w["quarantine"]]
             self._q_direction, self._q_threshold = int(w["q_direction"]), float(w["q_threshold"])
+            self._priors = [dict(p) for p in w.get("priors", [])]  # states saved before priors existed: none
             self._load_estimator_state(state["estimator"])
         except (KeyError, TypeError, ValueError) as exc:
             raise ConfigError(f"threshold state is not valid: missing or bad {exc}") from None

@@ -260,3 +260,42 @@ def test_ks_distance():
     a = np.arange(100.0)
     assert ks_distance(a, a) == 0.0
     assert ks_distance(a, a + 1000) == 1.0
+
+
+def test_opt_in_rule_goes_back_down_when_the_old_traffic_returns(warmed):
+    """After an opt-in rise, normal traffic of the old level and shape comes back: a downward shift of
+    another shape than the raised baseline's, which the rule itself may never accept. Without a way back
+    the raised threshold would stay, hiding anything that scores between the old and the raised one; the
+    baseline the rise replaced is restored instead."""
+    th, rng = warmed
+    th.update_many(normal_scores(rng, 10_000))
+    th = with_policy(th, SHARE_POLICY)
+    before = th.threshold
+    th.update_many(drifted_scores(rng, 40_000))
+    raised = th.threshold
+    assert raised > 1.1 * before and th.rebaselines == 1
+    th.update_many(normal_scores(rng, RECOVERY_BOUND))
+    assert th.rebaselines == 2, f"{th.kind}: the old traffic's return was not taken"
+    assert abs(th.threshold - before) <= 0.02 * before, f"{th.kind}: {th.threshold:.4g} vs {before:.4g}"
+    # a low-severity attack between the two thresholds is visible again; normal traffic alerts at about q
+    attack = rng.uniform(1.04, 1.1, size=400) * before
+    mixed = np.concatenate([normal_scores(rng, 39_600), attack])
+    order = rng.permutation(mixed.size)
+    alerts, _ = th.update_many(mixed[order])
+    is_attack = order >= 39_600
+    assert alerts[is_attack].mean() >= 0.9 and alerts[~is_attack].mean() <= 2 * Q
+    restored = make_thresholder(th.kind, Q, SHARE_POLICY)  # the way back survives a restart
+    restored.load_state_dict(json.loads(json.dumps(th.state_dict())))
+    assert restored.state_dict() == th.state_dict()
+
+
+def test_a_return_to_other_traffic_than_before_the_rise_is_not_taken(warmed):
+    """The way back down goes only to the replaced baseline: low, narrow scores after a rise (the flood of
+    the never-downwards trap) are not the old traffic, so the threshold stays raised."""
+    th, rng = warmed
+    th.update_many(normal_scores(rng, 10_000))
+    th = with_policy(th, SHARE_POLICY)
+    th.update_many(drifted_scores(rng, 40_000))
+    raised, rebaselines = th.threshold, th.rebaselines
+    th.update_many(rng.lognormal(mean=-7.2, sigma=0.3, size=20_000))
+    assert th.rebaselines == rebaselines and th.threshold >= 0.9 * raised
