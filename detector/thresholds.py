@@ -250,23 +250,22 @@ class OnlineThresholder(ABC):
                 return
             self.rejected_shifts += 1
             return
-        arr = np.minimum(arr, ceiling)
-        before = self._estimator_state()
-        self._fit(arr)
-        if math.isfinite(ceiling) and self.threshold < self._q_threshold:
-            # the opt-in rule only ever raises the threshold: an "upward" shift whose median rose but whose
-            # spread narrowed (a flood of near-identical records) would otherwise pull it down, and the
-            # normal traffic that follows would alert for good (contract-tested)
-            self._load_estimator_state(before)
-            self.rejected_shifts += 1
-            return
-        if math.isfinite(ceiling):  # an opt-in rise: keep what it replaced, to go back to
-            self._priors = [*self._priors, {**self._watch_baseline(), "estimator": before}][-_MAX_PRIORS:]
-        self._set_baseline(arr)
+        if math.isinf(ceiling):  # a scaled copy of the baseline (the shape rule)
+            self._fit(arr)
+        else:  # the opt-in rule: censored, and undone if it would lower the threshold
+            before: dict[str, Any] = {"mu": self._mu, "sd": self._sd, "shape": list(self._shape),
+                                      "estimator": self._estimator_state()}  # fmt: skip
+            self._fit(np.minimum(arr, ceiling))
+            if self.threshold < self._q_threshold:
+                # an "upward" shift whose median rose but whose spread narrowed (a flood of near-identical
+                # records) would pull it down, and the normal traffic that follows would alert for good
+                # (contract-tested)
+                self._load_estimator_state(before["estimator"])
+                self.rejected_shifts += 1
+                return
+            self._priors = [*self._priors, before][-_MAX_PRIORS:]  # the way back down
+        self._set_baseline(np.minimum(arr, ceiling))
         self.rebaselines += 1
-
-    def _watch_baseline(self) -> dict[str, Any]:
-        return {"mu": self._mu, "sd": self._sd, "shape": list(self._shape)}
 
     def _is_prior_traffic(self, arr: np.ndarray, prior: dict[str, Any]) -> bool:
         """Whether a downward shift is the traffic an opt-in rise replaced coming back: its level within
