@@ -92,13 +92,6 @@ class TrainConfig:
     p_shuffle: float = 0.25
     p_corrupt: float = 0.25
     min_count: int = 3
-    # Experimental, off by default: after training, zero every member's input weights from encoded columns
-    # that were 0 on every training row (a category bucket no normal record used, a field normal traffic
-    # never set). Those weights never receive a gradient and stay as initialised, so how much a record in
-    # an unseen category disturbs the rest of its reconstruction is set by the random initialisation
-    # (docs/detection-history.md, "a seed lottery"); detached, such a column counts only through its own
-    # reconstruction error. Nothing changes on the training rows.
-    detach_constant_inputs: bool = False
 
     def __post_init__(self) -> None:
         positive = ("window", "hidden", "latent", "layers", "members", "epochs", "batch_size", "patience",
@@ -246,54 +239,6 @@ def fit_encoder(batch: RecordBatch, cfg: TrainConfig) -> FeatureEncoder:
     return FeatureEncoder(min_count=cfg.min_count).fit(batch)
 
 
-def _holdout(rng: np.random.Generator, n: int, cfg: TrainConfig) -> tuple[np.ndarray, np.ndarray]:
-    """(validation rows, sorted; training rows, shuffled) of a training batch of ``n`` records."""
-    perm = rng.permutation(n)
-    n_val = max(1, round(n * cfg.val_fraction))
-    return np.sort(perm[:n_val]), perm[n_val:]
-
-
-def _calibrate(
-    net: AutoencoderEnsemble, windows: np.ndarray, mask: np.ndarray, encoder: FeatureEncoder, cfg: TrainConfig
-) -> tuple[np.ndarray | None, list[float]]:
-    """Field scales (``field-scaled`` scoring only) and the calibration scores kept in the artifact."""
-    _, field_err = score_windows(net, windows, mask, encoder.groups)
-    scale = field_scales(field_err) if cfg.scoring == "field-scaled" else None
-    scores, _ = field_scores(field_err, encoder.width, scale)
-    keep = np.random.default_rng(cfg.seed + 1).permutation(len(scores))[:CALIBRATION_KEEP]
-    return scale, [float(s) for s in scores[keep]]
-
-
-def detached_copy(model: TrainedModel, batch: RecordBatch, cfg: TrainConfig) -> TrainedModel:
-    """``model`` (trained by :func:`train` on ``batch`` with ``cfg``) with its unused inputs detached after
-    the fact and its calibration recomputed: what ``detach_constant_inputs`` would have given, from the
-    same trained weights (to compare the two without training twice)."""
-    out = copy.deepcopy(model)
-    x, _ = out.encoder.transform(batch)
-    val_rows, train_rows = _holdout(np.random.default_rng(cfg.seed), len(batch), cfg)
-    detach_unused_inputs(out.net, x[train_rows])
-    windows, mask = gather_windows(x, window_indices(batch.keys, cfg.window)[val_rows])
-    out.field_scale, out.calibration = _calibrate(out.net, windows, mask, out.encoder, cfg)
-    out.training = {**out.training, "config": {**cfg.to_dict(), "detach_constant_inputs": True}}
-    return out
-
-
-def detach_unused_inputs(net: AutoencoderEnsemble, x: np.ndarray) -> np.ndarray:
-    """Zero the input weights of every column of ``x`` (the training rows) that is 0 throughout; returns
-    those columns. The models' output on rows where they are 0 (every training row) does not change."""
-    unused = np.flatnonzero(~np.any(x != 0, axis=0))
-    cols = torch.from_numpy(unused)
-    with torch.no_grad():
-        for member in net.members:
-            assert isinstance(member, LSTMAutoencoder)
-            first_layer = member.encoder.weight_ih_l0
-            assert isinstance(first_layer, torch.Tensor)
-            first_layer[:, cols] = 0.0
-            if member.record is not None:
-                member.record.weight[:, cols] = 0.0
-    return unused
-
-
 def train(
     batch: RecordBatch,
     cfg: TrainConfig,
@@ -312,8 +257,9 @@ def train(
     encoder = fit_encoder(batch, cfg)
     x, _ = encoder.transform(batch)
     win_idx = window_indices(batch.keys, cfg.window)
-    val_rows, train_rows = _holdout(rng, n, cfg)
-    n_val = len(val_rows)
+    perm = rng.permutation(n)
+    n_val = max(1, round(n * cfg.val_fraction))
+    val_rows, train_rows = np.sort(perm[:n_val]), perm[n_val:]
 
     mcfg = ModelConfig(
         n_features=encoder.width,
@@ -349,11 +295,12 @@ def train(
         )
         fits.append(fit)
     bar.close()
-    if cfg.detach_constant_inputs:
-        detach_unused_inputs(net, x[train_rows])
     net.eval()
 
-    scale, cal_scores = _calibrate(net, val_windows, val_mask, encoder, cfg)
+    _, val_field_err = score_windows(net, val_windows, val_mask, encoder.groups)
+    scale = field_scales(val_field_err) if cfg.scoring == "field-scaled" else None
+    cal_scores, _ = field_scores(val_field_err, encoder.width, scale)
+    keep = np.random.default_rng(cfg.seed + 1).permutation(len(cal_scores))[:CALIBRATION_KEEP]
     elapsed = time.monotonic() - started
     training = {
         "records": n,
@@ -373,7 +320,7 @@ def train(
         encoder=encoder,
         config=mcfg,
         net=net,
-        calibration=cal_scores,
+        calibration=[float(s) for s in cal_scores[keep]],
         training=training,
         field_scale=scale,
     )

@@ -1,7 +1,5 @@
 from __future__ import annotations
 
-from dataclasses import replace
-
 import numpy as np
 import pytest
 import torch
@@ -257,59 +255,3 @@ def test_member_zero_of_an_ensemble_is_the_one_member_model():
 def test_members_must_be_a_positive_integer():
     with pytest.raises(ConfigError, match="members = 0 must be a positive integer"):
         TrainConfig(members=0)
-
-
-def test_detached_inputs_change_nothing_on_training_rows_and_ignore_unseen_categories():
-    from detector.train import detach_unused_inputs
-
-    batch = toy_batch(600, seed=91)
-    model = train(batch, TrainConfig(hidden=8, latent=4, epochs=2, members=2), progress=False)
-    x, _ = model.encoder.transform(batch)
-    windows, mask = gather_windows(x, window_indices(batch.keys, 1))
-    groups = model.encoder.groups
-    before, _ = score_windows(model.net, windows, mask, groups)
-    unused = detach_unused_inputs(model.net, x)
-    proto = next(start for name, start, _ in groups if name == "proto")
-    unknown_proto = proto + len(model.encoder.categories["proto"])
-    assert unknown_proto in unused.tolist()  # no training record had an unknown protocol
-    after, _ = score_windows(model.net, windows, mask, groups)
-    np.testing.assert_allclose(after, before, rtol=1e-5)
-    # a record in an unseen category: the other columns are rebuilt exactly as without it
-    odd = windows.copy()
-    odd[:, -1, proto:unknown_proto] = 0.0
-    odd[:, -1, unknown_proto] = 1.0
-    plain = windows.copy()
-    plain[:, -1, proto : unknown_proto + 1] = 0.0
-    for member in model.net.members:
-        with torch.inference_mode():
-            a = member(torch.from_numpy(odd), torch.from_numpy(mask))
-            b = member(torch.from_numpy(plain), torch.from_numpy(mask))
-        torch.testing.assert_close(a, b)
-
-
-def test_training_can_detach_unused_inputs():
-    batch = toy_batch(600, seed=92)
-    model = train(
-        batch, TrainConfig(hidden=8, latent=4, epochs=1, detach_constant_inputs=True), progress=False
-    )
-    x, _ = model.encoder.transform(batch)
-    w = model.net.members[0].encoder.weight_ih_l0
-    unused = ~np.any(x != 0, axis=0)
-    assert unused.any() and torch.all(w[:, torch.from_numpy(np.flatnonzero(unused))] == 0)
-    assert torch.all(w[:, torch.from_numpy(np.flatnonzero(~unused))].abs().sum(dim=0) > 0)
-
-
-def test_a_detached_copy_is_what_training_with_detached_inputs_gives():
-    from detector.train import detached_copy
-
-    batch = toy_batch(600, seed=93)
-    cfg = TrainConfig(hidden=8, latent=4, epochs=2, members=2, seed=5)
-    plain = train(batch, cfg, progress=False)
-    copy = detached_copy(plain, batch, cfg)
-    direct = train(batch, replace(cfg, detach_constant_inputs=True), progress=False)
-    for k, v in direct.net.state_dict().items():
-        assert torch.equal(v, copy.net.state_dict()[k]), k
-    assert copy.calibration == direct.calibration
-    assert not torch.equal(
-        plain.net.members[0].encoder.weight_ih_l0, copy.net.members[0].encoder.weight_ih_l0
-    )
