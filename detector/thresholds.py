@@ -71,6 +71,13 @@ _CENSOR_BUDGET = 10.0
 _MAX_PRIORS = 4  # baselines kept for the way back down after opt-in rises
 
 
+def _centred_logs(scores: np.ndarray) -> tuple[np.ndarray, float]:
+    """(log-scores minus their median, that median): what the shift watch compares."""
+    logs = np.log(np.maximum(scores, _EPS))
+    med = float(np.median(logs))
+    return logs - med, med
+
+
 def ks_distance(a: np.ndarray, b: np.ndarray) -> float:
     """Two-sample Kolmogorov–Smirnov statistic: the largest gap between the empirical CDFs."""
     a, b = np.sort(a), np.sort(b)
@@ -213,12 +220,11 @@ class OnlineThresholder(ABC):
 
     # ---------------------------------------------------------------- shift watch
     def _set_baseline(self, arr: np.ndarray) -> None:
-        logs = np.log(np.maximum(arr, _EPS))
-        med = float(np.median(logs))
-        mad = float(np.median(np.abs(logs - med))) * 1.4826
+        centred, med = _centred_logs(arr)
+        mad = float(np.median(np.abs(centred))) * 1.4826
         self._mu = med
         self._sd = max(mad, 1e-3)
-        sample = np.quantile(logs - med, np.linspace(0.0, 1.0, min(logs.size, _SHAPE_POINTS)))
+        sample = np.quantile(centred, np.linspace(0.0, 1.0, min(centred.size, _SHAPE_POINTS)))
         self._shape = [float(v) for v in sample]
         self._g_up = self._g_down = 0.0
 
@@ -270,12 +276,14 @@ class OnlineThresholder(ABC):
     def _is_prior_traffic(self, arr: np.ndarray, prior: dict[str, Any]) -> bool:
         """Whether a downward shift is the traffic an opt-in rise replaced coming back: its level within
         ``min_shift`` deviations of that baseline's and its shape the same (the shape rule's test)."""
-        pol = self.policy
-        logs = np.log(np.maximum(arr, _EPS))
-        med = float(np.median(logs))
-        if abs(med - prior["mu"]) >= pol.min_shift * prior["sd"]:
+        centred, med = _centred_logs(arr)
+        if abs(med - prior["mu"]) >= self.policy.min_shift * prior["sd"]:
             return False
-        return ks_distance(logs - med, np.asarray(prior["shape"])) <= pol.max_shape_distance
+        return self._same_shape(centred, prior["shape"])
+
+    def _same_shape(self, centred: np.ndarray, shape: list[float]) -> bool:
+        """The shape test: median-centred log-scores within ``max_shape_distance`` (KS) of a baseline's."""
+        return ks_distance(centred, np.asarray(shape)) <= self.policy.max_shape_distance
 
     def _restore(self, prior: dict[str, Any]) -> None:
         """Go back to a baseline an opt-in rise replaced: its estimator state as it was, not a fit on the
@@ -288,13 +296,12 @@ class OnlineThresholder(ABC):
         """None if the quarantined scores are rejected; else the value they are censored at before the
         re-baseline (infinite for a scaled copy of the baseline)."""
         pol = self.policy
-        logs = np.log(np.maximum(arr, _EPS))
-        med = float(np.median(logs))
+        centred, med = _centred_logs(arr)
         if abs(med - self._mu) < pol.min_shift * self._sd:
             return None
         if self._q_direction > 0 and math.exp(med) > pol.max_level * self._q_threshold:
             return None
-        if ks_distance(logs - med, np.asarray(self._shape)) <= pol.max_shape_distance:
+        if self._same_shape(centred, self._shape):
             return math.inf
         if (
             self._q_direction > 0  # never downwards: see AdaptPolicy.max_alert_share
