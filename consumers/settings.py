@@ -256,12 +256,22 @@ def _coerce(name: str, raw: Any, f: dataclasses.Field, source: str) -> Any:
         raise ConfigError(f"setting {name} = {shown} (from {source}): expected {kind}") from None
 
 
+# setting name -> AdaptPolicy field: the shift policy's settings, also the score/eval/tune flags' names
+POLICY_SETTINGS = {
+    "quarantine": "quarantine",
+    "shift_max_alert_share": "max_alert_share",
+    "shift_max_rise": "max_rise",
+}
+
+
+def policy_settings(values: Any) -> dict[str, Any]:
+    """The shift policy's settings, by setting name, of a :class:`Settings` or the command line's
+    ``score``/``eval``/``tune`` arguments (what `tune` writes for `detect --config`)."""
+    return {name: getattr(values, name) for name in POLICY_SETTINGS}
+
+
 def shift_policy(values: Any) -> AdaptPolicy:
-    """The online threshold's shift policy from ``quarantine``, ``shift_max_alert_share`` and
-    ``shift_max_rise``: a :class:`Settings`, or the command line's ``score``/``eval``/``tune`` arguments,
-    which use the same names so that they meet the threshold a service with those settings would."""
-    return AdaptPolicy(
-        quarantine=values.quarantine,
-        max_alert_share=values.shift_max_alert_share,
-        max_rise=values.shift_max_rise,
-    )
+    """The online threshold's shift policy from a :class:`Settings`, or the command line's
+    ``score``/``eval``/``tune`` arguments, which use the same names so that they meet the threshold a
+    service with those settings would."""
+    return AdaptPolicy(**{POLICY_SETTINGS[k]: v for k, v in policy_settings(values).items()})

@@ -19,7 +19,7 @@ from typing import Any, NoReturn
 
 import numpy as np
 
-from consumers.settings import shift_policy
+from consumers.settings import policy_settings, shift_policy
 from detector.errors import FlowSentinelError
 from detector.thresholds import AdaptPolicy
 
@@ -536,8 +536,7 @@ def cmd_tune(args: argparse.Namespace) -> int:
         policy=shift_policy(args),
     )
     # the service settings q was chosen under (`detect --config`): the risk alone would meet another policy
-    threshold = {"thresholder": "spot", "risk": best["risk"], "quarantine": args.quarantine,
-                 "shift_max_alert_share": args.shift_max_alert_share, "shift_max_rise": args.shift_max_rise}  # fmt: skip
+    threshold = {"thresholder": "spot", "risk": best["risk"], **policy_settings(args)}
     best["detect"] = threshold
     (out / "tune-results.json").write_text(json.dumps([vars(t) for t in trials], indent=1) + "\n")
     (out / "best-config.json").write_text(json.dumps(best, indent=1) + "\n")
