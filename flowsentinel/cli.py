@@ -325,6 +325,12 @@ def build_parser() -> argparse.ArgumentParser:
     dm.add_argument(
         "--workdir", default=_env("WORKDIR", "models/demo"), help="where the demo keeps its model/state"
     )
+    dm.add_argument(
+        "--show-low",
+        action="store_true",
+        help="also list low-severity episodes (score under 2x the threshold) as they open and close; "
+        "by default they are only counted",
+    )
     return p
 
 

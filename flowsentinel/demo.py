@@ -43,28 +43,41 @@ def _train_demo_model(workdir: Path) -> Path:
     return out
 
 
-def _watch_alerts(bootstrap: str, stop: threading.Event, counts: dict[str, int]) -> None:
+def _watch_alerts(bootstrap: str, stop: threading.Event, counts: dict[str, int], show_low: bool) -> None:
+    """Print alert episodes as they open, escalate and close. Unless ``show_low``, an episode is listed only
+    once its severity reaches medium (score at least 2x the threshold); low-only episodes (at q, the normal
+    traffic's own tail) are counted in ``counts['low_only']`` instead, so the attacks stay readable."""
     from kafka import KafkaConsumer, TopicPartition
 
     consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, consumer_timeout_ms=500)
     tps = [TopicPartition(ALERTS, p) for p in sorted(consumer.partitions_for_topic(ALERTS) or {0})]
     consumer.assign(tps)
     consumer.seek_to_beginning(*tps)
+    listed: set[str] = set()  # episode ids printed so far
     while not stop.is_set():
         for batch in consumer.poll(timeout_ms=500).values():
             for msg in batch:
                 event = json.loads(msg.value)
-                counts[event["event"]] = counts.get(event["event"], 0) + 1
+                kind, episode = event["event"], event["episode_id"]
+                counts[kind] = counts.get(kind, 0) + 1
                 labels = event.get("labels_in_episode") or {}
                 truth = f" (truth: {', '.join(labels)})" if labels else ""
                 top = ", ".join(f["field"] for f in event["top_features"])
-                if event["event"] == "opened":
+                if kind in ("opened", "updated") and episode not in listed:
+                    if not show_low and event["max_severity"] == "low":
+                        continue
+                    listed.add(episode)
+                    verb = "OPENED" if kind == "opened" else "RAISED"
                     print(
-                        f"  ⚠ episode OPENED  key={event['key']:<15} severity={event['severity']:<8} "
+                        f"  ⚠ episode {verb:<8}key={event['key']:<15} severity={event['severity']:<8} "
                         f"score={event['score']:.3g} > {event['threshold']:.3g}  why: {top}{truth}",
                         flush=True,
                     )
-                elif event["event"] == "closed":
+                elif kind == "closed":
+                    if episode not in listed:
+                        counts["low_only"] = counts.get("low_only", 0) + 1
+                        continue
+                    listed.discard(episode)
                     print(
                         f"  ✓ episode closed  key={event['key']:<15} {event['alerts_in_episode']} alert(s), "
                         f"max severity {event['max_severity']} ({event.get('close_reason')}){truth}",
@@ -137,7 +150,9 @@ def run_demo(args: argparse.Namespace) -> int:
         counts: dict[str, int] = {}
         threads = [
             threading.Thread(target=produce, daemon=True, name="demo-producer"),
-            threading.Thread(target=_watch_alerts, args=(bootstrap, stop, counts), daemon=True),
+            threading.Thread(
+                target=_watch_alerts, args=(bootstrap, stop, counts, args.show_low), daemon=True
+            ),
         ]
         for t in threads:
             t.start()
@@ -158,6 +173,7 @@ def run_demo(args: argparse.Namespace) -> int:
             print(
                 f"[{now - started:5.0f}s] sent {publisher.summary.sent:,}  scored {svc.scored:,} ({rate:,.0f}/s)  "
                 f"alerts {th.alerts:,}  episodes open {len(svc.episodes.open)}  threshold {th.threshold:.3g}"
+                + ("" if args.show_low else f"  low-only episodes closed {counts.get('low_only', 0):,}")
                 + (f"  — injecting {ep}" if ep else ""),
                 flush=True,
             )

@@ -313,6 +313,8 @@ def test_demo_runs_end_to_end_and_stops_cleanly(model_dir, tmp_path):
     assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
     assert "embedded Kafka-protocol broker" in r.stdout
     assert "episode OPENED" in r.stdout
+    assert "low-only episodes closed" in r.stdout  # listed only from medium severity on (--show-low)
+    assert "severity=low " not in r.stdout
     assert "stopped cleanly" in r.stdout
     n = int(re.search(r"stopped cleanly: ([\d,]+) records scored", r.stdout).group(1).replace(",", ""))
     assert n >= 2000
