@@ -414,12 +414,9 @@ def cmd_train(args: argparse.Namespace) -> int:
     from detector.artifact import save_artifact
     from detector.schema import RecordBatch, load_schema
     from detector.train import train
-    from producers.files import read_records
 
     schema = load_schema(args.schema)
-    if args.data:
-        _check_files(args.data, "--data")
-    elif schema.name != "kdd":
+    if not args.data and schema.name != "kdd":
         raise UsageError(f"--synthetic writes kdd records; --schema {args.schema!r} does not match")
     cfg = _train_config(args)
     started = time.monotonic()
@@ -428,10 +425,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         from producers.synthetic import normal_training_records, to_batch
 
         batches.append(to_batch(normal_training_records(args.synthetic, seed=cfg.seed)))
-    for path in args.data or ():
-        batch = read_records(path, schema, limit=args.limit)
-        _report_rejected(path, batch)
-        batches.append(batch)
+    if args.data:
+        batches.append(_read_files(args.data, schema, "--data", args.limit))
     data = RecordBatch.concat(batches)
     normal = data.is_normal
     if normal is None:
@@ -484,6 +479,32 @@ def _report_rejected(path: str, batch: Any) -> None:
         log.info("rejected: %s", err)
 
 
+def _read_files(paths: list[str], schema: Any, flag: str, limit: int | None = None) -> Any:
+    """Every file read whole (rejected rows logged per file) and concatenated. A file of which not one
+    record parses (another schema, not a data file, empty) is a one-line usage error naming it and the
+    first reason."""
+    from detector.errors import SchemaError
+    from detector.schema import RecordBatch
+    from producers.files import read_records
+
+    _check_files(paths, flag)
+    batches = []
+    for path in paths:
+        try:
+            batch = read_records(path, schema, limit=limit)
+        except SchemaError as exc:  # the file as a whole does not fit (e.g. its header lacks a field)
+            raise UsageError(f"{flag} {str(path)!r}: {exc}") from None
+        if len(batch) == 0:
+            first = f"; first: {batch.rejected[0]}" if batch.rejected else " (no rows)"
+            raise UsageError(
+                f"{flag} {str(path)!r}: no record parsed as schema {schema.name!r}: "
+                f"{len(batch.rejected):,} rejected{first}"
+            )
+        _report_rejected(path, batch)
+        batches.append(batch)
+    return RecordBatch.concat(batches)
+
+
 TRAIN_FLAGS = (
     "window", "hidden", "latent", "members", "record_path", "scoring", "epochs", "batch_size", "lr", "patience", "val_fraction", "seed",
 )  # fmt: skip
@@ -515,11 +536,9 @@ def cmd_tune(args: argparse.Namespace) -> int:
     from detector.schema import load_schema
     from detector.train import TrainConfig
     from detector.tuning import results_table, tune
-    from producers.files import read_many
 
-    _check_files(args.data, "--data")
     schema = load_schema(args.schema)
-    data = read_many(args.data, schema, limit=args.limit)
+    data = _read_files(args.data, schema, "--data", args.limit)
     base = TrainConfig(epochs=args.epochs, seed=args.seed)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -663,7 +682,6 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from detector.evaluation import comparison_table, markdown_summary
     from detector.schema import load_schema
     from flowsentinel.report import write_comparison, write_pictures, write_report
-    from producers.files import read_many
 
     _check_files(args.data, "--data")
     baselines = [d for d in args.detector if d != "lstm-ae"]
@@ -677,13 +695,13 @@ def cmd_eval(args: argparse.Namespace) -> int:
     model = load_artifact(args.model)
     schema = load_schema(args.schema)
     model.encoder.check_schema(schema)
-    data = read_many(args.data, schema, limit=args.limit)
+    data = _read_files(args.data, schema, "--data", args.limit)
     if data.labels is None:
         raise UsageError(f"--data has no label field {schema.label!r}: evaluation needs labelled records")
     data = _ordered(data, args.order, args.seed)
     normal = None
     if baselines:
-        train = read_many(args.train, schema)
+        train = _read_files(args.train, schema, "--train")
         normal = train if train.is_normal is None else train.take(np.flatnonzero(train.is_normal))
     out = Path(args.out)
     side_by_side = len(args.detector) > 1

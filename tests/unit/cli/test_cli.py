@@ -168,6 +168,37 @@ def test_schema_mismatch_is_one_line(toy_files, tmp_path):
     assert "no column for field 'Flow Duration'" in r.stderr and "Traceback" not in r.stderr
 
 
+@pytest.mark.parametrize("command", ["train", "tune", "eval"])
+def test_a_file_with_no_parsable_record_is_one_line_naming_it(command, toy_files, tmp_path):
+    """A file of which nothing parses (another schema's, or not data at all) used to count as zero records:
+    train warned of a missing label field, eval blamed one. Now it is named, with the first reason."""
+    schema = str(toy_files / "toy.json")
+    notes = tmp_path / "notes.txt"
+    header = (toy_files / "train.csv").read_text().splitlines()[0]
+    notes.write_text(f"{header}\nthese are notes,\nnot flow records\n")
+    other = tmp_path / "other.csv"
+    other.write_text("a,b\n1,2\n")
+    model = tmp_path / "model"
+    if command == "eval":
+        r = run("train", "--schema", schema, "--data", str(toy_files / "train.csv"), "--out", str(model),
+                "--hidden", "8", "--latent", "2", "--members", "1", "--epochs", "1", "--quiet")  # fmt: skip
+        assert r.returncode == 0, r.stderr
+    extra = {"train": ["--out", str(model)], "tune": ["--out", str(tmp_path / "t")],
+             "eval": ["--model", str(model), "--out", str(tmp_path / "r")]}[command]  # fmt: skip
+    r = run(command, "--schema", schema, "--data", str(toy_files / "train.csv"), str(notes), *extra)
+    assert r.returncode == 2
+    assert "Traceback" not in r.stderr
+    last = r.stderr.strip().splitlines()[-1]
+    assert f"--data '{notes}': no record parsed as schema 'toy'" in last
+    assert "2 rejected; first: notes.txt line 2" in last
+    r = run(command, "--schema", schema, "--data", str(other), *extra)  # another schema's file: named too
+    assert r.returncode == 2
+    assert (
+        f"--data '{other}': schema toy: the header has no column for field"
+        in r.stderr.strip().splitlines()[-1]
+    )
+
+
 def test_eval_writes_report_and_pictures_for_the_model_and_a_baseline(toy_files, tmp_path):
     model = tmp_path / "model"
     r = run("train", "--schema", str(toy_files / "toy.json"), "--data", str(toy_files / "train.csv"),
