@@ -13,7 +13,7 @@ import logging
 import math
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -471,38 +471,41 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
-def _report_rejected(path: str, batch: Any) -> None:
-    if not batch.rejected:
-        return
-    log.warning("%s: %d record(s) rejected; first: %s", path, len(batch.rejected), batch.rejected[0])
-    for err in batch.rejected[1:5]:
-        log.info("rejected: %s", err)
+def _file_batches(path: str, schema: Any, flag: str, limit: int | None = None) -> Iterator[Any]:
+    """One file's validated batches, as :func:`producers.files.iter_batches` reads them; its rejected rows are
+    logged (count, first few) once the file is read. A file that does not fit the schema as a whole (e.g.
+    its header lacks a field), or of which not one record parses (another schema's file, not a data file,
+    empty), is a one-line usage error naming it and the first reason."""
+    from detector.errors import SchemaError
+    from producers.files import iter_batches
+
+    parsed, rejected = 0, 0
+    examples: list[Any] = []  # the first few rejections
+    try:
+        for batch in iter_batches(path, schema, limit=limit):
+            parsed += len(batch)
+            rejected += len(batch.rejected)
+            examples += batch.rejected[: 5 - len(examples)]
+            yield batch
+    except SchemaError as exc:
+        raise UsageError(f"{flag} {str(path)!r}: {exc}") from None
+    if parsed == 0:
+        why = f"; first: {examples[0]}" if examples else " (no rows)"
+        raise UsageError(
+            f"{flag} {str(path)!r}: no record parsed as schema {schema.name!r}: {rejected:,} rejected{why}"
+        )
+    if rejected:
+        log.warning("%s: %d record(s) rejected; first: %s", path, rejected, examples[0])
+        for err in examples[1:]:
+            log.info("rejected: %s", err)
 
 
 def _read_files(paths: list[str], schema: Any, flag: str, limit: int | None = None) -> Any:
-    """Every file read whole (rejected rows logged per file) and concatenated. A file of which not one
-    record parses (another schema, not a data file, empty) is a one-line usage error naming it and the
-    first reason."""
-    from detector.errors import SchemaError
+    """Every file read whole (see :func:`_file_batches`) and concatenated."""
     from detector.schema import RecordBatch
-    from producers.files import read_records
 
     _check_files(paths, flag)
-    batches = []
-    for path in paths:
-        try:
-            batch = read_records(path, schema, limit=limit)
-        except SchemaError as exc:  # the file as a whole does not fit (e.g. its header lacks a field)
-            raise UsageError(f"{flag} {str(path)!r}: {exc}") from None
-        if len(batch) == 0:
-            first = f"; first: {batch.rejected[0]}" if batch.rejected else " (no rows)"
-            raise UsageError(
-                f"{flag} {str(path)!r}: no record parsed as schema {schema.name!r}: "
-                f"{len(batch.rejected):,} rejected{first}"
-            )
-        _report_rejected(path, batch)
-        batches.append(batch)
-    return RecordBatch.concat(batches)
+    return RecordBatch.concat([b for path in paths for b in _file_batches(path, schema, flag, limit)])
 
 
 TRAIN_FLAGS = (
@@ -585,7 +588,6 @@ def cmd_score(args: argparse.Namespace) -> int:
     from detector.pipeline import Detector
     from detector.schema import load_schema
     from detector.thresholds import make_thresholder
-    from producers.files import iter_batches
 
     _check_files(args.data, "--data")
     model = load_artifact(args.model)
@@ -602,9 +604,8 @@ def cmd_score(args: argparse.Namespace) -> int:
             writer = csv.writer(out_fh)
             writer.writerow(["position", "key", "score", "threshold", "alert", "label", "top_features"])
         for path in args.data:
-            for batch in iter_batches(path, schema, limit=args.limit):
+            for batch in _file_batches(path, schema, "--data", args.limit):
                 rejected += len(batch.rejected)
-                _report_rejected(path, batch)
                 if len(batch) == 0:
                     continue
                 v = det.process_batch(batch)

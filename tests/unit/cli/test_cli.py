@@ -168,10 +168,11 @@ def test_schema_mismatch_is_one_line(toy_files, tmp_path):
     assert "no column for field 'Flow Duration'" in r.stderr and "Traceback" not in r.stderr
 
 
-@pytest.mark.parametrize("command", ["train", "tune", "eval"])
+@pytest.mark.parametrize("command", ["train", "tune", "eval", "score"])
 def test_a_file_with_no_parsable_record_is_one_line_naming_it(command, toy_files, tmp_path):
     """A file of which nothing parses (another schema's, or not data at all) used to count as zero records:
-    train warned of a missing label field, eval blamed one. Now it is named, with the first reason."""
+    train warned of a missing label field, eval blamed one, score reported 0 records and exit 0. Now it is
+    named, with the first reason."""
     schema = str(toy_files / "toy.json")
     notes = tmp_path / "notes.txt"
     header = (toy_files / "train.csv").read_text().splitlines()[0]
@@ -179,12 +180,12 @@ def test_a_file_with_no_parsable_record_is_one_line_naming_it(command, toy_files
     other = tmp_path / "other.csv"
     other.write_text("a,b\n1,2\n")
     model = tmp_path / "model"
-    if command == "eval":
+    if command in ("eval", "score"):
         r = run("train", "--schema", schema, "--data", str(toy_files / "train.csv"), "--out", str(model),
                 "--hidden", "8", "--latent", "2", "--members", "1", "--epochs", "1", "--quiet")  # fmt: skip
         assert r.returncode == 0, r.stderr
     extra = {"train": ["--out", str(model)], "tune": ["--out", str(tmp_path / "t")],
-             "eval": ["--model", str(model), "--out", str(tmp_path / "r")]}[command]  # fmt: skip
+             "eval": ["--model", str(model), "--out", str(tmp_path / "r")], "score": ["--model", str(model)]}[command]  # fmt: skip
     r = run(command, "--schema", schema, "--data", str(toy_files / "train.csv"), str(notes), *extra)
     assert r.returncode == 2
     assert "Traceback" not in r.stderr
