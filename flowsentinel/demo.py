@@ -59,7 +59,6 @@ def _watch_alerts(bootstrap: str, stop: threading.Event, counts: dict[str, int],
             for msg in batch:
                 event = json.loads(msg.value)
                 kind, episode = event["event"], event["episode_id"]
-                counts[kind] = counts.get(kind, 0) + 1
                 labels = event.get("labels_in_episode") or {}
                 truth = f" (truth: {', '.join(labels)})" if labels else ""
                 top = ", ".join(f["field"] for f in event["top_features"])
