@@ -60,6 +60,7 @@ def _number_at_least(low: float) -> Callable[[str], float]:
 _positive_int = int_at_least(1)
 _seed = int_at_least(0)  # numpy's generators take no negative seed
 SYNTHETIC_RATE = 1000.0  # records/s the synthetic producer sends when --rate is not given
+PROBE_ROWS = 1000  # produce reads this many rows of each file before it connects, to name a wrong file early
 
 
 def _fraction(low: float, high: float) -> Callable[[str], float]:
@@ -471,18 +472,21 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
-def _file_batches(path: str, schema: Any, flag: str, limit: int | None = None) -> Iterator[Any]:
+def _file_batches(
+    path: str, schema: Any, flag: str, limit: int | None = None, max_rows: int | None = None
+) -> Iterator[Any]:
     """One file's validated batches, as :func:`producers.files.iter_batches` reads them; its rejected rows are
     logged (count, first few) once the file is read. A file that does not fit the schema as a whole (e.g.
     its header lacks a field), or of which not one record parses (another schema's file, not a data file,
-    empty), is a one-line usage error naming it and the first reason."""
+    empty), is a one-line usage error naming it and the first reason. With ``max_rows`` only the file's first
+    rows are read, as a check, and nothing is logged."""
     from detector.errors import SchemaError
     from producers.files import iter_batches
 
     parsed, rejected = 0, 0
     examples: list[Any] = []  # the first few rejections
     try:
-        for batch in iter_batches(path, schema, limit=limit):
+        for batch in iter_batches(path, schema, limit=limit, max_rows=max_rows):
             parsed += len(batch)
             rejected += len(batch.rejected)
             examples += batch.rejected[: 5 - len(examples)]
@@ -491,10 +495,11 @@ def _file_batches(path: str, schema: Any, flag: str, limit: int | None = None) -
         raise UsageError(f"{flag} {str(path)!r}: {exc}") from None
     if parsed == 0:
         why = f"; first: {examples[0]}" if examples else " (no rows)"
+        part = f" in its first {max_rows:,} rows" if max_rows is not None and rejected >= max_rows else ""
         raise UsageError(
-            f"{flag} {str(path)!r}: no record parsed as schema {schema.name!r}: {rejected:,} rejected{why}"
+            f"{flag} {str(path)!r}: no record parsed as schema {schema.name!r}{part}: {rejected:,} rejected{why}"
         )
-    if rejected:
+    if rejected and max_rows is None:
         log.warning("%s: %d record(s) rejected; first: %s", path, rejected, examples[0])
         for err in examples[1:]:
             log.info("rejected: %s", err)
@@ -812,6 +817,9 @@ def cmd_produce(args: argparse.Namespace) -> int:
         if not args.data:
             raise UsageError("--data PATH is required (or use 'synthetic')")
         _check_files(args.data, "--data")
+        for path in args.data:  # a wrong file is named before anything connects, not after a broker error
+            for _ in _file_batches(path, schema, "--data", max_rows=PROBE_ROWS):
+                pass
         pacer = Pacer(rate=args.rate, speedup=speedup)
 
         def file_batches():

@@ -41,28 +41,36 @@ def open_text(path: str | Path) -> IO[str]:
 
 
 def iter_batches(
-    path: str | Path, schema: Schema, *, chunk_rows: int = DEFAULT_CHUNK_ROWS, limit: int | None = None
+    path: str | Path,
+    schema: Schema,
+    *,
+    chunk_rows: int = DEFAULT_CHUNK_ROWS,
+    limit: int | None = None,
+    max_rows: int | None = None,
 ) -> Iterator[RecordBatch]:
-    """Yield validated chunks of a file. Rejected rows ride along in each chunk's ``rejected`` list."""
+    """Yield validated chunks of a file. Rejected rows ride along in each chunk's ``rejected`` list.
+    ``limit`` stops after that many data rows; ``max_rows`` after that many rows of any kind, unreadable
+    ones included (a look at a file's start that stays short whatever the file is)."""
     name = Path(path).name
     rows = _iter_rows(path, schema, name)
     header: dict[str, int] | None = None
     pending: list[tuple[int, list[str] | dict[str, object]]] = []
     pending_errors: list[RecordError] = []
-    total = 0
+    total, seen = 0, 0
     for item in rows:
-        if isinstance(item, RecordError):
-            pending_errors.append(item)
-            continue
         if isinstance(item, _Header):
             header = item.columns
             continue
-        pending.append(item)
-        total += 1
-        if len(pending) >= chunk_rows:
-            yield _to_batch(schema, header, pending, pending_errors, name)
-            pending, pending_errors = [], []
-        if limit is not None and total >= limit:
+        seen += 1
+        if isinstance(item, RecordError):
+            pending_errors.append(item)
+        else:
+            pending.append(item)
+            total += 1
+            if len(pending) >= chunk_rows:
+                yield _to_batch(schema, header, pending, pending_errors, name)
+                pending, pending_errors = [], []
+        if (limit is not None and total >= limit) or (max_rows is not None and seen >= max_rows):
             break
     if pending or pending_errors:
         yield _to_batch(schema, header, pending, pending_errors, name)

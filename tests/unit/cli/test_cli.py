@@ -168,11 +168,12 @@ def test_schema_mismatch_is_one_line(toy_files, tmp_path):
     assert "no column for field 'Flow Duration'" in r.stderr and "Traceback" not in r.stderr
 
 
-@pytest.mark.parametrize("command", ["train", "tune", "eval", "score"])
+@pytest.mark.parametrize("command", ["train", "tune", "eval", "score", "produce"])
 def test_a_file_with_no_parsable_record_is_one_line_naming_it(command, toy_files, tmp_path):
     """A file of which nothing parses (another schema's, or not data at all) used to count as zero records:
-    train warned of a missing label field, eval blamed one, score reported 0 records and exit 0. Now it is
-    named, with the first reason."""
+    train warned of a missing label field, eval blamed one, score reported 0 records and exit 0, produce
+    sent nothing and exit 0 (or, with no broker, reported the broker). Now it is named, with the first
+    reason; produce names it before it connects (the broker address here answers nothing)."""
     schema = str(toy_files / "toy.json")
     notes = tmp_path / "notes.txt"
     header = (toy_files / "train.csv").read_text().splitlines()[0]
@@ -185,14 +186,16 @@ def test_a_file_with_no_parsable_record_is_one_line_naming_it(command, toy_files
                 "--hidden", "8", "--latent", "2", "--members", "1", "--epochs", "1", "--quiet")  # fmt: skip
         assert r.returncode == 0, r.stderr
     extra = {"train": ["--out", str(model)], "tune": ["--out", str(tmp_path / "t")],
-             "eval": ["--model", str(model), "--out", str(tmp_path / "r")], "score": ["--model", str(model)]}[command]  # fmt: skip
-    r = run(command, "--schema", schema, "--data", str(toy_files / "train.csv"), str(notes), *extra)
+             "eval": ["--model", str(model), "--out", str(tmp_path / "r")], "score": ["--model", str(model)],
+             "produce": ["--bootstrap-servers", "127.0.0.1:9", "--topic", "t"]}[command]  # fmt: skip
+    schema_args = [schema] if command == "produce" else ["--schema", schema]  # produce: a positional
+    r = run(command, *schema_args, "--data", str(toy_files / "train.csv"), str(notes), *extra)
     assert r.returncode == 2
     assert "Traceback" not in r.stderr
     last = r.stderr.strip().splitlines()[-1]
     assert f"--data '{notes}': no record parsed as schema 'toy'" in last
     assert "2 rejected; first: notes.txt line 2" in last
-    r = run(command, "--schema", schema, "--data", str(other), *extra)  # another schema's file: named too
+    r = run(command, *schema_args, "--data", str(other), *extra)  # another schema's file: named too
     assert r.returncode == 2
     assert (
         f"--data '{other}': schema toy: the header has no column for field"

@@ -59,6 +59,19 @@ def test_chunks_and_limit(tmp_path):
     assert len(read_records(f, builtin_schema("kdd"), limit=7)) == 7
 
 
+def test_max_rows_counts_unreadable_rows_too(tmp_path):
+    """``limit`` counts data rows, so a file of nothing but bad rows is read to its end; ``max_rows`` (the
+    look produce takes at a file before it connects) stops after that many rows of any kind."""
+    f = tmp_path / "mixed.csv"
+    f.write_text("not,a,record\n" * 30 + f"{KDD_LINE},normal.\n" * 5)
+    s = builtin_schema("kdd")
+    assert len(read_records(f, s, limit=3).rejected) == 30
+    first = list(iter_batches(f, s, max_rows=12))
+    assert sum(len(b) for b in first) == 0 and sum(len(b.rejected) for b in first) == 12
+    first = list(iter_batches(f, s, max_rows=32))
+    assert sum(len(b) for b in first) == 2 and sum(len(b.rejected) for b in first) == 30
+
+
 def test_cic_csv_with_original_column_names(tmp_path):
     s = builtin_schema("cicflowmeter")
     names = [" " + (s.aliases.get(f, (f,))[0]) for f in s.numeric] + [
