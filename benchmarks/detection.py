@@ -287,6 +287,10 @@ def summary_rows(results: dict[str, Any]) -> list[dict[str, Any]]:
             vals = [float(r[m]) for r in rs]
             row[m] = float(np.mean(vals))
             row[m + "_range"] = [min(vals), max(vals)]
+        if all("recall_at_fpr" in r for r in rs):  # results files from before 2026-12-01 lack it
+            for budget in rs[0]["recall_at_fpr"]:
+                for m in ("recall", "f1"):
+                    row[f"{m}_at_fpr_{budget}"] = float(np.mean([r["recall_at_fpr"][budget][m] for r in rs]))
         out.append(row)
     return out
 
@@ -373,15 +377,19 @@ def _fmt(r: dict[str, Any], m: str, digits: int) -> str:
 
 
 def table(summary: list[dict[str, Any]]) -> str:
+    budgets = all("recall_at_fpr_0.05" in r for r in summary)
+    extra = " recall / F1 at FPR ≤ 1% | at FPR ≤ 5% (thresholds set with the labels) |" if budgets else ""
     lines = [
-        "| test set | detector | seeds | AUROC | AUPRC | q | precision | recall | F1 | FPR |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "| test set | detector | seeds | AUROC | AUPRC | q | precision | recall | F1 | FPR |" + extra,
+        "|---|---|---|---|---|---|---|---|---|---|" + ("---|---|" if budgets else ""),
     ]
     for r in summary:
         q = "/".join(f"{v:g}" for v in r["q"])
+        cells = "".join(f" {r[f'recall_at_fpr_{b}']:.3f} / {r[f'f1_at_fpr_{b}']:.3f} |"
+                        for b in ("0.01", "0.05") if budgets)  # fmt: skip
         lines.append(f"| {r['split']} {r['test']} | {r['detector']} | {len(r['seeds'])} | {_fmt(r, 'auroc', 4)} | "
                      f"{_fmt(r, 'auprc', 4)} | {q} | {r['precision']:.3f} | {r['recall']:.3f} | "
-                     f"{_fmt(r, 'f1', 3)} | {_fmt(r, 'fpr', 3)} |")  # fmt: skip
+                     f"{_fmt(r, 'f1', 3)} | {_fmt(r, 'fpr', 3)} |{cells}")  # fmt: skip
     return "\n".join(lines)
 
 

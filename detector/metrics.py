@@ -73,3 +73,26 @@ def at_threshold(y_true: np.ndarray, alerts: np.ndarray) -> dict[str, Any]:
         "fpr": fpr,
         "confusion": {"tp": tp, "fp": fp, "fn": fn, "tn": tn},
     }
+
+
+def recall_at_fpr(y_true: np.ndarray, scores: np.ndarray, max_fpr: float) -> dict[str, float]:
+    """The most recall any threshold on these scores reaches while at most ``max_fpr`` of the normal records
+    are above it, with that threshold's precision, F1 and false-positive rate. The threshold is chosen
+    knowing the labels, so this measures the ranking at a false-alarm budget, not a deployable threshold:
+    the point of the ROC curve (as scikit-learn draws it) with the highest true-positive rate at or left of
+    ``max_fpr``. NaN figures if one class is absent.
+
+    >>> r = recall_at_fpr(np.array([0, 0, 0, 0, 1, 1]), np.array([0.1, 0.2, 0.3, 0.9, 0.5, 0.95]), 0.25)
+    >>> r["recall"], r["fpr"], r["precision"]
+    (1.0, 0.25, 0.6666666666666666)
+    """
+    y = np.asarray(y_true).astype(bool)
+    s = np.asarray(scores, dtype=np.float64)
+    normal = np.sort(s[~y])[::-1]
+    if not y.any() or normal.size == 0:
+        nan = float("nan")
+        return {"recall": nan, "precision": nan, "f1": nan, "fpr": nan}
+    k = int(np.floor(max_fpr * normal.size + 1e-9))  # normal records allowed above the threshold
+    alerts = s > normal[k] if k < normal.size else np.ones_like(y)
+    out = at_threshold(y, alerts)
+    return {m: out[m] for m in ("recall", "precision", "f1", "fpr")}

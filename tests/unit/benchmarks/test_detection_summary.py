@@ -30,6 +30,17 @@ def test_summary_is_the_mean_over_seeds_with_its_range(bench):
     assert s["auroc"] == pytest.approx(0.97)
     assert s["auroc_range"] == [0.96, 0.98]
     assert "0.9700 (0.9600–0.9800)" in bench.table([s])
+    assert "at FPR" not in bench.table([s])  # results from before the budgets were recorded
+
+
+def test_summary_carries_the_recall_at_a_false_positive_budget_when_recorded(bench):
+    rows = [row("lstm-ae", "KDDTest+", seed, 0.96, 0.95) for seed in (0, 1)]
+    for r, recall in zip(rows, (0.4, 0.6), strict=True):
+        r["recall_at_fpr"] = {b: {"recall": recall * k, "f1": 0.5 * k, "precision": 1.0, "fpr": float(b)}
+                              for b, k in (("0.01", 1.0), ("0.05", 1.5))}  # fmt: skip
+    (s,) = bench.summary_rows({"runs": {"nsl-kdd": rows}})
+    assert s["recall_at_fpr_0.01"] == pytest.approx(0.5) and s["recall_at_fpr_0.05"] == pytest.approx(0.75)
+    assert "| 0.500 / 0.500 | 0.750 / 0.750 |" in bench.table([s])
 
 
 def test_verdict_compares_means_with_floors_and_every_baseline(bench):

@@ -233,12 +233,17 @@ def test_eval_writes_report_and_pictures_for_the_model_and_a_baseline(toy_files,
         assert report["episodes"]["count"] > 0
         assert {"roc_pr.png", "timeline.png", "confusion.png"} <= {p.name for p in out.iterdir()}
         assert "| AUROC | AUPRC |" in r.stdout
+        # the ranking at a false-alarm budget, beside the online threshold's figures
+        budgets = report["recall_at_fpr"]
+        assert set(budgets) == {"0.01", "0.05"} and budgets["0.01"]["fpr"] <= 0.01
+        assert budgets["0.01"]["recall"] <= budgets["0.05"]["recall"]
+        assert "FPR ≤ 1%: recall" in r.stdout
     again = tmp_path / "again"
     run("eval", "--model", str(model), "--schema", str(toy_files / "toy.json"), "--data", str(toy_files / "test.csv"),
         "--out", str(again), "--quiet", "--no-pictures")  # fmt: skip
     first = json.loads((tmp_path / "report-lstm-ae" / "report.json").read_text())
     second = json.loads((again / "report.json").read_text())
-    for key in ("auroc", "auprc", "f1", "confusion", "episodes"):
+    for key in ("auroc", "auprc", "f1", "confusion", "episodes", "recall_at_fpr"):
         assert first[key] == second[key], "same model, data and seed give the same report"
     assert first["threshold"]["policy"]["max_alert_share"] == 0  # the default policy, shown in the report
     # the service's shift-policy settings reach eval's thresholder, under the same names as `detect`'s

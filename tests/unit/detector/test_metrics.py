@@ -2,9 +2,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from sklearn.metrics import average_precision_score, confusion_matrix, f1_score, roc_auc_score
+from sklearn.metrics import average_precision_score, confusion_matrix, f1_score, roc_auc_score, roc_curve
 
-from detector.metrics import at_threshold, auprc, auroc
+from detector.metrics import at_threshold, auprc, auroc, recall_at_fpr
 
 
 @pytest.mark.parametrize("seed", range(5))
@@ -25,6 +25,22 @@ def test_threshold_metrics_match_scikit_learn():
     assert m["confusion"] == {"tp": tp, "fp": fp, "fn": fn, "tn": tn}
     assert m["f1"] == pytest.approx(f1_score(y, alerts))
     assert m["fpr"] == pytest.approx(fp / (fp + tn))
+
+
+@pytest.mark.parametrize("seed", range(4))
+@pytest.mark.parametrize("max_fpr", [0.0, 0.01, 0.05, 0.3, 1.0])
+def test_recall_at_fpr_is_the_best_roc_point_within_the_budget(seed, max_fpr):
+    rng = np.random.default_rng(seed)
+    y = rng.random(700) < 0.35
+    scores = np.round(rng.normal(size=700) + y * 1.2, 1)  # many ties, some straddling classes
+    fpr, tpr, _ = roc_curve(y, scores)
+    r = recall_at_fpr(y, scores, max_fpr)
+    assert r["recall"] == pytest.approx(tpr[fpr <= max_fpr + 1e-12].max(), abs=1e-12)
+    assert r["fpr"] <= max_fpr + 1e-12
+    assert 0.0 <= r["precision"] <= 1.0 and r["f1"] == pytest.approx(
+        2 * r["precision"] * r["recall"] / (r["precision"] + r["recall"]) if r["recall"] else 0.0
+    )
+    assert np.isnan(recall_at_fpr(np.zeros(5, bool), np.arange(5.0), 0.1)["recall"])
 
 
 def test_single_class_gives_nan():
