@@ -40,7 +40,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # run as a script from a checkout
 
 from detector.baselines import BaselineDetector, fit_baseline  # noqa: E402
-from detector.evaluation import first_occurrences, run_stream, summarize  # noqa: E402
+from detector.evaluation import FPR_BUDGETS, first_occurrences, run_stream, summarize  # noqa: E402
 from detector.pipeline import Detector  # noqa: E402
 from detector.schema import RecordBatch, builtin_schema  # noqa: E402
 from detector.thresholds import AdaptPolicy, make_thresholder  # noqa: E402
@@ -377,16 +377,18 @@ def _fmt(r: dict[str, Any], m: str, digits: int) -> str:
 
 
 def table(summary: list[dict[str, Any]]) -> str:
-    budgets = all("recall_at_fpr_0.05" in r for r in summary)
-    extra = " recall / F1 at FPR ≤ 1% | at FPR ≤ 5% (thresholds set with the labels) |" if budgets else ""
+    keys = [f"{f:g}" for f in FPR_BUDGETS]  # as eval's reports key them
+    if not all(f"recall_at_fpr_{k}" in r for r in summary for k in keys):
+        keys = []  # results files from before 2026-12-01
+    heads = " | ".join(f"at FPR ≤ {float(k):.0%}" for k in keys)
+    extra = f" recall / F1 {heads} (thresholds set with the labels) |" if keys else ""
     lines = [
         "| test set | detector | seeds | AUROC | AUPRC | q | precision | recall | F1 | FPR |" + extra,
-        "|---|---|---|---|---|---|---|---|---|---|" + ("---|---|" if budgets else ""),
+        "|---|---|---|---|---|---|---|---|---|---|" + "---|" * len(keys),
     ]
     for r in summary:
         q = "/".join(f"{v:g}" for v in r["q"])
-        cells = "".join(f" {r[f'recall_at_fpr_{b}']:.3f} / {r[f'f1_at_fpr_{b}']:.3f} |"
-                        for b in ("0.01", "0.05") if budgets)  # fmt: skip
+        cells = "".join(f" {r[f'recall_at_fpr_{k}']:.3f} / {r[f'f1_at_fpr_{k}']:.3f} |" for k in keys)
         lines.append(f"| {r['split']} {r['test']} | {r['detector']} | {len(r['seeds'])} | {_fmt(r, 'auroc', 4)} | "
                      f"{_fmt(r, 'auprc', 4)} | {q} | {r['precision']:.3f} | {r['recall']:.3f} | "
                      f"{_fmt(r, 'f1', 3)} | {_fmt(r, 'fpr', 3)} |{cells}")  # fmt: skip
