@@ -167,7 +167,7 @@ def _fit_member(
     val: tuple[np.ndarray, np.ndarray],
     cfg: TrainConfig,
     rng: np.random.Generator,
-    bar: tqdm,
+    bar: Any,  # a tqdm bar, or what ``progress`` made: update / set_postfix / close
     on_epoch: Callable[[dict[str, float]], None] | None,
     member: int,
 ) -> dict[str, Any]:
@@ -243,10 +243,13 @@ def train(
     batch: RecordBatch,
     cfg: TrainConfig,
     *,
-    progress: bool = True,
+    progress: bool | Callable[..., Any] = True,
     on_epoch: Callable[[dict[str, float]], None] | None = None,
 ) -> TrainedModel:
-    """Fit encoder and autoencoder on ``batch`` (normal records only) and calibrate on its validation split."""
+    """Fit encoder and autoencoder on ``batch`` (normal records only) and calibrate on its validation split.
+
+    ``progress``: True for a tqdm bar, False for none, or a factory called with ``total``, ``desc`` and
+    ``unit`` that returns an object with tqdm's ``update``, ``set_postfix`` and ``close``."""
     n = len(batch)
     if n < 10:
         raise ConfigError(f"need at least 10 normal records to train, got {n}")
@@ -273,14 +276,18 @@ def train(
     net = AutoencoderEnsemble(mcfg)
     val_windows, val_mask = gather_windows(x, win_idx[val_rows])
     steps_per_epoch = (len(train_rows) + cfg.batch_size - 1) // cfg.batch_size
-    bar = tqdm(
-        total=cfg.members * cfg.epochs * steps_per_epoch,
-        disable=not progress,
-        unit="batch",
-        desc="training",
-        dynamic_ncols=True,
-        mininterval=0.5,
-    )
+    total = cfg.members * cfg.epochs * steps_per_epoch
+    if callable(progress):
+        bar = progress(total=total, desc="training", unit="batch")
+    else:
+        bar = tqdm(
+            total=total,
+            disable=not progress,
+            unit="batch",
+            desc="training",
+            dynamic_ncols=True,
+            mininterval=0.5,
+        )
     fits = []
     for i, member in enumerate(net.members):
         assert isinstance(member, LSTMAutoencoder)

@@ -14,6 +14,7 @@ import math
 import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
+from functools import partial
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -22,6 +23,7 @@ import numpy as np
 from consumers.settings import policy_settings, shift_policy
 from detector.errors import FlowSentinelError
 from detector.thresholds import AdaptPolicy
+from flowsentinel.progress import progress_bar
 
 log = logging.getLogger("flowsentinel")
 
@@ -439,7 +441,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         train_batch = data.take(np.flatnonzero(normal))
     read_s = time.monotonic() - started
     print(f"read {len(data):,} records ({len(train_batch):,} normal) in {read_s:.1f}s", file=sys.stderr)
-    model = train(train_batch, cfg, progress=not args.quiet)
+    model = train(train_batch, cfg, progress=partial(progress_bar, quiet=args.quiet))
     digest = save_artifact(model, args.out)
     weights = Path(args.out) / "weights.pt"
     n_params = sum(p.numel() for p in model.net.parameters())
@@ -734,8 +736,6 @@ def _eval_one(
     name: str, model: Any, data: Any, schema: Any, normal: Any, args: argparse.Namespace
 ) -> tuple[dict[str, Any], Any]:
     """One detector through the service path (its own fresh thresholder); returns (report, stream result)."""
-    from tqdm import tqdm
-
     from detector.baselines import BaselineDetector, fit_baseline
     from detector.evaluation import run_stream, summarize
     from detector.pipeline import Detector
@@ -753,7 +753,7 @@ def _eval_one(
     chunks = (
         data.take(np.arange(s, min(s + EVAL_BATCH, len(data)))) for s in range(0, len(data), EVAL_BATCH)
     )
-    bar = tqdm(total=len(data), disable=args.quiet, unit="rec", desc=f"eval {name}", mininterval=0.5)
+    bar = progress_bar(total=len(data), quiet=args.quiet, unit="rec", desc=f"eval {name}")
     started = time.monotonic()
     result = run_stream(detector, chunks, schema, on_batch=bar.update)
     bar.close()
@@ -839,16 +839,7 @@ def cmd_produce(args: argparse.Namespace) -> int:
         linger_ms=args.linger_ms,
         batch_bytes=args.batch_bytes,
     )
-    from tqdm import tqdm
-
-    bar = tqdm(
-        total=args.limit,
-        disable=args.quiet,
-        unit="rec",
-        desc=f"→ {args.topic}",
-        dynamic_ncols=True,
-        mininterval=0.5,
-    )
+    bar = progress_bar(total=args.limit, quiet=args.quiet, unit="rec", desc=f"→ {args.topic}")
     limit = args.limit if (args.limit or not synthetic) else None
     try:
         summary = publish(

@@ -17,6 +17,8 @@ import threading
 import time
 from pathlib import Path
 
+from flowsentinel.progress import progress_bar
+
 log = logging.getLogger(__name__)
 
 RECORDS, ALERTS, DEAD = "flowsentinel.records", "flowsentinel.alerts", "flowsentinel.dead-letter"
@@ -37,7 +39,7 @@ def _train_demo_model(workdir: Path) -> Path:
         pass
     print("training a demo model on 60,000 synthetic normal records …", flush=True)
     batch = to_batch(normal_training_records(60_000, seed=1, hosts=500))
-    model = train(batch, TrainConfig(epochs=15, seed=0), progress=True)
+    model = train(batch, TrainConfig(epochs=15, seed=0), progress=progress_bar)
     save_artifact(model, out)
     print(f"model {model.version} saved to {out} ({model.training['seconds']:.0f}s)", flush=True)
     return out

@@ -22,6 +22,7 @@ MODULES = [
     "detector.thresholds",
     "detector.windows",
     "consumers.metrics",
+    "flowsentinel.progress",
     "producers.files",
     "producers.synthetic",
 ]

@@ -325,3 +325,18 @@ def test_eval_detector_names_are_the_baselines_plus_ours():
     from flowsentinel.cli import DETECTORS
 
     assert set(DETECTORS) == {"lstm-ae", *BASELINES}
+
+
+def test_progress_off_a_terminal_is_plain_log_lines(toy_files, tmp_path):
+    """stderr is a pipe here, as in a log file, journald or CI: no carriage-return bar, a line at the end."""
+    model = tmp_path / "model"
+    r = run("train", "--schema", str(toy_files / "toy.json"), "--data", str(toy_files / "train.csv"),
+            "--out", str(model), "--hidden", "8", "--latent", "4", "--members", "1", "--epochs", "2")  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    assert "\r" not in r.stderr
+    assert "flowsentinel.progress: training: " in r.stderr and "(100%)" in r.stderr
+    r = run("eval", "--model", str(model), "--schema", str(toy_files / "toy.json"), "--data",
+            str(toy_files / "test.csv"), "--out", str(tmp_path / "rep"), "--no-pictures")  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    assert "\r" not in r.stderr
+    assert "eval lstm-ae: 600/600 rec (100%)" in r.stderr
