@@ -1,7 +1,7 @@
 """Progress for long commands: a live bar on a terminal, plain log lines anywhere else.
 
 A tqdm bar redraws its line with carriage returns. On a terminal that is what one wants; in a log file,
-journald, ``docker logs`` or a CI job it becomes one ever-growing line (a 2-minute training wrote 140 KB
+journald, ``docker logs`` or a CI job it becomes one ever-growing line (the demo model's 2-minute training wrote 35 KB
 of it). Where stderr is not a terminal the commands therefore log a line every ``every_s`` seconds and
 one at the end, with the same facts: done / total, rate, time left and the bar's postfix.
 
