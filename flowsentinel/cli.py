@@ -172,7 +172,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     t.add_argument("--seed", type=_seed, default=None, help="random seed (default 0)")
     t.add_argument("--limit", type=_positive_int, default=None, help="read at most N records per file")
-    t.add_argument("--quiet", action="store_true", help="no progress bar")
+    t.add_argument("--quiet", action="store_true", help="no progress display")
 
     s = sub.add_parser("score", help="score files with a trained model and the online threshold")
     s.add_argument("--model", required=True, metavar="MODEL_DIR")
@@ -189,6 +189,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--out", default=None, metavar="CSV", help="write one row per record here")
     s.add_argument("--json", action="store_true", help="print the summary as JSON")
     s.add_argument("--limit", type=_positive_int, default=None, help="read at most N records per file")
+    s.add_argument("--quiet", action="store_true", help="no progress display")
 
     tu = sub.add_parser("tune", help="search model settings on a validation split of the training data")
     tu.add_argument("--schema", required=True)
@@ -241,7 +242,7 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--seed", type=_seed, default=0)
     ev.add_argument("--limit", type=_positive_int, default=None, help="read at most N records per file")
     ev.add_argument("--no-pictures", action="store_true")
-    ev.add_argument("--quiet", action="store_true", help="no progress bar")
+    ev.add_argument("--quiet", action="store_true", help="no progress display")
 
     d = sub.add_parser(
         "detect",
@@ -305,7 +306,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="synthetic: seconds between attack episodes (0: none)",
     )
     pr.add_argument("--seed", type=_seed, default=_env("SEED", 0, _seed), help="synthetic: random seed")
-    pr.add_argument("--quiet", action="store_true", help="no progress bar")
+    pr.add_argument("--quiet", action="store_true", help="no progress display")
 
     dm = sub.add_parser(
         "demo", help="everything at once: broker, model, detector, synthetic traffic, live view"
@@ -606,6 +607,7 @@ def cmd_score(args: argparse.Namespace) -> int:
     rejected = 0
     writer = None
     out_fh = open(args.out, "w", newline="") if args.out else None  # noqa: SIM115 - closed below
+    bar = progress_bar(total=None, desc="score", unit="rec", quiet=args.quiet)
     try:
         if out_fh is not None:
             writer = csv.writer(out_fh)
@@ -613,6 +615,7 @@ def cmd_score(args: argparse.Namespace) -> int:
         for path in args.data:
             for batch in _file_batches(path, schema, "--data", args.limit):
                 rejected += len(batch.rejected)
+                bar.update(len(batch) + len(batch.rejected))
                 if len(batch) == 0:
                     continue
                 v = det.process_batch(batch)
@@ -636,6 +639,7 @@ def cmd_score(args: argparse.Namespace) -> int:
                             ]
                         )
     finally:
+        bar.close()
         if out_fh is not None:
             out_fh.close()
     all_scores = np.concatenate(scores) if scores else np.zeros(0)

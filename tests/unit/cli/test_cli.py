@@ -340,3 +340,7 @@ def test_progress_off_a_terminal_is_plain_log_lines(toy_files, tmp_path):
     assert r.returncode == 0, r.stderr
     assert "\r" not in r.stderr
     assert "eval lstm-ae: 600/600 rec (100%)" in r.stderr
+    r = run("score", "--model", str(model), "--data", str(toy_files / "test.csv"))
+    assert r.returncode == 0, r.stderr
+    assert "\r" not in r.stderr
+    assert "score: 601 rec" in r.stderr  # the malformed row is read too
