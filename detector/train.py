@@ -34,6 +34,9 @@ from detector.windows import gather_windows, window_indices
 log = logging.getLogger(__name__)
 
 
+VAL_SPLITS = ("random", "last")
+
+
 @dataclass(frozen=True)
 class TrainConfig:
     # Window: 1 (each record scored on its own) by default. On the KDD-style data the benchmark uses (one
@@ -87,6 +90,11 @@ class TrainConfig:
     weight_decay: float = 1e-5
     patience: int = 4
     val_fraction: float = 0.1
+    # Which records are held out for early stopping and calibration: "random" (default) or "last", the last
+    # val_fraction of the records in the order given (file order = arrival order for replayed sources), so
+    # the kept epoch and the starting threshold describe the most recent traffic. See
+    # docs/detection-history.md, "Holding out the most recent training records".
+    val_split: str = "random"
     seed: int = 0
     p_truncate: float = 0.25
     p_shuffle: float = 0.25
@@ -108,6 +116,8 @@ class TrainConfig:
             value = getattr(self, name)
             if not (0.0 <= value <= 1.0):
                 raise ConfigError(f"{name} = {value!r} must be in [0, 1]")
+        if self.val_split not in VAL_SPLITS:
+            raise ConfigError(f"val_split = {self.val_split!r} must be one of {', '.join(VAL_SPLITS)}")
         if self.scoring not in SCORINGS:
             raise ConfigError(f"scoring = {self.scoring!r} must be one of {', '.join(SCORINGS)}")
         if not isinstance(self.seed, int) or isinstance(self.seed, bool) or self.seed < 0:
@@ -260,9 +270,12 @@ def train(
     encoder = fit_encoder(batch, cfg)
     x, _ = encoder.transform(batch)
     win_idx = window_indices(batch.keys, cfg.window)
-    perm = rng.permutation(n)
+    perm = rng.permutation(n)  # drawn for either split, so the generator continues alike
     n_val = max(1, round(n * cfg.val_fraction))
-    val_rows, train_rows = np.sort(perm[:n_val]), perm[n_val:]
+    if cfg.val_split == "last":
+        val_rows, train_rows = np.arange(n - n_val, n), perm[perm < n - n_val]
+    else:
+        val_rows, train_rows = np.sort(perm[:n_val]), perm[n_val:]
 
     mcfg = ModelConfig(
         n_features=encoder.width,

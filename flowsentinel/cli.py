@@ -170,6 +170,13 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument(
         "--val-fraction", type=_fraction(0.0, 0.5), default=None, help="validation split (default 0.1)"
     )
+    t.add_argument(
+        "--val-split",
+        choices=("random", "last"),
+        default=None,
+        help="hold out random records, or the last ones in file order, for early stopping and the "
+        "threshold's calibration (default random)",
+    )
     t.add_argument("--seed", type=_seed, default=None, help="random seed (default 0)")
     t.add_argument("--limit", type=_positive_int, default=None, help="read at most N records per file")
     t.add_argument("--quiet", action="store_true", help="no progress display")
@@ -517,7 +524,7 @@ def _read_files(paths: list[str], schema: Any, flag: str, limit: int | None = No
 
 
 TRAIN_FLAGS = (
-    "window", "hidden", "latent", "members", "record_path", "scoring", "epochs", "batch_size", "lr", "patience", "val_fraction", "seed",
+    "window", "hidden", "latent", "members", "record_path", "scoring", "epochs", "batch_size", "lr", "patience", "val_fraction", "val_split", "seed",
 )  # fmt: skip
 
 

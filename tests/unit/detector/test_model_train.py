@@ -255,3 +255,17 @@ def test_member_zero_of_an_ensemble_is_the_one_member_model():
 def test_members_must_be_a_positive_integer():
     with pytest.raises(ConfigError, match="members = 0 must be a positive integer"):
         TrainConfig(members=0)
+
+
+def test_val_split_last_holds_out_and_calibrates_on_the_most_recent_records():
+    batch = toy_batch(600, seed=4, attack_rate=0.0)
+    cfg = dict(hidden=8, latent=4, epochs=2, members=1, seed=2)
+    last = train(batch, TrainConfig(val_split="last", **cfg), progress=False)
+    assert last.training["val_records"] == 60 and last.training["train_records"] == 540
+    recent, _, _ = Detector(last).score_many(batch.take(np.arange(540, 600)))
+    np.testing.assert_allclose(sorted(last.calibration), sorted(recent), rtol=1e-5)
+    rand = train(batch, TrainConfig(**cfg), progress=False)
+    recent, _, _ = Detector(rand).score_many(batch.take(np.arange(540, 600)))
+    assert not np.allclose(sorted(rand.calibration), sorted(recent), rtol=1e-5)
+    with pytest.raises(ConfigError, match="val_split = 'newest' must be one of random, last"):
+        TrainConfig(val_split="newest")
