@@ -95,6 +95,10 @@ def test_train_then_score_end_to_end(toy_files, tmp_path):
             "argument --lr: 'abc' is not a number",
         ),
         (
+            ["train", "--schema", "kdd", "--data", "x", "--out", "m", "--val-split", "newest"],
+            "argument --val-split: invalid choice: 'newest'",
+        ),
+        (
             ["score", "--model", "/no/model", "--data", "/etc/hostname"],
             "model directory '/no/model' does not exist",
         ),
