@@ -1,9 +1,10 @@
 """Progress for long commands: a live bar on a terminal, plain log lines anywhere else.
 
 A tqdm bar redraws its line with carriage returns. On a terminal that is what one wants; in a log file,
-journald, ``docker logs`` or a CI job it becomes one ever-growing line (the demo model's 2-minute training wrote 35 KB
-of it). Where stderr is not a terminal the commands therefore log a line every ``every_s`` seconds and
-one at the end, with the same facts: done / total, rate, time left and the bar's postfix.
+journald, ``docker logs`` or a CI job it becomes one ever-growing line (the demo model's 2-minute
+training wrote 35 KB of it). Where stderr is not a terminal the commands therefore log a line every
+``every_s`` seconds and one at the end, with the same facts: done / total, rate, time left and the bar's
+postfix.
 
 >>> ticks = iter(range(100))  # a clock that moves 1 s a call
 >>> p = LineProgress(total=10, desc="eval", unit="rec", every_s=3600, emit=print, clock=lambda: next(ticks))
@@ -23,7 +24,7 @@ log = logging.getLogger("flowsentinel.progress")
 
 
 class LineProgress:
-    """The part of tqdm's interface the commands use (``update``, ``set_postfix``, ``close``), as log lines."""
+    """The part of tqdm's interface the commands use (``update``, ``set_postfix``, ``close``), as lines."""
 
     def __init__(
         self,
