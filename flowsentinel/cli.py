@@ -172,7 +172,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     t.add_argument(
         "--val-split",
-        choices=("random", "last"),
+        choices=("random", "last"),  # = detector.train.VAL_SPLITS (not imported: keeps --help fast)
         default=None,
         help="hold out random records, or the last ones in file order, for early stopping and the "
         "threshold's calibration (default random)",

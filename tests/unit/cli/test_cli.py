@@ -348,3 +348,16 @@ def test_progress_off_a_terminal_is_plain_log_lines(toy_files, tmp_path):
     assert r.returncode == 0, r.stderr
     assert "\r" not in r.stderr
     assert "score: 601 rec" in r.stderr  # the malformed row is read too
+
+
+def test_choices_written_out_in_the_parser_match_the_detector():
+    """The parser spells some choices out rather than import torch-laden modules; they must not drift."""
+    from detector.pipeline import SCORINGS
+    from detector.train import VAL_SPLITS
+    from flowsentinel.cli import build_parser
+
+    parser = build_parser()
+    sub = next(a for a in parser._actions if a.dest == "command")
+    train_opts = {a.dest: a.choices for a in sub.choices["train"]._actions}
+    assert tuple(train_opts["scoring"]) == SCORINGS
+    assert tuple(train_opts["val_split"]) == VAL_SPLITS
