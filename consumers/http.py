@@ -77,6 +77,8 @@ class HealthServer:
         return True, "ok\n"
 
     def ready(self) -> tuple[bool, str]:
+        if self.state.waiting_for:
+            return False, f"waiting for Kafka: {self.state.waiting_for}\n"
         if not self.state.started:
             return False, "starting\n"
         if not self.state.broker_ok:

@@ -29,8 +29,9 @@ from kafka.structs import OffsetAndMetadata, TopicPartition
 
 from consumers.alerts import AlertRecord, EpisodeTracker, severity
 from consumers.decode import DeadLetter, InputMessage, decode_messages
+from consumers.kafka_conn import KafkaUnreachable
 from consumers.metrics import Metrics
-from consumers.settings import Settings, shift_policy
+from consumers.settings import Settings, probe_kafka, shift_policy
 from detector.artifact import TrainedModel, load_artifact
 from detector.errors import ArtifactError, ConfigError
 from detector.pipeline import Detector
@@ -38,6 +39,7 @@ from detector.thresholds import make_thresholder
 
 log = logging.getLogger(__name__)
 VERSION = "0.1.0"
+MAX_CONNECT_PAUSE_S = 30.0  # longest pause between connection attempts while Kafka is unreachable at start
 
 
 @dataclass
@@ -48,6 +50,7 @@ class LoopState:
     assigned: int = 0
     broker_ok: bool = False
     started: bool = False
+    waiting_for: str = ""  # why the service cannot connect yet (at start), for /readyz
 
 
 class _Rebalance(ConsumerRebalanceListener):
@@ -184,9 +187,31 @@ class DetectorService:
         log.info("model reloaded: %s → %s", old, model.version)
 
     # ------------------------------------------------------------------ kafka clients
-    def _connect(self) -> None:
+    def _connect_when_reachable(self, stop: threading.Event) -> bool:
+        """Connect once the brokers answer, waiting (with a growing pause, logged) while they do not: a
+        detector started before its Kafka, or during an outage, comes up when Kafka does. A setting that
+        cannot work (a certificate that does not verify, a file that does not load) raises ConfigError at
+        once instead. False if ``stop`` was set while waiting."""
         s = self.settings
-        common = s.kafka_common()
+        options = s.kafka_common()  # builds the TLS context once, so a file that cannot load fails here
+        delay = 1.0
+        while not stop.is_set():
+            try:
+                probe_kafka(s, s.bootstrap_servers, options)
+                self._connect(options)
+                self.state.waiting_for = ""
+                return True
+            except (KafkaUnreachable, KafkaError) as exc:
+                self.close()
+                self.state.waiting_for = str(exc)
+                self._broker(ok=False)
+                log.warning("waiting for Kafka, next try in %.0fs: %s", delay, exc)
+                stop.wait(delay)
+                delay = min(2 * delay, MAX_CONNECT_PAUSE_S)
+        return False
+
+    def _connect(self, common: dict[str, Any]) -> None:
+        s = self.settings
         self._consumer = KafkaConsumer(
             **common,
             group_id=s.group,
@@ -244,7 +269,8 @@ class DetectorService:
 
     # ------------------------------------------------------------------ the loop
     def run(self, stop: threading.Event) -> None:
-        self._connect()
+        if not self._connect_when_reachable(stop):
+            return
         self.state.started = True
         log.info(
             "consuming %s as group %s with model %s (%s)",

@@ -77,6 +77,7 @@ class Settings:
     ssl_certfile: str = ""
     ssl_keyfile: str = ""
     ssl_password: Secret = field(default_factory=lambda: Secret(""))
+    ssl_check_hostname: bool = True
     log_level: str = "INFO"
 
     def __post_init__(self) -> None:
@@ -135,31 +136,18 @@ class Settings:
             raise bad("auto_offset_reset", "must be 'earliest' or 'latest'")
         if self.compression not in ("none", "gzip", "snappy", "lz4", "zstd"):
             raise bad("compression", "must be one of none, gzip, snappy, lz4, zstd")
-        if self.security_protocol not in ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"):
-            raise bad("security_protocol", "must be PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL")
-        if self.security_protocol.startswith("SASL") and not self.sasl_mechanism:
-            raise bad("sasl_mechanism", f"is required with security_protocol {self.security_protocol}")
+        check_security(self)
         if self.log_level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):
             raise bad("log_level", "must be DEBUG, INFO, WARNING or ERROR")
 
     # ------------------------------------------------------------------ views
     def kafka_common(self) -> dict[str, Any]:
         """Connection and security settings shared by consumer, producer and admin clients."""
-        out: dict[str, Any] = {
+        return {
             "bootstrap_servers": [s.strip() for s in self.bootstrap_servers.split(",")],
             "client_id": self.client_id,
-            "security_protocol": self.security_protocol,
+            **security_options(self),
         }
-        if self.sasl_mechanism:
-            out["sasl_mechanism"] = self.sasl_mechanism
-            out["sasl_plain_username"] = self.sasl_username
-            out["sasl_plain_password"] = str(self.sasl_password)
-        for name in ("ssl_cafile", "ssl_certfile", "ssl_keyfile"):
-            if getattr(self, name):
-                out[name] = getattr(self, name)
-        if self.ssl_password:
-            out["ssl_password"] = str(self.ssl_password)
-        return out
 
     def effective(self) -> dict[str, Any]:
         """The configuration as it will be used, secrets masked (for the start-up log)."""
@@ -275,3 +263,92 @@ def shift_policy(values: Any) -> AdaptPolicy:
     ``score``/``eval``/``tune`` arguments, which use the same names so that they meet the threshold a
     service with those settings would."""
     return AdaptPolicy(**{POLICY_SETTINGS[k]: v for k, v in policy_settings(values).items()})
+
+
+# ---------------------------------------------------------------------------------------- Kafka security
+# The settings that say how to talk to the brokers, shared by ``detect`` (here) and ``produce`` (its own
+# flags of the same names): validated alike, turned into client options alike.
+SECURITY_SETTINGS = (
+    "security_protocol",
+    "sasl_mechanism",
+    "sasl_username",
+    "sasl_password",
+    "ssl_cafile",
+    "ssl_certfile",
+    "ssl_keyfile",
+    "ssl_password",
+    "ssl_check_hostname",
+)
+SECURITY_PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
+# what kafka-python can do with a user name and password alone (GSSAPI needs Kerberos, OAUTHBEARER a token
+# provider object: neither can be given as a setting)
+SASL_MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
+
+
+def check_security(s: Any) -> None:
+    """Validate the :data:`SECURITY_SETTINGS` of ``s`` (any object with those attributes); the error names the
+    setting and its value."""
+
+    def bad(name: str, why: str) -> ConfigError:
+        value = getattr(s, name)
+        shown = "***" if isinstance(value, Secret) else repr(value)
+        return ConfigError(f"setting {name} = {shown}: {why}")
+
+    protocol = s.security_protocol
+    if protocol not in SECURITY_PROTOCOLS:
+        raise bad("security_protocol", "must be " + ", ".join(SECURITY_PROTOCOLS[:-1]) + " or SASL_SSL")
+    if protocol.startswith("SASL"):
+        if not s.sasl_mechanism:
+            raise bad("sasl_mechanism", f"is required with security_protocol {protocol}")
+        if s.sasl_mechanism not in SASL_MECHANISMS:
+            raise bad("sasl_mechanism", "must be " + ", ".join(SASL_MECHANISMS[:-1]) + " or SCRAM-SHA-512")
+        if not s.sasl_username:
+            raise bad("sasl_username", f"is required with sasl_mechanism {s.sasl_mechanism}")
+    else:
+        for name in ("sasl_mechanism", "sasl_username", "sasl_password"):
+            if getattr(s, name):
+                raise bad(name, f"is set but security_protocol is {protocol} (SASL_PLAINTEXT or SASL_SSL?)")
+    tls = protocol in ("SSL", "SASL_SSL")
+    for name in ("ssl_cafile", "ssl_certfile", "ssl_keyfile", "ssl_password"):
+        value = getattr(s, name)
+        if value and not tls:
+            raise bad(name, f"is set but security_protocol is {protocol} (SSL or SASL_SSL?)")
+        if value and name != "ssl_password" and not Path(value).expanduser().is_file():
+            raise bad(name, "no such file")
+    if s.ssl_keyfile and not s.ssl_certfile:
+        raise bad("ssl_keyfile", "needs ssl_certfile (the client certificate) too")
+
+
+def security_options(s: Any) -> dict[str, Any]:
+    """kafka-python client options for the :data:`SECURITY_SETTINGS` of ``s``. With TLS they carry one
+    ``ssl_context``, built here from the files (a file that cannot be loaded is a :class:`ConfigError`
+    naming it), so the clients and :func:`consumers.kafka_conn.probe` verify the broker alike."""
+    from consumers.kafka_conn import TLS_PROTOCOLS, build_ssl_context
+
+    out: dict[str, Any] = {"security_protocol": s.security_protocol}
+    if s.sasl_mechanism:
+        out["sasl_mechanism"] = s.sasl_mechanism
+        out["sasl_plain_username"] = s.sasl_username
+        out["sasl_plain_password"] = str(s.sasl_password)
+    if s.security_protocol in TLS_PROTOCOLS:
+        out["ssl_context"] = build_ssl_context(
+            cafile=str(Path(s.ssl_cafile).expanduser()) if s.ssl_cafile else "",
+            certfile=str(Path(s.ssl_certfile).expanduser()) if s.ssl_certfile else "",
+            keyfile=str(Path(s.ssl_keyfile).expanduser()) if s.ssl_keyfile else "",
+            password=str(s.ssl_password),
+            check_hostname=s.ssl_check_hostname,
+        )
+    return out
+
+
+def probe_kafka(s: Any, bootstrap_servers: str, options: dict[str, Any], timeout: float = 5.0) -> None:
+    """:func:`consumers.kafka_conn.probe` with the options :func:`security_options` made."""
+    from consumers.kafka_conn import probe
+
+    probe(
+        [x.strip() for x in bootstrap_servers.split(",")],
+        security_protocol=s.security_protocol,
+        ssl_context=options.get("ssl_context"),
+        client_cert=bool(s.ssl_certfile),
+        timeout=timeout,
+    )

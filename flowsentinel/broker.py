@@ -56,8 +56,16 @@ def free_port() -> int:
 class EmbeddedBroker:
     """A Tansu broker subprocess on 127.0.0.1; memory storage dies with it."""
 
-    def __init__(self, port: int | None = None, *, log_path: str | Path | None = None) -> None:
+    def __init__(
+        self,
+        port: int | None = None,
+        *,
+        log_path: str | Path | None = None,
+        advertised_port: int | None = None,
+    ) -> None:
         self.port = port or free_port()
+        # the port clients are told to connect to (a proxy's, say); the broker's own by default
+        self.advertised_port = advertised_port or self.port
         self.log_path = Path(log_path) if log_path else None
         self._proc: subprocess.Popen[bytes] | None = None
 
@@ -80,7 +88,7 @@ class EmbeddedBroker:
                 "--listener-url",
                 url,
                 "--advertised-listener-url",
-                url,
+                f"tcp://127.0.0.1:{self.advertised_port}",
                 "--storage-engine",
                 "memory://tansu/",
             ],

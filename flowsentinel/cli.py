@@ -11,6 +11,7 @@ import csv
 import json
 import logging
 import math
+import os
 import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -314,6 +315,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     pr.add_argument("--seed", type=_seed, default=_env("SEED", 0, _seed), help="synthetic: random seed")
     pr.add_argument("--quiet", action="store_true", help="no progress display")
+    from consumers.settings import SECURITY_SETTINGS
+
+    _add_settings_flags(
+        pr.add_argument_group(
+            "Kafka security", "the same settings, flags and FLOWSENTINEL_* variables as detect's"
+        ),
+        only=SECURITY_SETTINGS,
+    )
 
     dm = sub.add_parser(
         "demo", help="everything at once: broker, model, detector, synthetic traffic, live view"
@@ -346,8 +355,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _env(name: str, default: Any, convert: Any = str) -> Any:
-    import os
-
     raw = os.environ.get("FLOWSENTINEL_" + name)
     if raw is None:
         return default
@@ -362,8 +369,6 @@ def _env(name: str, default: Any, convert: Any = str) -> Any:
 
 
 def _env_list(name: str) -> list[str] | None:
-    import os
-
     raw = os.environ.get("FLOWSENTINEL_" + name)
     return raw.split() if raw else None
 
@@ -386,22 +391,27 @@ def _positive_float(text: str) -> float:
     return value
 
 
-def _add_settings_flags(parser: argparse.ArgumentParser) -> None:
+def _add_settings_flags(
+    parser: argparse.ArgumentParser | argparse._ArgumentGroup, only: Sequence[str] | None = None
+) -> None:
+    """A flag per :class:`consumers.settings.Settings` field (those named in ``only``), default None: unset
+    flags leave the value to the config file, the environment or the default."""
     import dataclasses
 
     from consumers.settings import Settings
 
     for f in dataclasses.fields(Settings):
+        if only is not None and f.name not in only:
+            continue
         flag = "--" + f.name.replace("_", "-")
         default = "" if f.default is dataclasses.MISSING else f.default
         if f.type == "bool":
             parser.add_argument(
                 flag,
                 dest=f.name,
-                action="store_const",
-                const=True,
+                action=argparse.BooleanOptionalAction,
                 default=None,
-                help=f"(env FLOWSENTINEL_{f.name.upper()})",
+                help=f"default {'on' if default else 'off'} (env FLOWSENTINEL_{f.name.upper()})",
             )
         else:
             shown = "***" if "password" in f.name else default
@@ -842,13 +852,21 @@ def cmd_produce(args: argparse.Namespace) -> int:
                 pacer.restart_clock()
 
         source = file_batches()
-    ensure_topics(args.bootstrap_servers, {args.topic: args.partitions})
+    from consumers.kafka_conn import KafkaUnreachable
+
+    try:
+        security = _kafka_security(args)
+    except KafkaUnreachable as exc:  # not a bad argument: exit 1, as for a failed delivery
+        print(f"flowsentinel produce: error: {exc}", file=sys.stderr)
+        return 1
+    ensure_topics(args.bootstrap_servers, {args.topic: args.partitions}, security=security)
     publisher = Publisher(
         args.bootstrap_servers,
         args.topic,
         compression=args.compression,
         linger_ms=args.linger_ms,
         batch_bytes=args.batch_bytes,
+        security=security,
     )
     bar = progress_bar(total=args.limit, quiet=args.quiet, unit="rec", desc=f"→ {args.topic}")
     limit = args.limit if (args.limit or not synthetic) else None
@@ -876,6 +894,19 @@ def cmd_produce(args: argparse.Namespace) -> int:
     for err in summary.first_errors:
         print(f"  {err}", file=sys.stderr)
     return 0 if summary.failed == 0 else 1
+
+
+def _kafka_security(args: argparse.Namespace) -> dict[str, Any]:
+    """The Kafka client options of produce's security flags (or their FLOWSENTINEL_* variables), validated
+    as detect validates them, after a probe of the brokers that names why they cannot be reached."""
+    from consumers.settings import ENV_PREFIX, SECURITY_SETTINGS, Settings, probe_kafka, security_options
+
+    env = {k: v for k, v in os.environ.items() if k.removeprefix(ENV_PREFIX).lower() in SECURITY_SETTINGS}
+    values = {name: getattr(args, name) for name in SECURITY_SETTINGS}
+    settings = Settings.load({**values, "bootstrap_servers": args.bootstrap_servers}, environ=env)
+    options = security_options(settings)
+    probe_kafka(settings, args.bootstrap_servers, options)
+    return options
 
 
 # -------------------------------------------------------------------------------------------- demo

@@ -103,8 +103,11 @@ def make_settings(bootstrap: str, names: dict[str, str], model_dir: Path, **over
     return Settings(**base)
 
 
-def create_topics(bootstrap: str, names: dict[str, str], partitions: int = 4) -> None:
-    ensure_topics(bootstrap, {names["input"]: partitions, names["alerts"]: 1, names["dead"]: 1})
+def create_topics(
+    bootstrap: str, names: dict[str, str], partitions: int = 4, security: dict[str, Any] | None = None
+) -> None:
+    topics = {names["input"]: partitions, names["alerts"]: 1, names["dead"]: 1}
+    ensure_topics(bootstrap, topics, security=security)
 
 
 def produce_raw(bootstrap: str, topic: str, messages: list[tuple[bytes | None, bytes]]) -> None:
@@ -124,10 +127,17 @@ def produce_records(bootstrap: str, topic: str, records: list[dict[str, Any]]) -
 
 
 def read_topic(
-    bootstrap: str, topic: str, *, expect: int | None = None, timeout: float = 20.0, settle: float = 1.0
+    bootstrap: str,
+    topic: str,
+    *,
+    expect: int | None = None,
+    timeout: float = 20.0,
+    settle: float = 1.0,
+    security: dict[str, Any] | None = None,
 ) -> list[Any]:
-    """All messages of a topic (from the start). Waits for ``expect`` messages, or for ``settle`` quiet s."""
-    c = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    """All messages of a topic (from the start). Waits for ``expect`` messages, or for ``settle`` quiet s.
+    ``security``: client options (:func:`consumers.settings.security_options`) for a TLS broker."""
+    c = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, **(security or {}))
     parts = c.partitions_for_topic(topic) or set()
     tps = [TopicPartition(topic, p) for p in sorted(parts)]
     c.assign(tps)
@@ -148,8 +158,12 @@ def read_topic(
     return out
 
 
-def committed(bootstrap: str, group: str, topic: str) -> dict[int, int]:
-    c = KafkaConsumer(bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False)
+def committed(
+    bootstrap: str, group: str, topic: str, security: dict[str, Any] | None = None
+) -> dict[int, int]:
+    c = KafkaConsumer(
+        bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False, **(security or {})
+    )
     parts = c.partitions_for_topic(topic) or set()
     out = {p: (c.committed(TopicPartition(topic, p)) or 0) for p in sorted(parts)}
     c.close()

@@ -73,10 +73,10 @@ def test_systemd_unit_stops_with_sigterm_and_reloads_with_sighup():
     assert svc["ExecStart"].endswith("flowsentinel detect")
     assert svc["KillSignal"] == "SIGTERM" and "HUP" in svc["ExecReload"]
     assert int(svc["TimeoutStopSec"]) >= 20
-    env_keys = [
-        line.split("=")[0]
+    env_keys = [  # the settings and the commented-out examples alike
+        line.removeprefix("#").split("=")[0]
         for line in (DEPLOY / "systemd" / "detector.env").read_text().splitlines()
-        if line and not line.startswith("#")
+        if line.removeprefix("#").startswith("FLOWSENTINEL_")
     ]
     from consumers.settings import Settings
 

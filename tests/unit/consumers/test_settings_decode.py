@@ -35,7 +35,8 @@ def test_errors_name_setting_value_and_source(tmp_path):
 
 
 def test_secrets_are_masked_but_passed_through():
-    s = Settings.load({"sasl_password": "hunter2", "sasl_mechanism": "PLAIN", "security_protocol": "SASL_SSL"},
+    s = Settings.load({"sasl_password": "hunter2", "sasl_mechanism": "PLAIN", "security_protocol": "SASL_SSL",
+                       "sasl_username": "svc"},
                       environ={})  # fmt: skip
     assert isinstance(s.sasl_password, Secret)
     assert s.effective()["sasl_password"] == "***"
@@ -63,3 +64,45 @@ def test_decode_sorts_good_from_bad_with_reason_codes():
     assert dead[1].detail.startswith("in[0]@2: field 'src_bytes' = -1")
     _, _, dead = decode_messages([msg(b"x" * 100)], schema, max_bytes=50)
     assert dead[0].reason == "oversized"
+
+
+@pytest.mark.parametrize(
+    "values, message",
+    [
+        ({"security_protocol": "TLS"}, "security_protocol = 'TLS': must be PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL"),
+        ({"security_protocol": "SASL_SSL", "sasl_mechanism": "GSSAPI", "sasl_username": "u"},
+         "sasl_mechanism = 'GSSAPI': must be PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512"),
+        ({"security_protocol": "SASL_SSL", "sasl_mechanism": "PLAIN"}, "sasl_username = '': is required"),
+        ({"sasl_mechanism": "PLAIN"}, "sasl_mechanism = 'PLAIN': is set but security_protocol is PLAINTEXT"),
+        ({"sasl_password": "x"}, r"sasl_password = \*\*\*: is set but security_protocol is PLAINTEXT"),
+        ({"ssl_cafile": "ca.pem"}, "ssl_cafile = 'ca.pem': is set but security_protocol is PLAINTEXT"),
+        ({"security_protocol": "SSL", "ssl_cafile": "/no/such/ca.pem"}, "ssl_cafile = '/no/such/ca.pem': no such file"),
+    ],
+)  # fmt: skip
+def test_kafka_security_settings_are_checked_with_one_line(values, message):
+    with pytest.raises(ConfigError, match=message):
+        Settings.load(values, environ={})
+
+
+def test_tls_files_that_do_not_load_name_the_setting(tmp_path):
+    from consumers.settings import security_options
+
+    junk = tmp_path / "junk.pem"
+    junk.write_text("not a certificate\n")
+    with pytest.raises(ConfigError, match="ssl_cafile = .*junk.pem.*cannot load CA certificates"):
+        security_options(Settings(security_protocol="SSL", ssl_cafile=str(junk)))
+    with pytest.raises(ConfigError, match="ssl_certfile = .*junk.pem.*cannot load the client certificate"):
+        security_options(Settings(security_protocol="SSL", ssl_certfile=str(junk)))
+    with pytest.raises(ConfigError, match="ssl_keyfile = .*needs ssl_certfile"):
+        Settings(security_protocol="SSL", ssl_keyfile=str(junk))
+    opts = security_options(Settings(security_protocol="SSL", ssl_check_hostname=False))
+    assert opts["ssl_context"].check_hostname is False  # the system CAs, no hostname check
+
+
+def test_boolean_settings_can_be_turned_off_from_the_command_line():
+    from flowsentinel.cli import build_parser
+
+    args = build_parser().parse_args(["detect", "--no-ssl-check-hostname", "--allow-extra-fields"])
+    assert (args.ssl_check_hostname, args.allow_extra_fields) == (False, True)
+    args = build_parser().parse_args(["produce", "synthetic", "--security-protocol", "SSL"])
+    assert (args.security_protocol, args.ssl_check_hostname) == ("SSL", None)  # unset: the default holds
