@@ -200,6 +200,7 @@ class DetectorService:
                 probe_kafka(s, s.bootstrap_servers, options)
                 self._connect(options)
                 self.state.waiting_for = ""
+                self._check_topics()
                 return True
             except (KafkaUnreachable, KafkaError) as exc:
                 self.close()
@@ -209,6 +210,26 @@ class DetectorService:
                 stop.wait(delay)
                 delay = min(2 * delay, MAX_CONNECT_PAUSE_S)
         return False
+
+    def _check_topics(self) -> None:
+        """Say at start which of the service's topics the cluster lacks. The service creates none: operators
+        set partitions, replication and ACLs, and a broker may create topics on first use instead."""
+        assert self._consumer is not None
+        s = self.settings
+        try:
+            existing = self._consumer.topics()
+        except KafkaError as exc:
+            log.warning("could not list the cluster's topics: %s", exc)
+            return
+        if s.input_topic not in existing:
+            log.warning("input topic %r does not exist (yet): nothing to score until it does", s.input_topic)
+        missing = [t for t in (s.alerts_topic, s.dead_letter_topic) if t not in existing]
+        if missing:
+            log.warning(
+                "topic(s) %s do not exist: alerts and dead letters wait, unacknowledged and uncommitted, until "
+                "they do (unless the brokers create topics on first use); create them",
+                ", ".join(repr(t) for t in missing),
+            )
 
     def _connect(self, common: dict[str, Any]) -> None:
         s = self.settings
@@ -415,15 +436,18 @@ class DetectorService:
             (item, None) for item in self._pending
         ]
         delay = 0.5
+        last_error = ""
         while in_flight:
             resent = []
             for item, fut in in_flight:
                 if fut is None or (fut.is_done and fut.failed()):
+                    if fut is not None:
+                        last_error = f"{item[0]}: {fut.exception}"
                     topic, key, value, headers = item
                     try:
                         fut = self._producer.send(topic, key=key, value=value, headers=headers)
                     except KafkaError as exc:  # buffer full / metadata unavailable during an outage
-                        log.debug("send deferred: %s", exc)
+                        last_error = f"{topic}: {exc}"
                         fut = None
                 resent.append((item, fut))
             try:
@@ -439,7 +463,11 @@ class DetectorService:
             self.state.heartbeat = self.clock()  # waiting out an outage is not a stall
             self._broker(ok=False)
             self.metrics.produce_failures.inc()
-            log.warning("%d alert/dead-letter message(s) not yet acknowledged; waiting", len(in_flight))
+            log.warning(
+                "%d alert/dead-letter message(s) not yet acknowledged (last error: %s); waiting",
+                len(in_flight),
+                last_error or "none reported yet",
+            )
             if stop is not None and stop.wait(delay):
                 log.error(
                     "stopping with %d unpublished message(s); their batch stays uncommitted", len(in_flight)

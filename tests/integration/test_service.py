@@ -339,3 +339,19 @@ def test_end_to_end_latency_is_observed_from_kafka_timestamps(bootstrap, names, 
         m["flowsentinel_end_to_end_latency_seconds_sum"] / m["flowsentinel_end_to_end_latency_seconds_count"]
     )
     assert 0 <= mean < 30 and math.isfinite(mean)
+
+
+def test_missing_output_topics_are_named_at_start(bootstrap, names, model_dir, caplog):
+    from flowsentinel.kafka_admin import ensure_topics
+
+    ensure_topics(bootstrap, {names["input"]: 2})  # the alerts and dead-letter topics are not created
+    caplog.set_level("WARNING", logger="consumers.service")
+    running = start_service(make_settings(bootstrap, names, model_dir))
+    try:
+        wait_for(lambda: running.service.state.started, 30, "the service connected")
+    finally:
+        running.shutdown()
+    warned = [r.getMessage() for r in caplog.records if "do not exist" in r.getMessage()]
+    assert len(warned) == 1, caplog.text
+    assert repr(names["alerts"]) in warned[0] and repr(names["dead"]) in warned[0]
+    assert repr(names["input"]) not in warned[0]
