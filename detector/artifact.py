@@ -3,7 +3,7 @@
 The metadata carries everything needed to score: the schema, the fitted encoder, the model config, the
 training summary and the calibration scores the thresholders warm up from, plus ``format_version`` and a
 ``content_hash`` (SHA-256 over the canonical metadata and the weights' bytes). Loading checks the hash,
-the version and every tensor's shape, and reads weights with ``torch.load(weights_only=True)``: nothing
+the format version and every tensor's shape, and reads weights with ``torch.load(weights_only=True)``: nothing
 is ever unpickled, and a tampered, truncated or incompatible artifact is refused with the reason.
 
 >>> model = load_artifact("models/nsl-kdd")  # doctest: +SKIP
@@ -46,12 +46,15 @@ class TrainedModel:
     calibration: list[float]
     training: dict[str, Any] = field(default_factory=dict)
     field_scale: np.ndarray | None = None  # see detector.pipeline.score_windows; None = plain MSE
-    content_hash: str = ""
+    content_hash: str = ""  # integrity: everything in the artifact, the training summary included
+    scoring_hash: str = ""  # identity: only what decides a score (see _scoring_digest)
 
     @property
     def version(self) -> str:
-        """Short model version shown in alerts and metrics: the first 12 hex digits of the content hash."""
-        return self.content_hash[:12] if self.content_hash else "unsaved"
+        """Short model version shown in alerts and metrics, threshold snapshots' names and reports: the first
+        12 hex digits of the scoring hash, so the same training on the same data (same weights, encoder and
+        calibration) gives the same version, however long it took."""
+        return self.scoring_hash[:12] if self.scoring_hash else "unsaved"
 
     def calibration_quantiles(self) -> dict[str, float]:
         if not self.calibration:
@@ -68,6 +71,19 @@ def _weights_bytes(net: AutoencoderEnsemble) -> bytes:
 
 def _digest(meta: dict[str, Any], weights: bytes) -> str:
     body = {k: v for k, v in meta.items() if k != "content_hash"}
+    h = hashlib.sha256()
+    h.update(json.dumps(body, sort_keys=True, separators=(",", ":")).encode())
+    h.update(b"\0")
+    h.update(weights)
+    return h.hexdigest()
+
+
+# the metadata that decides how a record scores; "training" (times, losses) and versions of tools do not
+SCORING_KEYS = ("schema", "encoder", "model", "calibration", "scoring")
+
+
+def _scoring_digest(meta: dict[str, Any], weights: bytes) -> str:
+    body = {k: meta.get(k) for k in SCORING_KEYS}
     h = hashlib.sha256()
     h.update(json.dumps(body, sort_keys=True, separators=(",", ":")).encode())
     h.update(b"\0")
@@ -93,10 +109,12 @@ def save_artifact(model: TrainedModel, directory: str | Path) -> str:
         "weights_sha256": hashlib.sha256(weights).hexdigest(),
         "torch_version": torch.__version__.split("+")[0],
     }
+    meta["scoring_hash"] = _scoring_digest(meta, weights)
     meta["content_hash"] = _digest(meta, weights)
     _atomic_write(out / WEIGHTS, weights)
     _atomic_write(out / METADATA, (json.dumps(meta, indent=1, sort_keys=True) + "\n").encode())
     model.content_hash = meta["content_hash"]
+    model.scoring_hash = meta["scoring_hash"]
     return str(meta["content_hash"])
 
 
@@ -201,4 +219,5 @@ def load_artifact(directory: str | Path) -> TrainedModel:
         training=meta.get("training", {}),
         field_scale=field_scale,
         content_hash=meta["content_hash"],
+        scoring_hash=_scoring_digest(meta, weights),  # recomputed: artifacts saved before it have none
     )

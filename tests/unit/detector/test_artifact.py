@@ -142,3 +142,20 @@ def test_missing_directory_or_file_is_named(tmp_path, saved):
     (saved / "weights.pt").unlink()
     with pytest.raises(ArtifactError, match="has no weights.pt"):
         load_artifact(saved)
+
+
+def test_the_version_names_what_scores_not_how_long_training_took(tiny_model, tmp_path):
+    """Retraining with the same seed and data gives the same version; the training summary (times) only
+    changes the integrity hash; anything that changes a score changes the version."""
+    import copy
+
+    first = save_artifact(tiny_model, tmp_path / "a")
+    version = tiny_model.version
+    again = copy.deepcopy(tiny_model)
+    again.training = dict(again.training, seconds=again.training.get("seconds", 0) + 7.5)
+    assert save_artifact(again, tmp_path / "b") != first, "the content hash covers the training summary"
+    assert again.version == version == load_artifact(tmp_path / "b").version
+    recalibrated = copy.deepcopy(tiny_model)
+    recalibrated.calibration = [c * 1.01 for c in recalibrated.calibration]
+    save_artifact(recalibrated, tmp_path / "c")
+    assert recalibrated.version != version
