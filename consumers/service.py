@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 from kafka import KafkaConsumer, KafkaProducer
 from kafka.consumer.subscription_state import ConsumerRebalanceListener
-from kafka.errors import CommitFailedError, KafkaError
+from kafka.errors import CommitFailedError, KafkaConfigurationError, KafkaError
 from kafka.structs import OffsetAndMetadata, TopicPartition
 
 from consumers.alerts import AlertRecord, EpisodeTracker, severity
@@ -202,6 +202,9 @@ class DetectorService:
                 self.state.waiting_for = ""
                 self._check_topics()
                 return True
+            except KafkaConfigurationError as exc:  # waiting cannot fix it
+                self.close()
+                raise ConfigError(f"Kafka client settings: {exc}") from None
             except (KafkaUnreachable, KafkaError) as exc:
                 self.close()
                 self.state.waiting_for = str(exc)

@@ -136,6 +136,9 @@ class Settings:
             raise bad("auto_offset_reset", "must be 'earliest' or 'latest'")
         if self.compression not in ("none", "gzip", "snappy", "lz4", "zstd"):
             raise bad("compression", "must be one of none, gzip, snappy, lz4, zstd")
+        missing = missing_codec(self.compression)
+        if missing:
+            raise bad("compression", missing)
         check_security(self)
         if self.log_level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):
             raise bad("log_level", "must be DEBUG, INFO, WARNING or ERROR")
@@ -263,6 +266,17 @@ def shift_policy(values: Any) -> AdaptPolicy:
     ``score``/``eval``/``tune`` arguments, which use the same names so that they meet the threshold a
     service with those settings would."""
     return AdaptPolicy(**{POLICY_SETTINGS[k]: v for k, v in policy_settings(values).items()})
+
+
+def missing_codec(compression: str) -> str:
+    """Why kafka-python cannot compress with ``compression`` here ('' if it can): its codec libraries are
+    optional, and a producer built without one fails with a traceback."""
+    from kafka import codec
+
+    packages = {"snappy": "python-snappy", "lz4": "lz4", "zstd": "zstandard"}
+    if compression in packages and not getattr(codec, f"has_{compression}")():
+        return f"the {compression} codec is not installed (pip install {packages[compression]})"
+    return ""
 
 
 # ---------------------------------------------------------------------------------------- Kafka security

@@ -106,3 +106,15 @@ def test_boolean_settings_can_be_turned_off_from_the_command_line():
     assert (args.ssl_check_hostname, args.allow_extra_fields) == (False, True)
     args = build_parser().parse_args(["produce", "synthetic", "--security-protocol", "SSL"])
     assert (args.security_protocol, args.ssl_check_hostname) == ("SSL", None)  # unset: the default holds
+
+
+def test_a_compression_codec_that_is_not_installed_is_one_line(monkeypatch):
+    from kafka import codec
+
+    monkeypatch.setattr(codec, "has_snappy", lambda: False)  # whether or not it is installed here
+    with pytest.raises(
+        ConfigError, match=r"compression = 'snappy': the snappy codec is not installed \(pip install"
+    ):
+        Settings.load({"compression": "snappy"}, environ={})
+    monkeypatch.setattr(codec, "has_snappy", lambda: True)
+    assert Settings.load({"compression": "snappy"}, environ={}).compression == "snappy"
