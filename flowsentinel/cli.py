@@ -351,6 +351,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="also list low-severity episodes (score under 2x the threshold) as they open and close; "
         "by default they are only counted",
     )
+    _add_settings_flags(
+        dm.add_argument_group("Kafka security", "with --bootstrap-servers: the same settings as detect's"),
+        only=SECURITY_SETTINGS,
+    )
     return p
 
 
@@ -853,9 +857,10 @@ def cmd_produce(args: argparse.Namespace) -> int:
 
         source = file_batches()
     from consumers.kafka_conn import KafkaUnreachable
+    from consumers.settings import client_security
 
     try:
-        security = _kafka_security(args)
+        _, security = client_security(args.bootstrap_servers, vars(args))
     except KafkaUnreachable as exc:  # not a bad argument: exit 1, as for a failed delivery
         print(f"flowsentinel produce: error: {exc}", file=sys.stderr)
         return 1
@@ -894,19 +899,6 @@ def cmd_produce(args: argparse.Namespace) -> int:
     for err in summary.first_errors:
         print(f"  {err}", file=sys.stderr)
     return 0 if summary.failed == 0 else 1
-
-
-def _kafka_security(args: argparse.Namespace) -> dict[str, Any]:
-    """The Kafka client options of produce's security flags (or their FLOWSENTINEL_* variables), validated
-    as detect validates them, after a probe of the brokers that names why they cannot be reached."""
-    from consumers.settings import ENV_PREFIX, SECURITY_SETTINGS, Settings, probe_kafka, security_options
-
-    env = {k: v for k, v in os.environ.items() if k.removeprefix(ENV_PREFIX).lower() in SECURITY_SETTINGS}
-    values = {name: getattr(args, name) for name in SECURITY_SETTINGS}
-    settings = Settings.load({**values, "bootstrap_servers": args.bootstrap_servers}, environ=env)
-    options = security_options(settings)
-    probe_kafka(settings, args.bootstrap_servers, options)
-    return options
 
 
 # -------------------------------------------------------------------------------------------- demo

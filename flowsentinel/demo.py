@@ -16,6 +16,7 @@ import sys
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 from flowsentinel.progress import progress_bar
 
@@ -45,13 +46,17 @@ def _train_demo_model(workdir: Path) -> Path:
     return out
 
 
-def _watch_alerts(bootstrap: str, stop: threading.Event, counts: dict[str, int], show_low: bool) -> None:
+def _watch_alerts(
+    bootstrap: str, stop: threading.Event, counts: dict[str, int], show_low: bool, security: dict[str, Any]
+) -> None:
     """Print alert episodes as they open, escalate and close. Unless ``show_low``, an episode is listed only
     once its severity reaches medium (score at least 2x the threshold); low-only episodes (at q, the normal
     traffic's own tail) are counted in ``counts['low_only']`` instead, so the attacks stay readable."""
     from kafka import KafkaConsumer, TopicPartition
 
-    consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, consumer_timeout_ms=500)
+    consumer = KafkaConsumer(
+        bootstrap_servers=bootstrap, enable_auto_commit=False, consumer_timeout_ms=500, **security
+    )
     tps = [TopicPartition(ALERTS, p) for p in sorted(consumer.partitions_for_topic(ALERTS) or {0})]
     consumer.assign(tps)
     consumer.seek_to_beginning(*tps)
@@ -89,7 +94,7 @@ def _watch_alerts(bootstrap: str, stop: threading.Event, counts: dict[str, int],
 
 def run_demo(args: argparse.Namespace) -> int:
     from consumers.main import start_service
-    from consumers.settings import Settings
+    from consumers.settings import SECURITY_SETTINGS, Settings, client_security
     from flowsentinel.broker import EmbeddedBroker
     from flowsentinel.kafka_admin import ensure_topics
     from producers.publisher import Pacer, Publisher, publish
@@ -98,8 +103,12 @@ def run_demo(args: argparse.Namespace) -> int:
     logging.getLogger("kafka").setLevel(logging.ERROR)
     workdir = Path(args.workdir)
     broker = None
+    security: dict[str, Any] = {}  # client options
+    security_settings: dict[str, Any] = {}  # the same, as the service's settings
     if args.bootstrap_servers:
         bootstrap = args.bootstrap_servers
+        chosen, security = client_security(bootstrap, vars(args))
+        security_settings = {name: getattr(chosen, name) for name in SECURITY_SETTINGS}
     else:
         broker = EmbeddedBroker(log_path=None).start()
         bootstrap = broker.bootstrap
@@ -111,7 +120,7 @@ def run_demo(args: argparse.Namespace) -> int:
     publisher = None
     threads: list[threading.Thread] = []
     try:
-        ensure_topics(bootstrap, {RECORDS: 4, ALERTS: 1, DEAD: 1})
+        ensure_topics(bootstrap, {RECORDS: 4, ALERTS: 1, DEAD: 1}, security=security)
         model_dir = Path(args.model) if args.model else _train_demo_model(workdir)
         settings = Settings(
             bootstrap_servers=bootstrap,
@@ -128,6 +137,7 @@ def run_demo(args: argparse.Namespace) -> int:
             episode_update_s=10.0,
             state_dir=str(workdir / "state"),
             risk=0.002,
+            **security_settings,
         )
         running = start_service(settings)
         print(
@@ -136,7 +146,7 @@ def run_demo(args: argparse.Namespace) -> int:
             flush=True,
         )
         gen = SyntheticTraffic(seed=int(time.time()), attack_every_s=args.attack_every)
-        publisher = Publisher(bootstrap, RECORDS, compression="lz4")
+        publisher = Publisher(bootstrap, RECORDS, compression="lz4", security=security)
 
         def produce() -> None:
             publish(
@@ -152,7 +162,7 @@ def run_demo(args: argparse.Namespace) -> int:
         threads = [
             threading.Thread(target=produce, daemon=True, name="demo-producer"),
             threading.Thread(
-                target=_watch_alerts, args=(bootstrap, stop, counts, args.show_low), daemon=True
+                target=_watch_alerts, args=(bootstrap, stop, counts, args.show_low, security), daemon=True
             ),
         ]
         for t in threads:

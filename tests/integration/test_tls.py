@@ -181,3 +181,18 @@ def test_detect_started_before_its_broker_comes_up_with_it(names, model_dir, tmp
             proc.kill()
     assert code == 0, log.read_text()[-2000:]
     assert "waiting for Kafka" in log.read_text()
+
+
+def test_demo_on_an_existing_kafka_over_mutual_tls(tls_broker, model_dir, tmp_path):
+    bootstrap, certs, proxy = tls_broker
+    r = subprocess.run(
+        [sys.executable, "-m", "flowsentinel", "demo", "--bootstrap-servers", bootstrap, "--duration", "10",
+         "--rate", "400", "--attack-every", "3", "--metrics-port", "0", "--model", str(model_dir),
+         "--workdir", str(tmp_path)],
+        capture_output=True, text=True, timeout=180, env=dict(os.environ, **tls_env(certs)),
+    )  # fmt: skip
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
+    assert "embedded Kafka-protocol broker" not in r.stdout
+    assert "episode OPENED" in r.stdout, "alerts came back through TLS to the demo's own consumer"
+    assert "stopped cleanly" in r.stdout
+    assert proxy.handshakes >= 4
