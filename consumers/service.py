@@ -39,6 +39,7 @@ from detector.thresholds import make_thresholder
 
 log = logging.getLogger(__name__)
 VERSION = "0.1.0"
+DEAD_LETTER_MAX_KEY_BYTES = 4_096  # a longer key is cut in the dead letter (its size in a header)
 MAX_CONNECT_PAUSE_S = 30.0  # longest pause between connection attempts while Kafka is unreachable at start
 
 
@@ -255,6 +256,8 @@ class DetectorService:
             compression_type=None if s.compression == "none" else s.compression,
             enable_idempotence=False,
             max_block_ms=10_000,
+            # room for a dead letter of dead_letter_max_bytes with its key and headers
+            max_request_size=max(1_048_576, s.dead_letter_max_bytes + DEAD_LETTER_MAX_KEY_BYTES + 65_536),
         )
 
     def close(self) -> None:
@@ -423,9 +426,14 @@ class DetectorService:
                 ("flowsentinel.source.offset", str(m.offset).encode()),
                 ("flowsentinel.version", VERSION.encode()),
             ]
-            self._pending.append(
-                (s.dead_letter_topic, m.key, m.value if m.value is not None else b"", headers)
-            )
+            key, value = m.key, (m.value if m.value is not None else b"")
+            if len(value) > s.dead_letter_max_bytes:  # cut, and say so: the source offset finds the whole
+                headers.append(("flowsentinel.truncated.value_bytes", str(len(value)).encode()))
+                value = value[: s.dead_letter_max_bytes]
+            if key is not None and len(key) > DEAD_LETTER_MAX_KEY_BYTES:
+                headers.append(("flowsentinel.truncated.key_bytes", str(len(key)).encode()))
+                key = key[:DEAD_LETTER_MAX_KEY_BYTES]
+            self._pending.append((s.dead_letter_topic, key, value, headers))
         self.metrics.episodes_open.set(len(self.episodes.open))
 
     def _flush_until_done(self, stop: threading.Event | None) -> bool:

@@ -57,6 +57,9 @@ class Settings:
     poll_timeout_ms: int = 500
     fetch_max_wait_ms: int = 100
     max_record_bytes: int = 65_536
+    # a dead letter carries at most this much of the original value (the rest is cut, its size in a header):
+    # one oversized record must not be too large for the dead-letter topic and wedge the service
+    dead_letter_max_bytes: int = 900_000
     allow_extra_fields: bool = False
     episode_quiet_s: float = 60.0
     episode_update_s: float = 30.0
@@ -108,6 +111,7 @@ class Settings:
             "poll_timeout_ms",
             "fetch_max_wait_ms",
             "max_record_bytes",
+            "dead_letter_max_bytes",
             "session_timeout_ms",
             "heartbeat_interval_ms",
             "max_poll_interval_ms",
@@ -115,6 +119,8 @@ class Settings:
         for name in positive_ints:
             if getattr(self, name) < 1:
                 raise bad(name, "must be >= 1")
+        if self.dead_letter_max_bytes < 1024:
+            raise bad("dead_letter_max_bytes", "must be >= 1024")
         if self.quarantine < 100:
             raise bad("quarantine", "must be >= 100 records")
         if not (math.isfinite(self.shift_max_rise) and self.shift_max_rise >= 1.0):

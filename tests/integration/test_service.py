@@ -355,3 +355,40 @@ def test_missing_output_topics_are_named_at_start(bootstrap, names, model_dir, c
     assert len(warned) == 1, caplog.text
     assert repr(names["alerts"]) in warned[0] and repr(names["dead"]) in warned[0]
     assert repr(names["input"]) not in warned[0]
+
+
+def test_a_record_too_large_for_the_dead_letter_topic_is_cut_and_the_stream_goes_on(
+    bootstrap, names, model_dir
+):
+    """A 3 MB message (the input topic accepted it) once wedged the service: its dead letter was larger than
+    the producer's request limit, so it was never acknowledged and its batch never committed."""
+    from kafka import KafkaProducer
+
+    create_topics(bootstrap, names, partitions=1)
+    good = normal_training_records(20, seed=12)
+    huge = b'{"schema": "kdd", "junk": "' + b"x" * 3_000_000 + b'"}'
+    p = KafkaProducer(bootstrap_servers=bootstrap, max_request_size=8_000_000, enable_idempotence=False)
+    for i, r in enumerate(good):
+        p.send(names["input"], key=b"k", value=json.dumps(r).encode())
+        if i == 10:
+            p.send(names["input"], key=b"h" * 10_000, value=huge)
+    p.flush()
+    p.close()
+    running = start_service(make_settings(bootstrap, names, model_dir))
+    try:
+        wait_for(lambda: running.service.scored >= len(good), 60, "the records after it scored")
+        wait_for(
+            lambda: sum(committed(bootstrap, names["group"], names["input"]).values()) == len(good) + 1,
+            30,
+            "committed past it",
+        )
+        dead = read_topic(bootstrap, names["dead"], expect=1, timeout=20)
+    finally:
+        running.shutdown()
+    assert len(dead) == 1
+    h = {k: v.decode() for k, v in dead[0].headers}
+    assert h["flowsentinel.error.reason"] == "oversized"
+    assert h["flowsentinel.truncated.value_bytes"] == str(len(huge))
+    assert dead[0].value == huge[:900_000]
+    assert h["flowsentinel.truncated.key_bytes"] == "10000" and dead[0].key == b"h" * 4096
+    assert h["flowsentinel.source.offset"] == "11"
