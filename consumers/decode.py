@@ -102,8 +102,9 @@ def decode_messages(
             # rejected for its value (non_finite), and everything else for not being JSON
             try:
                 obj = json.loads(value)
-            except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-                reject(msg, "not_json", f"not valid UTF-8 JSON: {exc}")
+            except (ValueError, RecursionError) as exc:  # JSONDecodeError, UnicodeDecodeError, too many
+                # digits for an int, nesting deeper than Python's recursion limit
+                reject(msg, "not_json", f"not valid UTF-8 JSON: {type(exc).__name__}: {str(exc)[:200]}")
                 continue
         if not isinstance(obj, dict):
             reject(msg, "not_object", f"JSON {type(obj).__name__} where an object was expected")

@@ -35,6 +35,7 @@ from consumers.settings import Settings, probe_kafka, shift_policy
 from detector.artifact import TrainedModel, load_artifact
 from detector.errors import ArtifactError, ConfigError
 from detector.pipeline import Detector
+from detector.schema import RecordBatch
 from detector.thresholds import make_thresholder
 
 log = logging.getLogger(__name__)
@@ -367,11 +368,42 @@ class DetectorService:
             self.snapshot_threshold()
         return len(messages)
 
-    def _detect(self, messages: list[InputMessage]) -> tuple[list[dict[str, Any]], list[DeadLetter]]:
+    def _decode(
+        self, messages: list[InputMessage]
+    ) -> tuple[RecordBatch, list[InputMessage], list[DeadLetter]]:
+        """decode_messages, guarded: should decoding raise (a defect, or an input nobody foresaw), the messages
+        that make it raise are dead-lettered with the error and the rest decoded again, so that one message
+        cannot stop the service, nor stop it again at every restart."""
         s = self.settings
-        batch, kept, dead = decode_messages(
-            messages, self.model.schema, max_bytes=s.max_record_bytes, allow_extra_fields=s.allow_extra_fields
+
+        def decode(batch: list[InputMessage]) -> tuple[RecordBatch, list[InputMessage], list[DeadLetter]]:
+            return decode_messages(
+                batch,
+                self.model.schema,
+                max_bytes=s.max_record_bytes,
+                allow_extra_fields=s.allow_extra_fields,
+            )
+
+        try:
+            return decode(messages)
+        except Exception:
+            log.exception("decoding %d message(s) failed; isolating the one(s) that cause it", len(messages))
+        failed: dict[int, DeadLetter] = {}
+        for i, m in enumerate(messages):
+            try:
+                decode([m])
+            except Exception as exc:
+                detail = f"{m.position}: could not be decoded ({type(exc).__name__}: {str(exc)[:200]})"
+                failed[i] = DeadLetter(m, "invalid", detail)
+        batch, kept, dead = decode([m for i, m in enumerate(messages) if i not in failed])
+        return (
+            batch,
+            kept,
+            sorted([*dead, *failed.values()], key=lambda d: (d.message.partition, d.message.offset)),
         )
+
+    def _detect(self, messages: list[InputMessage]) -> tuple[list[dict[str, Any]], list[DeadLetter]]:
+        batch, kept, dead = self._decode(messages)
         for d in dead:
             self.metrics.records_invalid.labels(reason=d.reason).inc()
         if dead:

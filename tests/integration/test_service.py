@@ -105,6 +105,8 @@ POISON = [
     ("negative", "negative_value"),
     ("text", "wrong_type"),
     ("oversized", "oversized"),
+    (b"[" * 60_000, "not_json"),  # deeper than Python's recursion limit: once stopped the service
+    ("huge_integer", "not_json"),  # more digits than int() takes: the same
 ]
 
 
@@ -126,12 +128,14 @@ def poison_value(kind: str | bytes, good: dict) -> bytes:
         r["count"] = "many"
     elif kind == "oversized":
         r["label"] = "x" * 100_000
+    elif kind == "huge_integer":
+        return json.dumps(r).replace(f'"src_bytes": {r["src_bytes"]}', '"src_bytes": ' + "9" * 5000).encode()
     return json.dumps(r).encode()
 
 
 def test_poison_records_go_to_the_dead_letter_topic_and_the_stream_continues(bootstrap, names, model_dir):
     create_topics(bootstrap, names, partitions=1)
-    good = normal_training_records(300, seed=9)
+    good = normal_training_records(25 * len(POISON) + 50, seed=9)
     messages: list[tuple[bytes | None, bytes]] = []
     for i, r in enumerate(good):
         messages.append((b"k", json.dumps(r).encode()))

@@ -118,3 +118,47 @@ def test_a_compression_codec_that_is_not_installed_is_one_line(monkeypatch):
         Settings.load({"compression": "snappy"}, environ={})
     monkeypatch.setattr(codec, "has_snappy", lambda: True)
     assert Settings.load({"compression": "snappy"}, environ={}).compression == "snappy"
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        b"[" * 60_000,  # deeper than Python's recursion limit
+        b'{"schema": "kdd", "src_bytes": ' + b"9" * 5_000 + b"}",  # more digits than int() takes
+    ],
+    ids=["deep-nesting", "huge-integer"],
+)
+def test_json_that_makes_the_parser_raise_is_not_json(value):
+    """Both once escaped decode_messages: one such message stopped the service, and again at every restart."""
+    batch, kept, dead = decode_messages([msg(value)], builtin_schema("kdd"), max_bytes=100_000)
+    assert len(batch) == 0 and not kept
+    assert [d.reason for d in dead] == ["not_json"]
+
+
+def test_a_message_that_makes_decoding_raise_is_isolated_and_the_rest_scored(tiny_model, monkeypatch):
+    """The guard behind decode_messages: whatever raises there is dead-lettered per message (simulated here by
+    a decoder that fails on one message; no real input is known to do it since the case above was fixed)."""
+    from prometheus_client import CollectorRegistry
+
+    import consumers.service as service_module
+    from consumers.metrics import Metrics
+    from consumers.service import DetectorService
+
+    real = service_module.decode_messages
+
+    def flaky(messages, *args, **kwargs):
+        if any(m.value == b"boom" for m in messages):
+            raise RuntimeError("decoder defect")
+        return real(messages, *args, **kwargs)
+
+    monkeypatch.setattr(service_module, "decode_messages", flaky)
+    service = DetectorService(Settings(state_dir=""), Metrics.create(CollectorRegistry()), model=tiny_model)
+    from producers.publisher import batch_to_records
+    from tests.conftest import toy_batch
+
+    good = [json.dumps(r).encode() for r in batch_to_records(toy_batch(4, seed=5))]  # the toy model's schema
+    messages = [msg(v, i) for i, v in enumerate([good[0], good[1], b"boom", good[2], b"{", good[3]])]
+    _, dead = service._detect(messages)
+    assert service.scored == 4
+    assert [(d.message.offset, d.reason) for d in dead] == [(2, "invalid"), (4, "not_json")]
+    assert "RuntimeError: decoder defect" in dead[0].detail
