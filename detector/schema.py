@@ -24,6 +24,7 @@ Validation rules (documented in the README, applied identically to files and liv
 
 from __future__ import annotations
 
+import hashlib
 import math
 import re
 import tomllib
@@ -38,6 +39,9 @@ import pandas as pd
 from detector.errors import RecordError, SchemaError
 
 GLOBAL_KEY = "*"
+# an entity key longer than this is shortened (see bounded_key): keys are held per window and sent in alerts,
+# and a producer with a bug (or an attacker) must not make each one as large as a whole message
+MAX_KEY_CHARS = 256
 """Entity key used when a schema has no key field or a record lacks it: one shared window stream."""
 
 Format = Literal["csv", "zeek"]
@@ -332,6 +336,21 @@ def _category_text(v: object) -> str:
     return str(v).strip()
 
 
+def bounded_key(key: str) -> str:
+    """``key`` itself, or, when longer than :data:`MAX_KEY_CHARS`, its start and a digest of the whole (so
+    distinct long keys stay distinct, and an operator still sees what the key began with).
+
+    >>> bounded_key("10.0.0.7")
+    '10.0.0.7'
+    >>> long = bounded_key("x" * 10_000)
+    >>> len(long), long[198:206]
+    (218, 'xx…#e4ee')
+    """
+    if len(key) <= MAX_KEY_CHARS:
+        return key
+    return key[:200] + "…#" + hashlib.sha256(key.encode("utf-8", "surrogatepass")).hexdigest()[:16]
+
+
 def parse_table(
     schema: Schema,
     table: Mapping[str, Sequence[object] | np.ndarray],
@@ -411,7 +430,10 @@ def parse_table(
 
     if schema.key is not None and schema.key in table:
         keys = np.array(
-            [GLOBAL_KEY if _is_missing(v) else str(v).strip() for v in as_objects(table[schema.key])],
+            [
+                GLOBAL_KEY if _is_missing(v) else bounded_key(str(v).strip())
+                for v in as_objects(table[schema.key])
+            ],
             dtype=object,
         )
     else:

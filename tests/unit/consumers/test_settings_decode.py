@@ -162,3 +162,14 @@ def test_a_message_that_makes_decoding_raise_is_isolated_and_the_rest_scored(tin
     assert service.scored == 4
     assert [(d.message.offset, d.reason) for d in dead] == [(2, "invalid"), (4, "not_json")]
     assert "RuntimeError: decoder defect" in dead[0].detail
+
+
+def test_long_entity_keys_are_bounded_and_stay_distinct():
+    """A key is held per window and sent in alerts: 10,000-character keys must not cost 10 KB each."""
+    good = normal_training_records(2, seed=6)
+    values = [json.dumps(dict(r, src_host=c * 10_000)).encode() for r, c in zip(good, "ab", strict=True)]
+    batch, kept, dead = decode_messages([msg(v, i) for i, v in enumerate(values)], builtin_schema("kdd"),
+                                        max_bytes=100_000)  # fmt: skip
+    assert not dead and len(kept) == 2
+    assert [len(k) for k in batch.keys] == [218, 218] and batch.keys[0] != batch.keys[1]
+    assert batch.keys[0].startswith("a" * 200)
