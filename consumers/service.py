@@ -227,12 +227,15 @@ class DetectorService:
             log.warning("could not list the cluster's topics: %s", exc)
             return
         if s.input_topic not in existing:
-            log.warning("input topic %r does not exist (yet): nothing to score until it does", s.input_topic)
+            log.warning(
+                "input topic %r does not exist (yet), or this client may not see it: nothing to score until it does",
+                s.input_topic,
+            )
         missing = [t for t in (s.alerts_topic, s.dead_letter_topic) if t not in existing]
         if missing:
             log.warning(
-                "topic(s) %s do not exist: alerts and dead letters wait, unacknowledged and uncommitted, until "
-                "they do (unless the brokers create topics on first use); create them",
+                "topic(s) %s do not exist, or this client may not see them: alerts and dead letters wait, "
+                "unacknowledged and uncommitted, until they do (unless the brokers create topics on first use)",
                 ", ".join(repr(t) for t in missing),
             )
 
