@@ -6,6 +6,7 @@ the process restarted. ``/readyz`` is 200 only while partitions are assigned and
 
 from __future__ import annotations
 
+import errno
 import threading
 import time
 from collections.abc import Callable
@@ -14,6 +15,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
 from consumers.service import LoopState
+from detector.errors import ConfigError
 
 
 class HealthServer:
@@ -58,7 +60,13 @@ class HealthServer:
         self.state = state
         self.stale_after_s = stale_after_s
         self.clock = clock
-        self._server = ThreadingHTTPServer((host, port), Handler)
+        try:
+            self._server = ThreadingHTTPServer((host, port), Handler)
+        except OSError as exc:  # most often a second instance on the same host and port
+            hint = " (another instance? 0 picks a free port)" if exc.errno == errno.EADDRINUSE else ""
+            raise ConfigError(
+                f"setting metrics_port = {port}: cannot listen on {host}:{port}: {exc.strerror}{hint}"
+            ) from None
         self._server.daemon_threads = True
         self._thread = threading.Thread(
             target=self._server.serve_forever, name="flowsentinel-http", daemon=True

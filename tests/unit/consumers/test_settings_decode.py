@@ -173,3 +173,19 @@ def test_long_entity_keys_are_bounded_and_stay_distinct():
     assert not dead and len(kept) == 2
     assert [len(k) for k in batch.keys] == [218, 218] and batch.keys[0] != batch.keys[1]
     assert batch.keys[0].startswith("a" * 200)
+
+
+def test_a_metrics_port_in_use_is_one_line_naming_it():
+    import socket
+
+    from prometheus_client import CollectorRegistry
+
+    from consumers.http import HealthServer
+    from consumers.service import LoopState
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        with pytest.raises(ConfigError, match=rf"metrics_port = {port}: .*in use \(another instance\?"):
+            HealthServer(CollectorRegistry(), LoopState(), host="127.0.0.1", port=port)
