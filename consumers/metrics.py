@@ -119,6 +119,7 @@ class Metrics:
     broker_up: Gauge
     ready: Gauge
     commit_failures: Counter
+    snapshot_failures: Counter
     produce_failures: Counter
     rebalances: Counter
     last_batch_timestamp: Gauge
@@ -204,6 +205,11 @@ class Metrics:
             ready=Gauge(p + "ready", "1 when partitions are assigned and the loop is consuming", registry=r),
             commit_failures=Counter(
                 p + "commit_failures", "Offset commits that failed (batch will be redelivered)", registry=r
+            ),
+            snapshot_failures=Counter(
+                p + "threshold_snapshot_failures",
+                "Threshold snapshots that could not be written (scoring went on)",
+                registry=r,
             ),
             produce_failures=Counter(
                 p + "produce_failures", "Alert/dead-letter flushes that failed and were retried", registry=r

@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import os
 import threading
 import time
 from collections.abc import Callable
@@ -87,6 +88,7 @@ class DetectorService:
         self._producer: KafkaProducer | None = None
         self._pending: list[tuple[str, bytes | None, bytes, Any]] = []  # (topic, key, value, headers)
         self._install_model(model or self._load_model())
+        self.check_state_dir()
         self._restore_threshold()
         self.scored = 0
 
@@ -147,15 +149,39 @@ class DetectorService:
                 exc,
             )
 
-    def snapshot_threshold(self) -> None:
+    def check_state_dir(self) -> None:
+        """At start: the threshold snapshots' directory must be writable (ConfigError naming it if not)."""
         path = self._snapshot_path()
         if path is None:
             return
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(self.detector.thresholder.state_dict()))
-        tmp.replace(path)
+        probe = path.parent / f".write-test-{os.getpid()}"
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            probe.write_text("")
+            probe.unlink()
+        except OSError as exc:
+            raise ConfigError(
+                f"setting state_dir = {self.settings.state_dir!r}: cannot write threshold snapshots there "
+                f"({exc.strerror or exc}); point it at a writable directory, or '' to keep none"
+            ) from None
+
+    def snapshot_threshold(self) -> None:
+        """Save the thresholder's state. A failure (a full disk, a directory gone) is logged and scoring goes
+        on: the snapshot only spares a restart its warm-up."""
+        path = self._snapshot_path()
+        if path is None:
+            return
         self._last_snapshot = self.clock()
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_suffix(".tmp")
+            tmp.write_text(json.dumps(self.detector.thresholder.state_dict()))
+            tmp.replace(path)
+        except OSError as exc:
+            self.metrics.snapshot_failures.inc()
+            log.warning(
+                "could not save the threshold snapshot %s: %s; scoring goes on", path, exc.strerror or exc
+            )
 
     def _maybe_reload(self) -> None:
         now = self.clock()

@@ -189,3 +189,30 @@ def test_a_metrics_port_in_use_is_one_line_naming_it():
         port = taken.getsockname()[1]
         with pytest.raises(ConfigError, match=rf"metrics_port = {port}: .*in use \(another instance\?"):
             HealthServer(CollectorRegistry(), LoopState(), host="127.0.0.1", port=port)
+
+
+def test_a_state_dir_that_cannot_be_written_is_one_line_at_start_and_a_warning_later(
+    tiny_model, tmp_path, caplog
+):
+    from prometheus_client import CollectorRegistry
+
+    from consumers.metrics import Metrics
+    from consumers.service import DetectorService
+
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a directory")
+    with pytest.raises(
+        ConfigError, match=r"setting state_dir = '.*a-file/state': cannot write threshold snapshots"
+    ):
+        DetectorService(
+            Settings(state_dir=str(blocker / "state")), Metrics.create(CollectorRegistry()), model=tiny_model
+        )
+    state = tmp_path / "state"
+    service = DetectorService(
+        Settings(state_dir=str(state)), Metrics.create(CollectorRegistry()), model=tiny_model
+    )
+    state.rmdir()
+    state.write_text("the directory went away and a file took its place")  # as a full disk would fail
+    service.snapshot_threshold()  # does not raise: scoring goes on
+    assert "could not save the threshold snapshot" in caplog.text
+    assert registry.get_sample_value("flowsentinel_threshold_snapshot_failures_total") == 1
