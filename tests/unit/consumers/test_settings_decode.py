@@ -208,9 +208,8 @@ def test_a_state_dir_that_cannot_be_written_is_one_line_at_start_and_a_warning_l
             Settings(state_dir=str(blocker / "state")), Metrics.create(CollectorRegistry()), model=tiny_model
         )
     state = tmp_path / "state"
-    service = DetectorService(
-        Settings(state_dir=str(state)), Metrics.create(CollectorRegistry()), model=tiny_model
-    )
+    registry = CollectorRegistry()
+    service = DetectorService(Settings(state_dir=str(state)), Metrics.create(registry), model=tiny_model)
     state.rmdir()
     state.write_text("the directory went away and a file took its place")  # as a full disk would fail
     service.snapshot_threshold()  # does not raise: scoring goes on
