@@ -18,6 +18,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from consumers.kafka_conn import TLS_PROTOCOLS, build_ssl_context, probe
 from detector.errors import ConfigError
 from detector.thresholds import AdaptPolicy
 
@@ -286,8 +287,8 @@ def missing_codec(compression: str) -> str:
 
 
 # ---------------------------------------------------------------------------------------- Kafka security
-# The settings that say how to talk to the brokers, shared by ``detect`` (here) and ``produce`` (its own
-# flags of the same names): validated alike, turned into client options alike.
+# The settings that say how to talk to the brokers, shared by ``detect`` (here) and ``produce`` and ``demo``
+# (flags of the same names, see client_security): validated alike, turned into client options alike.
 SECURITY_SETTINGS = (
     "security_protocol",
     "sasl_mechanism",
@@ -305,9 +306,8 @@ SECURITY_PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
 SASL_MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
 
 
-def check_security(s: Any) -> None:
-    """Validate the :data:`SECURITY_SETTINGS` of ``s`` (any object with those attributes); the error names the
-    setting and its value."""
+def check_security(s: Settings) -> None:
+    """Validate the :data:`SECURITY_SETTINGS` of ``s``; the error names the setting and its value."""
 
     def bad(name: str, why: str) -> ConfigError:
         value = getattr(s, name)
@@ -316,19 +316,21 @@ def check_security(s: Any) -> None:
 
     protocol = s.security_protocol
     if protocol not in SECURITY_PROTOCOLS:
-        raise bad("security_protocol", "must be " + ", ".join(SECURITY_PROTOCOLS[:-1]) + " or SASL_SSL")
+        raise bad(
+            "security_protocol", f"must be {', '.join(SECURITY_PROTOCOLS[:-1])} or {SECURITY_PROTOCOLS[-1]}"
+        )
     if protocol.startswith("SASL"):
         if not s.sasl_mechanism:
             raise bad("sasl_mechanism", f"is required with security_protocol {protocol}")
         if s.sasl_mechanism not in SASL_MECHANISMS:
-            raise bad("sasl_mechanism", "must be " + ", ".join(SASL_MECHANISMS[:-1]) + " or SCRAM-SHA-512")
+            raise bad("sasl_mechanism", f"must be {', '.join(SASL_MECHANISMS[:-1])} or {SASL_MECHANISMS[-1]}")
         if not s.sasl_username:
             raise bad("sasl_username", f"is required with sasl_mechanism {s.sasl_mechanism}")
     else:
         for name in ("sasl_mechanism", "sasl_username", "sasl_password"):
             if getattr(s, name):
                 raise bad(name, f"is set but security_protocol is {protocol} (SASL_PLAINTEXT or SASL_SSL?)")
-    tls = protocol in ("SSL", "SASL_SSL")
+    tls = protocol in TLS_PROTOCOLS
     for name in ("ssl_cafile", "ssl_certfile", "ssl_keyfile", "ssl_password"):
         value = getattr(s, name)
         if value and not tls:
@@ -339,12 +341,10 @@ def check_security(s: Any) -> None:
         raise bad("ssl_keyfile", "needs ssl_certfile (the client certificate) too")
 
 
-def security_options(s: Any) -> dict[str, Any]:
+def security_options(s: Settings) -> dict[str, Any]:
     """kafka-python client options for the :data:`SECURITY_SETTINGS` of ``s``. With TLS they carry one
     ``ssl_context``, built here from the files (a file that cannot be loaded is a :class:`ConfigError`
     naming it), so the clients and :func:`consumers.kafka_conn.probe` verify the broker alike."""
-    from consumers.kafka_conn import TLS_PROTOCOLS, build_ssl_context
-
     out: dict[str, Any] = {"security_protocol": s.security_protocol}
     if s.sasl_mechanism:
         out["sasl_mechanism"] = s.sasl_mechanism
@@ -361,10 +361,8 @@ def security_options(s: Any) -> dict[str, Any]:
     return out
 
 
-def probe_kafka(s: Any, bootstrap_servers: str, options: dict[str, Any], timeout: float = 5.0) -> None:
+def probe_kafka(s: Settings, bootstrap_servers: str, options: dict[str, Any], timeout: float = 5.0) -> None:
     """:func:`consumers.kafka_conn.probe` with the options :func:`security_options` made."""
-    from consumers.kafka_conn import probe
-
     probe(
         [x.strip() for x in bootstrap_servers.split(",")],
         security_protocol=s.security_protocol,
