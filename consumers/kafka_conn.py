@@ -5,9 +5,11 @@ kafka-python reports a failed bootstrap as ``KafkaTimeoutError: Unable to bootst
 time-out (30 s), whatever the cause: a broker not up yet, a wrong port, or a certificate that will never
 verify. :func:`probe` opens one connection to each bootstrap server first, with the same TLS context the
 clients get, and sorts the causes: those that waiting cannot fix (a certificate that does not verify, a
-listener that does not speak TLS) are a :class:`~detector.errors.ConfigError` naming the setting; those
-that it can (refused, timed out, unknown host) are :class:`KafkaUnreachable`, which the service waits out.
-Nothing here is specific to one broker: it is TCP and TLS, before any Kafka request.
+client certificate refused, a TLS listener spoken to in plaintext) are a
+:class:`~detector.errors.ConfigError` naming the setting; the others (refused, timed out, unknown host, a
+hang-up, with a hint where the likely cause is a setting) are :class:`KafkaUnreachable`, which the service
+waits out. Nothing here is specific to one broker: TCP, TLS and one ApiVersions request, which every Kafka
+broker answers before any authentication.
 """
 
 from __future__ import annotations
