@@ -434,6 +434,28 @@ def _check_files(paths: Sequence[str], flag: str) -> None:
             raise UsageError(f"{flag} {path!r}: no such file")
 
 
+def _check_out_dir(path: str, flag: str = "--out") -> None:
+    """Create the output directory now and make sure it takes a file: a wrong path is one line before the
+    work (a two-minute training), not a traceback after it."""
+    probe = Path(path) / f".flowsentinel-write-test-{os.getpid()}"
+    try:
+        Path(path).mkdir(parents=True, exist_ok=True)
+        probe.write_text("")
+        probe.unlink()
+    except OSError as exc:
+        raise UsageError(f"{flag} {path!r}: cannot write there ({exc.strerror or exc})") from None
+
+
+def _check_out_file(path: str, flag: str = "--out") -> None:
+    """The output file's directory exists and takes a file (the file itself is written later)."""
+    parent = Path(path).parent
+    if Path(path).is_dir():
+        raise UsageError(f"{flag} {path!r}: is a directory, not a file")
+    if not parent.is_dir():
+        raise UsageError(f"{flag} {path!r}: no such directory {str(parent)!r}")
+    _check_out_dir(str(parent), flag)
+
+
 # ------------------------------------------------------------------------------------------- train
 def cmd_train(args: argparse.Namespace) -> int:
     from detector.artifact import save_artifact
@@ -444,6 +466,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     if not args.data and schema.name != "kdd":
         raise UsageError(f"--synthetic writes kdd records; --schema {args.schema!r} does not match")
     cfg = _train_config(args)
+    _check_out_dir(args.out)
     started = time.monotonic()
     batches = []
     if args.synthetic:
@@ -464,13 +487,13 @@ def cmd_train(args: argparse.Namespace) -> int:
     read_s = time.monotonic() - started
     print(f"read {len(data):,} records ({len(train_batch):,} normal) in {read_s:.1f}s", file=sys.stderr)
     model = train(train_batch, cfg, progress=partial(progress_bar, quiet=args.quiet))
-    digest = save_artifact(model, args.out)
+    save_artifact(model, args.out)
     weights = Path(args.out) / "weights.pt"
     n_params = sum(p.numel() for p in model.net.parameters())
     tr = model.training
     summary = {
         "model_dir": str(args.out),
-        "model_version": digest[:12],
+        "model_version": model.version,
         "schema": schema.name,
         "records_read": len(data),
         "records_rejected": len(data.rejected),
@@ -490,7 +513,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         f"trained {schema.name} model ({tr['members']} members) on {len(train_batch):,} normal records: "
         f"{tr['epochs_run']} epochs (best {', '.join(map(str, tr['best_epoch']))}), val loss {tr['initial_val_loss']:.5f} → {tr['best_val_loss']:.5f}, "
         f"{tr['seconds']:.1f}s; {n_params:,} parameters, {weights.stat().st_size / 1024:.0f} KiB; "
-        f"saved to {args.out} (version {digest[:12]})"
+        f"saved to {args.out} (version {model.version})"
     )
     Path(args.out, "training-summary.json").write_text(json.dumps(summary, indent=1) + "\n")
     return 0
@@ -570,10 +593,10 @@ def cmd_tune(args: argparse.Namespace) -> int:
     from detector.tuning import results_table, tune
 
     schema = load_schema(args.schema)
+    _check_out_dir(args.out)
     data = _read_files(args.data, schema, "--data", args.limit)
     base = TrainConfig(epochs=args.epochs, seed=args.seed)
     out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
 
     def show(trial: Any) -> None:
         p = trial.params
@@ -619,6 +642,8 @@ def cmd_score(args: argparse.Namespace) -> int:
     from detector.thresholds import make_thresholder
 
     _check_files(args.data, "--data")
+    if args.out:
+        _check_out_file(args.out)
     model = load_artifact(args.model)
     schema = load_schema(args.schema) if args.schema else model.schema
     det = Detector(model, make_thresholder(args.thresholder, args.risk, shift_policy(args)))
@@ -725,6 +750,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     if not baselines and args.train:
         raise UsageError("--train is for baselines; the lstm-ae model is trained with `flowsentinel train`")
     _check_files(args.train or [], "--train")
+    _check_out_dir(args.out)
     model = load_artifact(args.model)
     schema = load_schema(args.schema)
     model.encoder.check_schema(schema)

@@ -361,3 +361,26 @@ def test_choices_written_out_in_the_parser_match_the_detector():
     train_opts = {a.dest: a.choices for a in sub.choices["train"]._actions}
     assert tuple(train_opts["scoring"]) == SCORINGS
     assert tuple(train_opts["val_split"]) == VAL_SPLITS
+
+
+def test_an_output_path_that_cannot_be_written_is_one_line_before_the_work(toy_files, tmp_path):
+    """Each used to end in a FileNotFoundError traceback, train's only after the whole training."""
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    bad_dir = str(blocker / "out")  # a directory below a file cannot be made
+    schema, train_csv = str(toy_files / "toy.json"), str(toy_files / "train.csv")
+    model = tmp_path / "model"
+    assert run("train", "--schema", schema, "--data", train_csv, "--out", str(model), "--epochs", "1",
+               "--members", "1", "--quiet").returncode == 0  # fmt: skip
+    for args in (
+        ("train", "--schema", schema, "--data", train_csv, "--out", bad_dir),
+        ("tune", "--schema", schema, "--data", train_csv, "--out", bad_dir),
+        ("eval", "--model", str(model), "--schema", schema, "--data", train_csv, "--out", bad_dir),
+        ("score", "--model", str(model), "--data", train_csv, "--out", str(blocker / "out" / "s.csv")),
+        ("score", "--model", str(model), "--data", train_csv, "--out", str(tmp_path)),
+    ):
+        r = run(*args)
+        assert r.returncode == 2, (args[0], r.stderr[-500:])
+        assert "Traceback" not in r.stderr
+        errors = [line for line in r.stderr.splitlines() if "error:" in line]
+        assert len(errors) == 1 and "--out" in errors[0], (args[0], r.stderr[-500:])
