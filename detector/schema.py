@@ -379,10 +379,20 @@ def parse_table(
         bad[new] = True
 
     def as_objects(values: Sequence[object] | np.ndarray) -> np.ndarray:
+        if len(values) != n:
+            raise SchemaError(f"schema {schema.name}: a column has {len(values)} values for {n} records")
         arr = np.asarray(values, dtype=object)
-        if arr.shape != (n,):
-            raise SchemaError(f"schema {schema.name}: a column has {arr.shape[0]} values for {n} records")
+        if arr.shape != (n,):  # a value that is itself a list made numpy add a dimension: one value per cell
+            arr = np.empty(n, dtype=object)
+            for i, v in enumerate(values):
+                arr[i] = v
         return arr
+
+    def reject_structured(raw: np.ndarray, name: str) -> None:
+        """A JSON array or object where a field wants one value (text columns would take its repr)."""
+        if {list, dict} & set(map(type, raw)):
+            mask = np.fromiter((isinstance(v, list | dict) for v in raw), dtype=bool, count=n)
+            reject(mask, name, raw, "not a number or text (a JSON array or object)")
 
     numeric = np.zeros((n, len(schema.numeric)), dtype=np.float64)
     for j, name in enumerate(schema.numeric):
@@ -424,17 +434,16 @@ def parse_table(
     categorical = np.empty((n, len(schema.categorical)), dtype=object)
     for j, name in enumerate(schema.categorical):
         raw = as_objects(table[name])
+        reject_structured(raw, name)
         text = np.array([_category_text(v) if v is not None else "" for v in raw], dtype=object)
         reject(text == "", name, raw, "missing value")
         categorical[:, j] = text
 
     if schema.key is not None and schema.key in table:
+        raw = as_objects(table[schema.key])
+        reject_structured(raw, schema.key)
         keys = np.array(
-            [
-                GLOBAL_KEY if _is_missing(v) else bounded_key(str(v).strip())
-                for v in as_objects(table[schema.key])
-            ],
-            dtype=object,
+            [GLOBAL_KEY if _is_missing(v) else bounded_key(str(v).strip()) for v in raw], dtype=object
         )
     else:
         keys = np.full(n, GLOBAL_KEY, dtype=object)
@@ -454,6 +463,7 @@ def parse_table(
     labels = None
     if schema.label is not None and schema.label in table:
         raw = as_objects(table[schema.label])
+        reject_structured(raw, schema.label)
         # an absent label (None: a live record carries none) is allowed; an empty one in a file is not
         labels = np.array([schema.clean_label(v) if v is not None else "" for v in raw], dtype=object)
         given = np.fromiter((v is not None for v in raw), dtype=bool, count=n)

@@ -215,3 +215,24 @@ def test_a_state_dir_that_cannot_be_written_is_one_line_at_start_and_a_warning_l
     service.snapshot_threshold()  # does not raise: scoring goes on
     assert "could not save the threshold snapshot" in caplog.text
     assert registry.get_sample_value("flowsentinel_threshold_snapshot_failures_total") == 1
+
+
+@pytest.mark.parametrize(
+    "field, value, reason",
+    [
+        ("service", ["http"], "wrong_type"),  # once a SchemaError out of decode_messages for the whole batch
+        ("service", {"name": "http"}, "wrong_type"),  # once accepted as the category "{'name': 'http'}"
+        ("src_bytes", [1, 2], "wrong_type"),
+        ("src_host", {"ip": "10.0.0.1"}, "wrong_type"),
+        ("label", ["normal"], "wrong_type"),
+        ("ts", [1], "bad_timestamp"),
+    ],
+)
+def test_a_json_array_or_object_where_a_field_wants_one_value_rejects_that_record_only(field, value, reason):
+    good = normal_training_records(3, seed=8)
+    values = [json.dumps(good[0]), json.dumps(dict(good[1], **{field: value})), json.dumps(good[2])]
+    batch, kept, dead = decode_messages([msg(v.encode(), i) for i, v in enumerate(values)], builtin_schema("kdd"),
+                                        max_bytes=100_000)  # fmt: skip
+    assert [m.offset for m in kept] == [0, 2] and len(batch) == 2
+    assert [(d.message.offset, d.reason) for d in dead] == [(1, reason)]
+    assert f"field '{field}'" in dead[0].detail
