@@ -97,7 +97,7 @@ def decode_messages(
             continue
         try:
             obj = _loads(value)
-        except (_JSONError, ValueError):
+        except (_JSONError, ValueError, RecursionError):
             # Python's json module writes NaN/Infinity; accept the syntax here so that such a record is
             # rejected for its value (non_finite), and everything else for not being JSON
             try:
