@@ -61,7 +61,9 @@ def readyz(port: int) -> str:
 
 @pytest.fixture
 def tls_broker(tmp_path):
-    """(bootstrap, certs, proxy): a broker reachable only through a TLS proxy that requires client certs."""
+    """(bootstrap, certs, proxy): a broker that advertises a TLS proxy requiring client certificates, so every
+    client connection after the bootstrap one goes through it too (its plaintext port stays open on
+    127.0.0.1, but no client is told of it)."""
     _require_broker_binary()
     certs = make_certs(tmp_path / "certs")
     tls_port = free_port()
