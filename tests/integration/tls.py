@@ -15,7 +15,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import shutil
-import socket
 import ssl
 import subprocess
 import threading
@@ -82,12 +81,6 @@ def make_certs(directory: Path) -> Certs:
         client_key_password=password,
         other_ca=d / "other-ca.pem",
     )
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 class TlsProxy:
