@@ -14,7 +14,6 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-import os
 import threading
 import time
 from collections.abc import Callable
@@ -32,7 +31,7 @@ from consumers.alerts import AlertRecord, EpisodeTracker, severity
 from consumers.decode import DeadLetter, InputMessage, decode_messages
 from consumers.kafka_conn import KafkaUnreachable
 from consumers.metrics import Metrics
-from consumers.settings import Settings, probe_kafka, shift_policy
+from consumers.settings import Settings, probe_kafka, probe_writable_dir, shift_policy
 from detector.artifact import TrainedModel, load_artifact
 from detector.errors import ArtifactError, ConfigError
 from detector.pipeline import Detector
@@ -154,11 +153,8 @@ class DetectorService:
         path = self._snapshot_path()
         if path is None:
             return
-        probe = path.parent / f".write-test-{os.getpid()}"
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            probe.write_text("")
-            probe.unlink()
+            probe_writable_dir(path.parent)
         except OSError as exc:
             raise ConfigError(
                 f"setting state_dir = {self.settings.state_dir!r}: cannot write threshold snapshots there "

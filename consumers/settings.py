@@ -275,6 +275,17 @@ def shift_policy(values: Any) -> AdaptPolicy:
     return AdaptPolicy(**{POLICY_SETTINGS[k]: v for k, v in policy_settings(values).items()})
 
 
+def probe_writable_dir(directory: str | Path) -> None:
+    """Create ``directory`` if needed and write and remove a file there: raises OSError if that cannot be done.
+    For a start-up check of a place the work will write to later (``detect``'s state_dir, the commands'
+    ``--out``), so that a wrong path is one line before the work, not a traceback during or after it."""
+    path = Path(directory)
+    probe = path / f".flowsentinel-write-test-{os.getpid()}"
+    path.mkdir(parents=True, exist_ok=True)
+    probe.write_text("")
+    probe.unlink()
+
+
 def missing_codec(compression: str) -> str:
     """Why kafka-python cannot compress with ``compression`` here ('' if it can): its codec libraries are
     optional, and a producer built without one fails with a traceback."""

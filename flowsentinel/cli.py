@@ -437,11 +437,10 @@ def _check_files(paths: Sequence[str], flag: str) -> None:
 def _check_out_dir(path: str, flag: str = "--out") -> None:
     """Create the output directory now and make sure it takes a file: a wrong path is one line before the
     work (a two-minute training), not a traceback after it."""
-    probe = Path(path) / f".flowsentinel-write-test-{os.getpid()}"
+    from consumers.settings import probe_writable_dir
+
     try:
-        Path(path).mkdir(parents=True, exist_ok=True)
-        probe.write_text("")
-        probe.unlink()
+        probe_writable_dir(path)
     except OSError as exc:
         raise UsageError(f"{flag} {path!r}: cannot write there ({exc.strerror or exc})") from None
 
