@@ -61,8 +61,6 @@ def build_ssl_context(
                 f"settings ssl_certfile = {certfile!r}, ssl_keyfile = {keyfile!r}: "
                 f"cannot load the client certificate and key ({_why(exc)}){hint}"
             ) from None
-    elif keyfile:
-        raise ConfigError(f"setting ssl_keyfile = {keyfile!r}: needs ssl_certfile too")
     return ctx
 
 
