@@ -69,13 +69,17 @@ def _weights_bytes(net: AutoencoderEnsemble) -> bytes:
     return buf.getvalue()
 
 
-def _digest(meta: dict[str, Any], weights: bytes) -> str:
-    body = {k: v for k, v in meta.items() if k != "content_hash"}
+def _hash(body: dict[str, Any], weights: bytes) -> str:
+    """SHA-256 over the canonical JSON of ``body`` and the weights' bytes."""
     h = hashlib.sha256()
     h.update(json.dumps(body, sort_keys=True, separators=(",", ":")).encode())
     h.update(b"\0")
     h.update(weights)
     return h.hexdigest()
+
+
+def _digest(meta: dict[str, Any], weights: bytes) -> str:
+    return _hash({k: v for k, v in meta.items() if k != "content_hash"}, weights)
 
 
 # the metadata that decides how a record scores; "training" (times, losses) and versions of tools do not
@@ -83,12 +87,7 @@ SCORING_KEYS = ("schema", "encoder", "model", "calibration", "scoring")
 
 
 def _scoring_digest(meta: dict[str, Any], weights: bytes) -> str:
-    body = {k: meta.get(k) for k in SCORING_KEYS}
-    h = hashlib.sha256()
-    h.update(json.dumps(body, sort_keys=True, separators=(",", ":")).encode())
-    h.update(b"\0")
-    h.update(weights)
-    return h.hexdigest()
+    return _hash({k: meta.get(k) for k in SCORING_KEYS}, weights)
 
 
 def save_artifact(model: TrainedModel, directory: str | Path) -> str:
