@@ -11,6 +11,7 @@ import json
 import operator
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import NamedTuple
 
 try:  # orjson is a dependency; the stdlib fallback keeps the module importable without it
     from orjson import JSONDecodeError as _JSONError
@@ -40,8 +41,9 @@ REASONS = (
 META_FIELDS = ("schema", "schema_version")
 
 
-@dataclass(frozen=True)
-class InputMessage:
+class InputMessage(NamedTuple):
+    """One consumed Kafka message (a named tuple: the service makes one per record, so it must be cheap)."""
+
     topic: str
     partition: int
     offset: int
@@ -83,6 +85,7 @@ def decode_messages(
     dead: list[DeadLetter] = []
     objects: list[dict] = []
     kept: list[InputMessage] = []
+    passed: frozenset[str] | None = None  # records carry the same fields, message after message
 
     def reject(msg: InputMessage, reason: str, detail: str) -> None:
         dead.append(DeadLetter(msg, reason, f"{msg.position}: {detail}"))
@@ -121,20 +124,22 @@ def decode_messages(
                 f"schema_version {version!r} not supported (model has {schema.name} v{schema.version})",
             )
             continue
-        if not features <= obj.keys():
-            missing = [f for f in schema.features if f not in obj]
-            reject(
-                msg,
-                "missing_field",
-                f"missing field(s) {', '.join(map(repr, missing[:5]))}"
-                + (f" and {len(missing) - 5} more" if len(missing) > 5 else ""),
-            )
-            continue
-        if not allow_extra_fields and not obj.keys() <= allowed:
-            extra = sorted(k for k in obj if k not in allowed)
-            if extra:
+        fields = obj.keys()
+        if fields != passed:  # the fields of the last record that passed these checks pass them again
+            if not features <= fields:
+                missing = [f for f in schema.features if f not in obj]
+                reject(
+                    msg,
+                    "missing_field",
+                    f"missing field(s) {', '.join(map(repr, missing[:5]))}"
+                    + (f" and {len(missing) - 5} more" if len(missing) > 5 else ""),
+                )
+                continue
+            if not allow_extra_fields and not fields <= allowed:
+                extra = sorted(k for k in obj if k not in allowed)
                 reject(msg, "unexpected_field", f"unexpected field(s) {', '.join(map(repr, extra[:5]))}")
                 continue
+            passed = frozenset(fields)
         objects.append(obj)
         kept.append(msg)
 

@@ -388,15 +388,35 @@ def parse_table(
                 arr[i] = v
         return arr
 
-    def reject_structured(raw: np.ndarray, name: str) -> None:
+    def reject_structured(raw: np.ndarray, name: str, types: set[type]) -> None:
         """A JSON array or object where a field wants one value (text columns would take its repr)."""
-        if {list, dict} & set(map(type, raw)):
+        if {list, dict} & types:
             mask = np.fromiter((isinstance(v, list | dict) for v in raw), dtype=bool, count=n)
             reject(mask, name, raw, "not a number or text (a JSON array or object)")
 
+    # Each column takes a fast path when all its values have the type live JSON records give (numbers for
+    # numbers, text for text): the per-value checks below only run where some value is unusual. A
+    # contract test holds both paths to the same results.
     numeric = np.zeros((n, len(schema.numeric)), dtype=np.float64)
     for j, name in enumerate(schema.numeric):
-        raw = as_objects(table[name])
+        column = table[name]
+        types = set(map(type, column))
+        if types <= _JSON_NUMBERS and len(column) == n:  # (a length that differs: the general path says so)
+            try:
+                values = np.array(column, dtype=np.float64)
+            except OverflowError:  # an integer beyond float range: the general path says what it is
+                values = np.full(n, np.nan)
+            if np.isfinite(values).all():
+                if name not in schema.signed and (values < 0).any():
+                    reject(
+                        values < 0,
+                        name,
+                        as_objects(column),
+                        "negative value in a field that cannot be negative",
+                    )
+                numeric[:, j] = values
+                continue
+        raw = as_objects(column)
         values = _to_float(raw)
         nan = np.isnan(values)
         if nan.any():
@@ -417,7 +437,7 @@ def parse_table(
                         reject(_one(n, i), name, raw, "non-finite value (NaN) is not allowed")
                 else:
                     reject(_one(n, i), name, raw, "not a number")
-        if bool in set(map(type, raw)):
+        if bool in types:
             is_bool = np.fromiter((isinstance(v, bool) for v in raw), dtype=bool, count=n)
             reject(is_bool, name, raw, "not a number (boolean)")
         inf = np.isinf(values)
@@ -434,39 +454,57 @@ def parse_table(
     categorical = np.empty((n, len(schema.categorical)), dtype=object)
     for j, name in enumerate(schema.categorical):
         raw = as_objects(table[name])
-        reject_structured(raw, name)
-        text = np.array([_category_text(v) if v is not None else "" for v in raw], dtype=object)
+        types = set(map(type, raw))
+        reject_structured(raw, name, types)
+        if types == {str}:
+            text = _object_array(list(map(str.strip, raw)))
+        else:
+            text = _object_array([_category_text(v) if v is not None else "" for v in raw])
         reject(text == "", name, raw, "missing value")
         categorical[:, j] = text
 
     if schema.key is not None and schema.key in table:
         raw = as_objects(table[schema.key])
-        reject_structured(raw, schema.key)
-        keys = np.array(
-            [GLOBAL_KEY if _is_missing(v) else bounded_key(str(v).strip()) for v in raw], dtype=object
-        )
+        types = set(map(type, raw))
+        reject_structured(raw, schema.key, types)
+        stripped = list(map(str.strip, raw)) if types == {str} else None
+        if stripped is not None and "" not in stripped and max(map(len, stripped)) <= MAX_KEY_CHARS:
+            keys = _object_array(stripped)
+        else:
+            keys = _object_array([GLOBAL_KEY if _is_missing(v) else bounded_key(str(v).strip()) for v in raw])
     else:
         keys = np.full(n, GLOBAL_KEY, dtype=object)
 
     timestamps = np.full(n, np.nan)
     if schema.timestamp is not None and schema.timestamp in table:
         raw = as_objects(table[schema.timestamp])
-        if schema.timestamp_kind == "epoch":
-            timestamps = pd.to_numeric(pd.Series(raw, dtype=object), errors="coerce").to_numpy(
-                dtype=np.float64
-            )
+        types = set(map(type, raw))
+        if schema.timestamp_kind == "epoch" and types <= _JSON_NUMBERS:
+            timestamps = _to_float(raw)  # numbers only: none is absent, and NaN or inf is not valid
+            absent = np.zeros(n, dtype=bool)
         else:
-            timestamps = _parse_datetimes(raw)
-        absent = np.fromiter((_is_missing(v) for v in raw), dtype=bool, count=n)  # absent: no time, fine
+            if schema.timestamp_kind == "epoch":
+                timestamps = pd.to_numeric(pd.Series(raw, dtype=object), errors="coerce").to_numpy(
+                    dtype=np.float64
+                )
+            else:
+                timestamps = _parse_datetimes(raw)
+            absent = np.fromiter((_is_missing(v) for v in raw), dtype=bool, count=n)  # no time: fine
         reject(~np.isfinite(timestamps) & ~absent, schema.timestamp, raw, "not a valid timestamp")
 
     labels = None
     if schema.label is not None and schema.label in table:
         raw = as_objects(table[schema.label])
-        reject_structured(raw, schema.label)
+        types = set(map(type, raw))
+        reject_structured(raw, schema.label, types)
+        if types - {str, type(None)}:
+            cleaned = [schema.clean_label(v) if v is not None else "" for v in raw]
+        else:  # text or absent: few distinct labels, each cleaned once
+            clean = {v: schema.clean_label(v) if v is not None else "" for v in set(raw)}
+            cleaned = list(map(clean.__getitem__, raw))
         # an absent label (None: a live record carries none) is allowed; an empty one in a file is not
-        labels = np.array([schema.clean_label(v) if v is not None else "" for v in raw], dtype=object)
-        given = np.fromiter((v is not None for v in raw), dtype=bool, count=n)
+        labels = _object_array(cleaned)
+        given = raw != None  # noqa: E711 - elementwise: which records carry a label
         reject((labels == "") & given, schema.label, raw, "missing label")
         if not given.any():
             labels = None
@@ -486,6 +524,16 @@ def parse_table(
         repaired=repaired,
         row_index=keep,
     )
+
+
+_JSON_NUMBERS = {int, float}
+
+
+def _object_array(values: Sequence[object]) -> np.ndarray:
+    """A 1-D object array of ``values`` (``np.array`` would make text columns fixed-width strings)."""
+    arr = np.empty(len(values), dtype=object)
+    arr[:] = values
+    return arr
 
 
 def _to_float(raw: np.ndarray) -> np.ndarray:

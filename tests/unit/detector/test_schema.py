@@ -203,3 +203,48 @@ def test_readme_example_schema_file_loads():
 def test_is_normal_is_case_insensitive():
     s = builtin_schema("cicflowmeter")
     assert s.is_normal(np.array(["BENIGN", "benign", "DDoS"], dtype=object)).tolist() == [True, True, False]
+
+
+def _json_rows(n: int) -> list[dict[str, object]]:
+    """Records as live JSON gives them: numbers as int or float, text as str (the parser's fast paths)."""
+    rng = np.random.default_rng(5)
+    rows = []
+    for i in range(n):
+        row: dict[str, object] = {
+            f: (int(rng.integers(0, 9)) if i % 2 else float(rng.random() * 50)) for f in KDD_FEATURES
+        }
+        row.update(protocol_type=" tcp", service=["http", "ftp "][i % 2], flag="SF", src_host=f" 10.0.0.{i} ")
+        row.update(ts=1.7e9 + i, label=[None, "normal.", " neptune."][i % 3])
+        rows.append(row)
+    return rows
+
+
+@pytest.mark.parametrize("odd", [None, "", " 7 ", True, [1], float("nan"), float("inf"), -3, 6.0, "x" * 300])
+def test_one_odd_value_sends_its_column_down_the_general_path_with_the_same_results(odd):
+    """Each column has a fast path for the types live JSON gives and a general one for anything else: a
+    record with an odd value in a column makes that column take the general path, and every other record
+    must come out exactly as on the fast path."""
+    schema = builtin_schema("kdd")
+    good = _json_rows(12)
+    fast = parse_table(schema, table_of(good), [f"m{i}" for i in range(12)])
+    for name in (*schema.numeric[:3], "duration", *schema.categorical, "src_host", "ts", "label"):
+        rows = [*good, {**good[0], name: odd}]
+        both = parse_table(schema, table_of(rows), [f"m{i}" for i in range(13)])
+        keep = both.row_index < 12
+        assert both.row_index[keep].tolist() == list(range(12)), name
+        for part in ("numeric", "timestamps"):
+            assert np.array_equal(getattr(both, part)[keep], getattr(fast, part), equal_nan=True), (
+                name,
+                part,
+            )
+        for part in ("categorical", "keys"):
+            assert getattr(both, part)[keep].tolist() == getattr(fast, part).tolist(), (name, part)
+        assert both.labels is not None and fast.labels is not None
+        assert both.labels[keep].tolist() == fast.labels.tolist(), name
+        # and the odd record is judged alike whichever path its column takes (a list in another record
+        # sends the column down the general path)
+        general = parse_table(schema, table_of([*rows, {**good[1], name: [0]}]), [f"m{i}" for i in range(14)])
+        verdict = [(e.code, e.field) for e in both.rejected if e.where == "m12"]
+        assert verdict == [(e.code, e.field) for e in general.rejected if e.where == "m12"], name
+        if not verdict:
+            assert both.numeric[-1].tolist() == general.numeric[both.row_index.tolist().index(12)].tolist()
