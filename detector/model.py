@@ -13,8 +13,9 @@ A trained model is an :class:`AutoencoderEnsemble` of ``members`` such autoencod
 trained from different seeds on the same split; a record's per-column error is the mean of the members'.
 One training run can land on weights that happen to rebuild one attack type well (seen on a KDD'99 flood,
 see :class:`detector.train.TrainConfig`); the members rarely agree on that by chance, so the ensemble's
-score does not hang on one seed. Scoring cost grows with ``members`` but is small next to parsing (about
-1.3 µs a record per member at window 1, hidden 128; 0.6 µs at hidden 64).
+score does not hang on one seed. Scoring cost grows with ``members`` (``benchmarks/throughput.py``
+measures the whole path; at window 1 scoring skips the LSTM's recurrent product, see
+:meth:`LSTMAutoencoder.forward_one_step`).
 
 >>> import torch
 >>> net = LSTMAutoencoder(ModelConfig(n_features=5, window=4, hidden=8, latent=2))
@@ -100,6 +101,19 @@ class LSTMAutoencoder(nn.Module):
             code = torch.cat([code, torch.relu(self.record(windows[:, -1]))], dim=-1)
         return self.decoder(self.to_latent(code))
 
+    def forward_one_step(self, steps: torch.Tensor) -> torch.Tensor:
+        """:meth:`forward` for windows of one record (the default), given ``steps`` (B, F + 1): the record
+        and its present flag. From the zero initial state an LSTM step is its input projection alone, so
+        the recurrent product (hidden × 4·hidden a record, most of the encoder's work) is skipped. Equal to
+        :meth:`forward` up to float rounding (a test holds them together); single-layer models only."""
+        enc = self.encoder
+        gates = torch.addmm(enc.bias_ih_l0 + enc.bias_hh_l0, steps, enc.weight_ih_l0.t())
+        i, _, g, o = gates.chunk(4, dim=1)  # the forget gate acts on the zero cell state: nothing
+        code = torch.sigmoid(o) * torch.tanh(torch.sigmoid(i) * torch.tanh(g))
+        if self.record is not None:
+            code = torch.cat([code, torch.relu(self.record(steps[:, :-1]))], dim=-1)
+        return self.decoder(self.to_latent(code))
+
 
 class AutoencoderEnsemble(nn.Module):
     """``config.members`` :class:`LSTMAutoencoder` s of one shape; see :func:`squared_errors`."""
@@ -114,11 +128,19 @@ def squared_errors(
     net: LSTMAutoencoder | AutoencoderEnsemble, windows: torch.Tensor, mask: torch.Tensor
 ) -> torch.Tensor:
     """Per-column squared reconstruction error of each window's newest record, (B, F): for an ensemble
-    the mean over its members of each member's own error (not the error of an averaged reconstruction)."""
+    the mean over its members of each member's own error (not the error of an averaged reconstruction).
+
+    Without gradients (scoring, validation, calibration), windows of one record take
+    :meth:`LSTMAutoencoder.forward_one_step`; training's forward pass is unchanged."""
     target = windows[:, -1]
-    if isinstance(net, LSTMAutoencoder):
-        return (net(windows, mask) - target) ** 2
-    total = torch.zeros_like(target)
-    for member in net.members:
-        total += (member(windows, mask) - target) ** 2
-    return total / len(net.members)
+    members = [net] if isinstance(net, LSTMAutoencoder) else list(net.members)
+    if windows.shape[1] == 1 and net.config.layers == 1 and not torch.is_grad_enabled():
+        steps = torch.cat([target, mask[:, -1:]], dim=-1)
+        total = (members[0].forward_one_step(steps) - target) ** 2
+        for member in members[1:]:
+            total += (member.forward_one_step(steps) - target) ** 2
+    else:
+        total = (members[0](windows, mask) - target) ** 2
+        for member in members[1:]:
+            total += (member(windows, mask) - target) ** 2
+    return total / len(members) if len(members) > 1 else total

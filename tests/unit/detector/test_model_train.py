@@ -269,3 +269,30 @@ def test_val_split_last_holds_out_and_calibrates_on_the_most_recent_records():
     assert not np.allclose(sorted(rand.calibration), sorted(recent), rtol=1e-5)
     with pytest.raises(ConfigError, match="val_split = 'newest' must be one of random, last"):
         TrainConfig(val_split="newest")
+
+
+@pytest.mark.parametrize("record_path", [False, True])
+def test_one_record_windows_score_as_the_full_lstm_forward_pass_does(record_path):
+    """Scoring takes a shortcut for windows of one record (no recurrent product on the zero state); it
+    must rebuild exactly what the LSTM's own forward pass rebuilds, to float rounding, with random
+    weights and biases in every gate (a wrong gate order or a dropped bias fails by far more)."""
+    from detector.model import AutoencoderEnsemble, squared_errors
+
+    torch.manual_seed(3)
+    net = AutoencoderEnsemble(
+        ModelConfig(n_features=7, hidden=16, latent=4, members=2, record_path=record_path)
+    )
+    with torch.no_grad():
+        for p in net.parameters():
+            p.normal_(0.0, 0.5)
+    windows = torch.rand(64, 1, 7) * 3
+    mask = torch.ones(64, 1)
+    for member in net.members:
+        full = member(windows, mask)
+        one = member.forward_one_step(torch.cat([windows[:, 0], mask], dim=-1))
+        torch.testing.assert_close(one, full, rtol=1e-5, atol=1e-6)
+    with torch.inference_mode():
+        fast = squared_errors(net, windows, mask)
+    with torch.enable_grad():
+        slow = squared_errors(net, windows, mask).detach()  # gradients on: the LSTM's own pass
+    torch.testing.assert_close(fast, slow, rtol=1e-5, atol=1e-6)
