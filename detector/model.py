@@ -29,7 +29,7 @@ torch.Size([3, 5])
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import Any, cast
 
 import torch
 from torch import nn
@@ -107,7 +107,10 @@ class LSTMAutoencoder(nn.Module):
         the recurrent product (hidden × 4·hidden a record, most of the encoder's work) is skipped. Equal to
         :meth:`forward` up to float rounding (a test holds them together); single-layer models only."""
         enc = self.encoder
-        gates = torch.addmm(enc.bias_ih_l0 + enc.bias_hh_l0, steps, enc.weight_ih_l0.t())
+        w_ih, b_ih, b_hh = (
+            cast(torch.Tensor, getattr(enc, n)) for n in ("weight_ih_l0", "bias_ih_l0", "bias_hh_l0")
+        )
+        gates = torch.addmm(b_ih + b_hh, steps, w_ih.t())
         i, _, g, o = gates.chunk(4, dim=1)  # the forget gate acts on the zero cell state: nothing
         code = torch.sigmoid(o) * torch.tanh(torch.sigmoid(i) * torch.tanh(g))
         if self.record is not None:
@@ -133,7 +136,7 @@ def squared_errors(
     Without gradients (scoring, validation, calibration), windows of one record take
     :meth:`LSTMAutoencoder.forward_one_step`; training's forward pass is unchanged."""
     target = windows[:, -1]
-    members = [net] if isinstance(net, LSTMAutoencoder) else list(net.members)
+    members = [net] if isinstance(net, LSTMAutoencoder) else [cast(LSTMAutoencoder, m) for m in net.members]
     if windows.shape[1] == 1 and net.config.layers == 1 and not torch.is_grad_enabled():
         steps = torch.cat([target, mask[:, -1:]], dim=-1)
         total = (members[0].forward_one_step(steps) - target) ** 2
