@@ -206,13 +206,13 @@ class OnlineThresholder(ABC):
 
     def update_many(self, scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Sequential :meth:`update` over a batch. Returns (alerts, threshold each score was judged by)."""
-        n = len(scores)
-        alerts = np.zeros(n, dtype=bool)
-        thresholds = np.zeros(n, dtype=np.float64)
-        for i, s in enumerate(np.asarray(scores, dtype=np.float64)):
-            thresholds[i] = self.threshold
-            alerts[i] = self.update(s)
-        return alerts, thresholds
+        alerts: list[bool] = []
+        thresholds: list[float] = []
+        update = self.update
+        for s in np.asarray(scores, dtype=np.float64).tolist():  # Python floats: no numpy scalar per score
+            thresholds.append(self.threshold)
+            alerts.append(update(s))
+        return np.array(alerts, dtype=bool), np.array(thresholds, dtype=np.float64)
 
     @property
     def in_quarantine(self) -> bool:
@@ -235,9 +235,11 @@ class OnlineThresholder(ABC):
             if len(self._quarantine) >= pol.quarantine:
                 self._end_quarantine()
             return
-        z = (math.log(max(score, _EPS)) - self._mu) / self._sd
-        self._g_up = max(0.0, self._g_up + z - pol.cusum_k)
-        self._g_down = max(0.0, self._g_down - z - pol.cusum_k)
+        z = (math.log(_EPS if score < _EPS else score) - self._mu) / self._sd
+        up = self._g_up + z - pol.cusum_k
+        down = self._g_down - z - pol.cusum_k
+        self._g_up = up if up > 0.0 else 0.0  # max(0.0, up), without the call: this runs once a record
+        self._g_down = down if down > 0.0 else 0.0
         if self._g_up > pol.cusum_h or self._g_down > pol.cusum_h:
             self._q_direction = 1 if self._g_up > pol.cusum_h else -1
             self._q_threshold = threshold

@@ -25,6 +25,8 @@ import numpy as np
 
 from detector.errors import ConfigError
 
+_NO_CONTEXT: list = []  # what a key holds at window 1: no earlier records
+
 
 class WindowStore:
     """Bounded LRU map key → the last ``window`` encoded records of that key."""
@@ -39,7 +41,8 @@ class WindowStore:
         self.window = window
         self.width = width
         self.max_keys = max_keys
-        self._rings: OrderedDict[Hashable, list] = OrderedDict()  # key -> [buffer (W, F), filled count]
+        # key -> [buffer (W, F), filled count]; at window 1, _NO_CONTEXT
+        self._rings: OrderedDict[Hashable, list] = OrderedDict()
         self.evictions = 0
 
     def __len__(self) -> int:
@@ -70,9 +73,19 @@ class WindowStore:
         if x.shape != (n, self.width):
             raise ValueError(f"expected records of shape ({n}, {self.width}), got {x.shape}")
         w = self.window
+        rings = self._rings
+        if w == 1:  # the default: a window is its record, and only the keys' recency is kept
+            for key in keys:
+                if key in rings:
+                    rings.move_to_end(key)
+                    continue
+                if len(rings) >= self.max_keys:
+                    rings.popitem(last=False)
+                    self.evictions += 1
+                rings[key] = _NO_CONTEXT
+            return x.astype(np.float32).reshape(n, 1, self.width), np.ones((n, 1), dtype=np.float32)
         windows = np.zeros((n, w, self.width), dtype=np.float32)
         mask = np.zeros((n, w), dtype=np.float32)
-        rings = self._rings
         for i, key in enumerate(keys):
             entry = rings.get(key)
             if entry is None:

@@ -36,8 +36,9 @@ def test_store_continues_across_batches():
     np.testing.assert_array_equal(np.concatenate(parts), whole)
 
 
-def test_lru_bound_holds_under_many_keys_and_evicts_the_least_recent():
-    store = WindowStore(window=2, width=1, max_keys=100)
+@pytest.mark.parametrize("window", [1, 2])
+def test_lru_bound_holds_under_many_keys_and_evicts_the_least_recent(window):
+    store = WindowStore(window=window, width=1, max_keys=100)
     keys = [f"10.0.{i // 256}.{i % 256}" for i in range(10_000)]
     store.push_many(keys, np.ones((10_000, 1), dtype=np.float32))
     assert len(store) == 100
@@ -62,3 +63,19 @@ def test_bad_configuration_is_named():
         WindowStore(0, 3)
     with pytest.raises(ConfigError, match="max_keys = -1"):
         WindowStore(2, 3, max_keys=-1)
+
+
+def test_window_one_keeps_the_same_keys_as_longer_windows_and_each_record_is_its_window():
+    """Window 1 keeps no buffers, only the keys' recency: the same live keys, order and evictions."""
+    rng = np.random.default_rng(2)
+    one, three = WindowStore(1, 2, max_keys=40), WindowStore(3, 2, max_keys=40)
+    for _ in range(20):
+        keys = rng.choice([f"h{i}" for i in range(60)], size=37).tolist()
+        x = rng.normal(size=(37, 2)).astype(np.float32)
+        w, m = one.push_many(keys, x)
+        three.push_many(keys, x)
+        assert w.shape == (37, 1, 2) and w.dtype == np.float32 and m.tolist() == [[1.0]] * 37
+        np.testing.assert_array_equal(w[:, 0], x)
+        assert one.keys() == three.keys() and one.evictions == three.evictions
+    one.discard(one.keys()[:5])
+    assert len(one) == 35
