@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import operator
 import threading
 import time
 from collections.abc import Callable
@@ -41,6 +42,8 @@ from detector.thresholds import make_thresholder
 log = logging.getLogger(__name__)
 VERSION = "0.1.0"
 DEAD_LETTER_MAX_KEY_BYTES = 4_096  # a longer key is cut in the dead letter (its size in a header)
+# a consumed record's fields, in InputMessage's order
+_MESSAGE_FIELDS = operator.attrgetter("topic", "partition", "offset", "key", "value", "timestamp")
 MAX_CONNECT_PAUSE_S = 30.0  # longest pause between connection attempts while Kafka is unreachable at start
 
 
@@ -358,9 +361,9 @@ class DetectorService:
         self.metrics.ready.set(1 if self.state.assigned and self.state.broker_ok else 0)
         started = time.monotonic()
         messages = [
-            InputMessage(r.topic, r.partition, r.offset, r.key, r.value, r.timestamp)
+            message
             for tp in sorted(polled, key=lambda t: t.partition)
-            for r in polled[tp]
+            for message in map(InputMessage._make, map(_MESSAGE_FIELDS, polled[tp]))
         ]
         events: list[dict[str, Any]] = []
         dead: list[DeadLetter] = []
@@ -373,12 +376,11 @@ class DetectorService:
             if not self._flush_until_done(stop):
                 return len(messages)  # stopping during an outage: leave the batch uncommitted
         if messages:
-            offsets: dict[TopicPartition, OffsetAndMetadata] = {}
-            for m in messages:
-                tp = TopicPartition(m.topic, m.partition)
-                offsets[tp] = OffsetAndMetadata(
-                    max(m.offset + 1, offsets[tp].offset if tp in offsets else 0), "", -1
-                )
+            offsets = {  # past the last record of each partition's run (a fetch returns offsets in order)
+                tp: OffsetAndMetadata(max(r.offset for r in records) + 1, "", -1)
+                for tp, records in polled.items()
+                if records
+            }
             if self._commit(offsets, stop):
                 now = self.clock()
                 stamps = np.fromiter(
