@@ -12,6 +12,7 @@ and are committed past. A broker outage is waited out (logged, visible in ``flow
 from __future__ import annotations
 
 import contextlib
+import gc
 import json
 import logging
 import operator
@@ -45,6 +46,17 @@ DEAD_LETTER_MAX_KEY_BYTES = 4_096  # a longer key is cut in the dead letter (its
 # a consumed record's fields, in InputMessage's order
 _MESSAGE_FIELDS = operator.attrgetter("topic", "partition", "offset", "key", "value", "timestamp")
 MAX_CONNECT_PAUSE_S = 30.0  # longest pause between connection attempts while Kafka is unreachable at start
+
+
+def settle_heap() -> None:
+    """Put what the service holds for its lifetime (modules, the model, the clients) out of the cyclic
+    garbage collector's sight: each full collection walked all of it (about 210,000 objects) while
+    every batch's records came and went, 1.8 s of a 15 s backlog run (0.5 s with them frozen). Called
+    when the loop starts and after a model reload (unfrozen and collected first, so an old model's
+    cycles are freed)."""
+    gc.unfreeze()
+    gc.collect()
+    gc.freeze()
 
 
 @dataclass
@@ -210,6 +222,7 @@ class DetectorService:
         old = self.model.version
         self._publish(self.episodes.close_where(lambda ep: True, "model_reload"), [])
         self._install_model(model)
+        settle_heap()
         self.metrics.model_reloads.labels(result="ok").inc()
         log.info("model reloaded: %s → %s", old, model.version)
 
@@ -335,6 +348,7 @@ class DetectorService:
             self.model.version,
             self.model.schema.name,
         )
+        settle_heap()
         try:
             while not stop.is_set():
                 self.step(stop)
