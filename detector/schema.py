@@ -14,6 +14,8 @@ Validation rules (documented in the README, applied identically to files and liv
   its rate fields are NaN/Infinity when a flow lasted 0 µs), which repairs them to 0 and counts them;
 - a negative value in a field that cannot be negative (every numeric field not listed as ``signed``)
   is rejected (``negative value``);
+- a timestamp that does not parse, or is not between 1970 and 2100 in seconds since the epoch (a millisecond
+  epoch, say), is rejected (``not a valid timestamp``); a record without one is not;
 - a categorical value that is empty is rejected; an unseen category is *not* an error here — the feature
   encoder maps it to the unknown bucket and counts it.
 
@@ -42,6 +44,7 @@ GLOBAL_KEY = "*"
 # an entity key longer than this is shortened (see bounded_key): keys are held per window and sent in alerts,
 # and a producer with a bug (or an attacker) must not make each one as large as a whole message
 MAX_KEY_CHARS = 256
+LATEST_TIMESTAMP_S = 4_102_444_800  # 2100-01-01T00:00:00Z: later is a unit mistake (ms or µs), not a time
 """Entity key used when a schema has no key field or a record lacks it: one shared window stream."""
 
 Format = Literal["csv", "zeek"]
@@ -491,6 +494,10 @@ def parse_table(
                 timestamps = _parse_datetimes(raw)
             absent = np.fromiter((_is_missing(v) for v in raw), dtype=bool, count=n)  # no time: fine
         reject(~np.isfinite(timestamps) & ~absent, schema.timestamp, raw, "not a valid timestamp")
+        outside = (timestamps < 0) | (timestamps >= LATEST_TIMESTAMP_S)  # (NaN is neither: rejected above)
+        if outside.any():
+            reject(outside, schema.timestamp, raw, "not a valid timestamp: not between 1970 and 2100 in seconds "
+                   "since the epoch (milliseconds?)")  # fmt: skip
 
     labels = None
     if schema.label is not None and schema.label in table:

@@ -248,3 +248,27 @@ def test_one_odd_value_sends_its_column_down_the_general_path_with_the_same_resu
         assert verdict == [(e.code, e.field) for e in general.rejected if e.where == "m12"], name
         if not verdict:
             assert both.numeric[-1].tolist() == general.numeric[both.row_index.tolist().index(12)].tolist()
+
+
+@pytest.mark.parametrize(
+    "ts, ok",
+    [
+        (1.7e9, True),
+        (0, True),
+        (1.7e12, False),
+        (1e300, False),
+        (-5, False),
+        ("1.7e9", True),
+        ("x", False),
+        (None, True),
+    ],
+)
+def test_timestamps_outside_1970_to_2100_in_seconds_are_rejected(ts, ok):
+    """A millisecond epoch (1.7e12) or a negative one once passed as an event time in the year 55,000."""
+    s = builtin_schema("kdd")
+    rows = [kdd_row(ts=1.7e9), kdd_row(ts=ts)]
+    b = parse_table(s, table_of(rows), ["m0", "m1"])
+    assert len(b) == (2 if ok else 1)
+    if not ok:
+        (err,) = b.rejected
+        assert err.code == "bad_timestamp" and err.field == "ts" and "not a valid timestamp" in str(err)
