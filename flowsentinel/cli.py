@@ -418,7 +418,7 @@ def _add_settings_flags(
                 help=f"default {'on' if default else 'off'} (env FLOWSENTINEL_{f.name.upper()})",
             )
         else:
-            shown = "***" if "password" in f.name else default
+            shown = ("***" if default else "") if "password" in f.name else default  # never a secret's text
             parser.add_argument(
                 flag,
                 dest=f.name,
