@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 from kafka import KafkaConsumer, KafkaProducer
 from kafka.consumer.subscription_state import ConsumerRebalanceListener
 from kafka.errors import CommitFailedError, KafkaConfigurationError, KafkaError
@@ -348,6 +349,7 @@ class DetectorService:
             self.model.version,
             self.model.schema.name,
         )
+        torch.set_num_threads(self.settings.torch_threads)  # the process's: see Settings.torch_threads
         settle_heap()
         try:
             while not stop.is_set():
