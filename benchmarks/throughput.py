@@ -203,6 +203,7 @@ def bench_latency(bootstrap: str, model: Path, workdir: Path, rate: float, secon
         proc.send_signal(signal.SIGTERM)
         proc.wait(60)
     name = "flowsentinel_end_to_end_latency_seconds"
+    batch = "flowsentinel_batch_duration_seconds"  # the detector's own part: poll returned → committed
     return {
         "offered_rate": rate,
         "seconds": seconds,
@@ -211,6 +212,10 @@ def bench_latency(bootstrap: str, model: Path, workdir: Path, rate: float, secon
         "p50_seconds": round(quantile_from_buckets(m, name, 0.5), 4),
         "p99_seconds": round(quantile_from_buckets(m, name, 0.99), 4),
         "mean_seconds": round(m[name + "_sum"] / m[name + "_count"], 4),
+        "batches": int(m[batch + "_count"]),
+        "records_per_batch": round(m["flowsentinel_records_consumed_total"] / max(m[batch + "_count"], 1), 1),
+        "batch_p50_seconds": round(quantile_from_buckets(m, batch, 0.5), 4),
+        "batch_p99_seconds": round(quantile_from_buckets(m, batch, 0.99), 4),
     }
 
 
