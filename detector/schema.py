@@ -41,11 +41,11 @@ import pandas as pd
 from detector.errors import RecordError, SchemaError
 
 GLOBAL_KEY = "*"
+"""Entity key used when a schema has no key field or a record lacks it: one shared window stream."""
 # an entity key longer than this is shortened (see bounded_key): keys are held per window and sent in alerts,
 # and a producer with a bug (or an attacker) must not make each one as large as a whole message
 MAX_KEY_CHARS = 256
 LATEST_TIMESTAMP_S = 4_102_444_800  # 2100-01-01T00:00:00Z: later is a unit mistake (ms or µs), not a time
-"""Entity key used when a schema has no key field or a record lacks it: one shared window stream."""
 
 Format = Literal["csv", "zeek"]
 TimestampKind = Literal["epoch", "datetime"]
@@ -482,10 +482,14 @@ def parse_table(
     if schema.timestamp is not None and schema.timestamp in table:
         raw = as_objects(table[schema.timestamp])
         types = set(map(type, raw))
-        if schema.timestamp_kind == "epoch" and types <= _JSON_NUMBERS:
-            timestamps = _to_float(raw)  # numbers only: none is absent, and NaN or inf is not valid
-            absent = np.zeros(n, dtype=bool)
-        else:
+        fast = schema.timestamp_kind == "epoch" and types <= _JSON_NUMBERS
+        if fast:
+            try:
+                timestamps = raw.astype(np.float64)  # numbers only: none is absent, NaN or inf not valid
+                absent = np.zeros(n, dtype=bool)
+            except OverflowError:  # an integer beyond float range: not a valid timestamp, as below
+                fast = False
+        if not fast:
             if schema.timestamp_kind == "epoch":
                 timestamps = pd.to_numeric(pd.Series(raw, dtype=object), errors="coerce").to_numpy(
                     dtype=np.float64
