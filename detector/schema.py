@@ -403,54 +403,43 @@ def parse_table(
     numeric = np.zeros((n, len(schema.numeric)), dtype=np.float64)
     for j, name in enumerate(schema.numeric):
         column = table[name]
-        types = set(map(type, column))
-        if types <= _JSON_NUMBERS and len(column) == n:  # (a length that differs: the general path says so)
-            try:
-                values = np.array(column, dtype=np.float64)
-            except OverflowError:  # an integer beyond float range: the general path says what it is
-                values = np.full(n, np.nan)
-            if np.isfinite(values).all():
-                if name not in schema.signed and (values < 0).any():
-                    reject(
-                        values < 0,
-                        name,
-                        as_objects(column),
-                        "negative value in a field that cannot be negative",
-                    )
-                numeric[:, j] = values
-                continue
-        raw = as_objects(column)
-        values = _to_float(raw)
-        nan = np.isnan(values)
-        if nan.any():
-            for i in np.flatnonzero(nan).tolist():
-                v = raw[i]
-                if isinstance(v, str) and v.strip() in schema.unset_tokens:
-                    values[i] = 0.0
-                    repaired[name] = repaired.get(name, 0) + 1
-                elif _is_missing(v):
-                    reject(_one(n, i), name, raw, "missing value")
-                elif (isinstance(v, float) and math.isnan(v)) or (
-                    isinstance(v, str) and v.strip().lower() in _NAN_TEXT
-                ):
-                    if schema.nonfinite == "zero":
+        values = _finite_numbers(column, n)
+        if values is not None:
+            raw = None
+        else:
+            raw = as_objects(column)
+            values = _to_float(raw)
+            nan = np.isnan(values)
+            if nan.any():
+                for i in np.flatnonzero(nan).tolist():
+                    v = raw[i]
+                    if isinstance(v, str) and v.strip() in schema.unset_tokens:
                         values[i] = 0.0
                         repaired[name] = repaired.get(name, 0) + 1
+                    elif _is_missing(v):
+                        reject(_one(n, i), name, raw, "missing value")
+                    elif (isinstance(v, float) and math.isnan(v)) or (
+                        isinstance(v, str) and v.strip().lower() in _NAN_TEXT
+                    ):
+                        if schema.nonfinite == "zero":
+                            values[i] = 0.0
+                            repaired[name] = repaired.get(name, 0) + 1
+                        else:
+                            reject(_one(n, i), name, raw, "non-finite value (NaN) is not allowed")
                     else:
-                        reject(_one(n, i), name, raw, "non-finite value (NaN) is not allowed")
+                        reject(_one(n, i), name, raw, "not a number")
+            if bool in set(map(type, raw)):
+                is_bool = np.fromiter((isinstance(v, bool) for v in raw), dtype=bool, count=n)
+                reject(is_bool, name, raw, "not a number (boolean)")
+            inf = np.isinf(values)
+            if inf.any():
+                if schema.nonfinite == "zero":
+                    values[inf] = 0.0
+                    repaired[name] = repaired.get(name, 0) + int(inf.sum())
                 else:
-                    reject(_one(n, i), name, raw, "not a number")
-        if bool in types:
-            is_bool = np.fromiter((isinstance(v, bool) for v in raw), dtype=bool, count=n)
-            reject(is_bool, name, raw, "not a number (boolean)")
-        inf = np.isinf(values)
-        if inf.any():
-            if schema.nonfinite == "zero":
-                values[inf] = 0.0
-                repaired[name] = repaired.get(name, 0) + int(inf.sum())
-            else:
-                reject(inf, name, raw, "non-finite value (inf) is not allowed")
-        if name not in schema.signed:
+                    reject(inf, name, raw, "non-finite value (inf) is not allowed")
+        if name not in schema.signed and (values < 0).any():
+            raw = as_objects(column) if raw is None else raw
             reject(values < 0, name, raw, "negative value in a field that cannot be negative")
         numeric[:, j] = values
 
@@ -481,15 +470,10 @@ def parse_table(
     timestamps = np.full(n, np.nan)
     if schema.timestamp is not None and schema.timestamp in table:
         raw = as_objects(table[schema.timestamp])
-        types = set(map(type, raw))
-        fast = schema.timestamp_kind == "epoch" and types <= _JSON_NUMBERS
-        if fast:
-            try:
-                timestamps = raw.astype(np.float64)  # numbers only: none is absent, NaN or inf not valid
-                absent = np.zeros(n, dtype=bool)
-            except OverflowError:  # an integer beyond float range: not a valid timestamp, as below
-                fast = False
-        if not fast:
+        numbers = _finite_numbers(raw, n) if schema.timestamp_kind == "epoch" else None
+        if numbers is not None:
+            timestamps, absent = numbers, np.zeros(n, dtype=bool)
+        else:
             if schema.timestamp_kind == "epoch":
                 timestamps = pd.to_numeric(pd.Series(raw, dtype=object), errors="coerce").to_numpy(
                     dtype=np.float64
@@ -538,6 +522,18 @@ def parse_table(
 
 
 _JSON_NUMBERS = {int, float}
+
+
+def _finite_numbers(column: Sequence[object] | np.ndarray, n: int) -> np.ndarray | None:
+    """The fast path of a numeric column: ``column`` as float64 when it holds ``n`` JSON numbers (int or
+    float; not bool) that are all finite; else None, and the general path says what is wrong."""
+    if len(column) != n or not set(map(type, column)) <= _JSON_NUMBERS:
+        return None
+    try:
+        values = np.array(column, dtype=np.float64)
+    except OverflowError:  # an integer beyond float range
+        return None
+    return values if np.isfinite(values).all() else None
 
 
 def _object_array(values: Sequence[object]) -> np.ndarray:
