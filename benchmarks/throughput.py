@@ -69,7 +69,16 @@ def rss_mib(pid: int) -> float:
 
 
 def start_detector(
-    bootstrap: str, topic: str, group: str, model: Path, port: int, log: Path, **extra: str
+    bootstrap: str,
+    topic: str,
+    group: str,
+    model: Path,
+    port: int,
+    log: Path,
+    *,
+    checkout: Path = ROOT,
+    env: dict[str, str] | None = None,
+    **extra: str,
 ) -> subprocess.Popen:
     args = [
         sys.executable,
@@ -103,7 +112,9 @@ def start_detector(
     ]
     for k, v in extra.items():
         args += ["--" + k.replace("_", "-"), v]
-    return subprocess.Popen(args, stdout=log.open("w"), stderr=subprocess.STDOUT, cwd=ROOT)
+    return subprocess.Popen(
+        args, stdout=log.open("w"), stderr=subprocess.STDOUT, cwd=checkout, env={**os.environ, **(env or {})}
+    )
 
 
 def wait_metric(port: int, key: str, target: float, timeout: float) -> dict[str, float]:
@@ -155,18 +166,7 @@ def bench_backlog(bootstrap: str, model: Path, workdir: Path, n: int) -> dict:
     port = free_port()
     proc = start_detector(bootstrap, topic, "bench-backlog", model, port, workdir / "backlog.log")
     try:
-        wait_metric(port, "flowsentinel_records_scored_total", 1, 120)
-        t0 = time.monotonic()
-        first = scrape(port)["flowsentinel_records_scored_total"]
-        m = wait_metric(port, "flowsentinel_records_scored_total", n, 900)
-        # committed: lag 0 on every partition
-        while True:
-            m = scrape(port)
-            lags = list(consumer_lags(m).values())
-            if lags and all(v == 0 for v in lags):
-                break
-            time.sleep(0.1)
-        elapsed = time.monotonic() - t0
+        elapsed, rate = time_backlog(port, n)
         rss = rss_mib(proc.pid)
     finally:
         proc.send_signal(signal.SIGTERM)
@@ -175,9 +175,25 @@ def bench_backlog(bootstrap: str, model: Path, workdir: Path, n: int) -> dict:
         "records": n,
         "producer": prod,
         "seconds": round(elapsed, 2),
-        "records_per_second": round((n - first) / elapsed),
+        "records_per_second": round(rate),
         "rss_mib_end": round(rss),
     }
+
+
+def time_backlog(port: int, n: int) -> tuple[float, float]:
+    """(seconds, records/s) of a detector working through a backlog of ``n`` records: from its first
+    scored record until every record is scored and every partition's lag is 0 (committed)."""
+    wait_metric(port, "flowsentinel_records_scored_total", 1, 120)
+    t0 = time.monotonic()
+    first = scrape(port)["flowsentinel_records_scored_total"]
+    wait_metric(port, "flowsentinel_records_scored_total", n, 900)
+    while True:
+        lags = list(consumer_lags(scrape(port)).values())
+        if lags and all(v == 0 for v in lags):
+            break
+        time.sleep(0.1)
+    elapsed = time.monotonic() - t0
+    return elapsed, (n - first) / elapsed
 
 
 def bench_latency(bootstrap: str, model: Path, workdir: Path, rate: float, seconds: float) -> dict:

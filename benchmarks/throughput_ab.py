@@ -18,25 +18,21 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import signal
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # run as a script from a checkout
 
-from throughput import produce  # noqa: E402  (benchmarks/ is sys.path[0] when run as a script)
+from throughput import produce, start_detector, time_backlog  # noqa: E402  (benchmarks/ is sys.path[0] when run as a script)
 
 from detector.artifact import save_artifact  # noqa: E402
 from detector.train import TrainConfig, train  # noqa: E402
 from flowsentinel.broker import EmbeddedBroker, free_port  # noqa: E402
 from flowsentinel.kafka_admin import ensure_topics  # noqa: E402
 from producers.synthetic import normal_training_records, to_batch  # noqa: E402
-from tests.integration.conftest import consumer_lags, scrape  # noqa: E402
 
 
 def variant(text: str) -> tuple[str, Path, dict[str, str]]:
@@ -51,55 +47,6 @@ def variant(text: str) -> tuple[str, Path, dict[str, str]]:
     if any(not (k and s) for k, s, _ in pairs):
         raise argparse.ArgumentTypeError(f"variant {text!r}: environment must be VAR=VALUE,...")
     return label, path, {k: v for k, _, v in pairs}
-
-
-def metrics(port: int) -> dict[str, float]:
-    try:
-        return scrape(port)
-    except OSError:
-        return {}
-
-
-def one_run(
-    bootstrap: str,
-    topic: str,
-    group: str,
-    model: Path,
-    checkout: Path,
-    env: dict[str, str],
-    n: int,
-    log: Path,
-) -> float:
-    """Records/s from the first scored record until every partition's lag is 0."""
-    port = free_port()
-    args = [sys.executable, "-m", "flowsentinel", "detect", "--bootstrap-servers", bootstrap,
-            "--input-topic", topic, "--alerts-topic", topic + ".alerts", "--dead-letter-topic", topic + ".dead",
-            "--group", group, "--model", str(model), "--metrics-port", str(port), "--metrics-host", "127.0.0.1",
-            "--session-timeout-ms", "6000", "--heartbeat-interval-ms", "1000", "--risk", "0.002",
-            "--state-dir", str(log.with_suffix(".state"))]  # fmt: skip
-    with log.open("w") as out:
-        proc = subprocess.Popen(
-            args, cwd=checkout, env={**os.environ, **env}, stdout=out, stderr=subprocess.STDOUT
-        )
-    try:
-        deadline = time.monotonic() + 180
-        while metrics(port).get("flowsentinel_records_scored_total", 0) < 1:
-            if time.monotonic() > deadline or proc.poll() is not None:
-                raise RuntimeError(f"detector from {checkout} scored nothing; see {log}")
-            time.sleep(0.05)
-        t0 = time.monotonic()
-        first = metrics(port)["flowsentinel_records_scored_total"]
-        while True:  # scrapes cost the detector CPU: once a second, every 0.1 s near the end
-            m = metrics(port)
-            scored = m.get("flowsentinel_records_scored_total", 0)
-            lags = list(consumer_lags(m).values())
-            if scored >= n and lags and all(v == 0 for v in lags):
-                break
-            time.sleep(0.1 if scored > 0.9 * n else 1.0)
-        return (n - first) / (time.monotonic() - t0)
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        proc.wait(60)
 
 
 def main() -> None:
@@ -121,8 +68,14 @@ def main() -> None:
         produce(broker.bootstrap, topic, args.backlog, rate=None, hosts=2000, seed=1)
         for r in range(args.rounds):
             for label, checkout, env in args.variants:
-                rate = one_run(broker.bootstrap, topic, f"{label}-{r}", work / "model", checkout, env,
-                               args.backlog, work / f"{label}-{r}.log")  # fmt: skip
+                log, port = work / f"{label}-{r}.log", free_port()
+                proc = start_detector(broker.bootstrap, topic, f"{label}-{r}", work / "model", port, log,
+                                      checkout=checkout, env=env, state_dir=str(log.with_suffix(".state")))  # fmt: skip
+                try:
+                    rate = time_backlog(port, args.backlog)[1]
+                finally:
+                    proc.send_signal(signal.SIGTERM)
+                    proc.wait(60)
                 rates[label].append(round(rate))
                 print(f"round {r + 1}: {label} {rate:,.0f} records/s", flush=True)
     summary = {label: {"runs": v, "mean": round(sum(v) / len(v))} for label, v in rates.items()}
