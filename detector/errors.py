@@ -52,6 +52,8 @@ class RecordError(FlowSentinelError, ValueError):
             parts.append(f"{self.where}: ")
         if self.field is not None:
             shown = repr(_clip(self.value))
+            if len(shown) > 100:  # a 400-digit integer, a long JSON array
+                shown = f"{shown[:80]}… ({len(shown):,} characters)"
             parts.append(f"field {self.field!r} = {shown}: ")
         parts.append(self.reason)
         return "".join(parts)

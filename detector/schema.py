@@ -475,9 +475,9 @@ def parse_table(
             timestamps, absent = numbers, np.zeros(n, dtype=bool)
         else:
             if schema.timestamp_kind == "epoch":
-                timestamps = pd.to_numeric(pd.Series(raw, dtype=object), errors="coerce").to_numpy(
-                    dtype=np.float64
-                )
+                timestamps = pd.to_numeric(
+                    pd.Series(_huge_ints_as_inf(raw), dtype=object), errors="coerce"
+                ).to_numpy(dtype=np.float64)
             else:
                 timestamps = _parse_datetimes(raw)
             absent = np.fromiter((_is_missing(v) for v in raw), dtype=bool, count=n)  # no time: fine
@@ -547,9 +547,27 @@ def _to_float(raw: np.ndarray) -> np.ndarray:
     """Numbers from strings or JSON values; NaN where a value is not a number (classified by the caller)."""
     try:
         return raw.astype(np.float64)  # fast path: every value is numeric text or a number
-    except (ValueError, TypeError):
-        coerced = pd.to_numeric(pd.Series(raw, dtype=object), errors="coerce")
+    except (ValueError, TypeError, OverflowError):
+        coerced = pd.to_numeric(pd.Series(_huge_ints_as_inf(raw), dtype=object), errors="coerce")
         return np.array(coerced.to_numpy(dtype=np.float64), dtype=np.float64)  # a writable copy
+
+
+def _huge_ints_as_inf(raw: np.ndarray) -> np.ndarray:
+    """``raw`` with every integer beyond float range (JSON allows 400 digits) as ±inf, so that it is judged
+    as the text ``1e999`` is — infinite — instead of making numpy and pandas raise OverflowError."""
+    if not any(type(v) is int and _overflows(v) for v in raw):
+        return raw
+    return _object_array(
+        [(math.inf if v > 0 else -math.inf) if type(v) is int and _overflows(v) else v for v in raw]
+    )
+
+
+def _overflows(v: int) -> bool:
+    try:
+        float(v)
+    except OverflowError:
+        return True
+    return False
 
 
 def _reason_code(reason: str) -> str:

@@ -135,6 +135,29 @@ def test_json_that_makes_the_parser_raise_is_not_json(value):
     assert [d.reason for d in dead] == ["not_json"]
 
 
+@pytest.mark.parametrize(("field", "reason"), [("src_bytes", "non_finite"), ("ts", "bad_timestamp")])
+@pytest.mark.parametrize("sign", ["", "-"])
+def test_an_integer_beyond_float_range_is_judged_by_its_field_not_isolated(field, reason, sign):
+    """JSON allows 400 digits, Python's json parses them to an int that numpy and pandas cannot convert:
+    such a value once made parse_table raise, so the service's guard dead-lettered it as 'invalid' after
+    decoding each message of the batch alone. It is infinite, as the text '1e999' is."""
+    schema = builtin_schema("kdd")
+    good = [dict(r, ts=1.7e9 + i) for i, r in enumerate(normal_training_records(3, seed=1))]
+    huge = json.dumps(good[1]).replace(f'"{field}": ', f'"{field}": {sign}1{"0" * 400} and ', 1)
+    huge = huge.replace(" and " + json.dumps(good[1][field]), "", 1)
+    assert len(huge) > 400 and json.loads(huge)[field] == int(f"{sign}1{'0' * 400}")
+    messages = [
+        msg(json.dumps(good[0]).encode(), 0),
+        msg(huge.encode(), 1),
+        msg(json.dumps(good[2]).encode(), 2),
+    ]
+    batch, kept, dead = decode_messages(messages, schema, max_bytes=10_000)
+    assert [m.offset for m in kept] == [0, 2] and len(batch) == 2
+    assert [(d.message.offset, d.reason) for d in dead] == [(1, reason)]
+    assert f"field '{field}' = {sign}1000" in dead[0].detail and "(40" in dead[0].detail
+    assert len(dead[0].detail) < 250
+
+
 def test_a_message_that_makes_decoding_raise_is_isolated_and_the_rest_scored(tiny_model, monkeypatch):
     """The guard behind decode_messages: whatever raises there is dead-lettered per message (simulated here by
     a decoder that fails on one message; no real input is known to do it since the case above was fixed)."""
