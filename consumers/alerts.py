@@ -1,14 +1,14 @@
 """Alert messages and episodes.
 
-A record above the threshold is an *alert*. Consecutive alerts of one entity key form an *episode*; the
-alerts topic carries episode events, not one message per record, so a flood of 100,000 attack records is a
-handful of messages:
+A record above the threshold is an *alert*. Consecutive alerts of one entity key (in one input topic)
+form an *episode*; the alerts topic carries episode events, not one message per record, so a flood of
+100,000 attack records is a handful of messages:
 
 - ``opened`` — the first alert of a key (after a quiet period);
 - ``updated`` — when the episode's severity rises, or at most every ``update_s`` while alerts continue;
-- ``closed`` — after ``quiet_s`` seconds without an alert for the key (or at shutdown, when the key's
-  partition is revoked, or when more than ``max_open`` episodes are open — the oldest closes — with the
-  reason).
+- ``closed`` — after ``quiet_s`` seconds without an alert for the key (or at shutdown, when the partition
+  of its first alert is revoked, or when more than ``max_open`` episodes are open — the oldest closes —
+  with the reason).
 
 Every message id is derived from the topic, partition and offset of the record that triggered it (and the
 event), so a replay after a crash yields the same ids and consumers can de-duplicate. The episode id is
@@ -111,7 +111,8 @@ class EpisodeTracker:
         self.update_s = update_s
         self.clock = clock
         self.max_open = max_open
-        self.open: dict[str, Episode] = {}  # insertion order = opening order
+        # by (input topic, key): one host's episode per topic it is seen in; insertion order = opening order
+        self.open: dict[tuple[str, str], Episode] = {}
 
     def observe(self, alerts: Iterable[AlertRecord]) -> list[dict[str, Any]]:
         """Fold a batch's alerts (in stream order) into episodes; return the messages to publish."""
@@ -119,7 +120,7 @@ class EpisodeTracker:
         now = self.clock()
         for a in alerts:
             sev = severity(a.score, a.threshold)
-            ep = self.open.get(a.key)
+            ep = self.open.get((a.topic, a.key))
             if ep is None:
                 ep_id = message_id(a.topic, a.partition, a.offset, "opened")
                 ep = Episode(
@@ -136,7 +137,7 @@ class EpisodeTracker:
                 self._count_label(ep, a)
                 if len(self.open) >= self.max_open:  # memory stays bounded under a many-source attack
                     out.append(self._close(next(iter(self.open)), "capacity", now))
-                self.open[a.key] = ep
+                self.open[a.topic, a.key] = ep
                 out.append(self._message(ep, a, "opened", now))
                 continue
             escalated = SEVERITIES.index(sev) > SEVERITIES.index(ep.max_severity)
@@ -166,7 +167,7 @@ class EpisodeTracker:
         keys = [k for k, ep in self.open.items() if predicate(ep)]
         return [self._close(k, reason, now) for k in keys]
 
-    def _close(self, key: str, reason: str, now: float) -> dict[str, Any]:
+    def _close(self, key: tuple[str, str], reason: str, now: float) -> dict[str, Any]:
         ep = self.open.pop(key)
         msg = self._message(ep, ep.last, "closed", now)
         msg["close_reason"] = reason

@@ -180,7 +180,10 @@ class Metrics:
                 registry=r,
             ),
             consumer_lag=Gauge(
-                p + "consumer_lag", "Records behind the partition's high watermark", ["partition"], registry=r
+                p + "consumer_lag",
+                "Records behind the partition's high watermark",
+                ["topic", "partition"],
+                registry=r,
             ),
             assigned_partitions=Gauge(
                 p + "assigned_partitions", "Input partitions assigned to this instance", registry=r

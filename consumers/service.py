@@ -49,6 +49,14 @@ _MESSAGE_FIELDS = operator.attrgetter("topic", "partition", "offset", "key", "va
 MAX_CONNECT_PAUSE_S = 30.0  # longest pause between connection attempts while Kafka is unreachable at start
 
 
+def _partition_list(partitions: set[tuple[str, int]]) -> str:
+    """(topic, partition) pairs for a log line: ``records[0, 1], other[2]``."""
+    by_topic: dict[str, list[int]] = {}
+    for topic, p in sorted(partitions):
+        by_topic.setdefault(topic, []).append(p)
+    return ", ".join(f"{t}{ps}" for t, ps in by_topic.items()) or "none"
+
+
 def settle_heap() -> None:
     """Put what the service holds for its lifetime (modules, the model, the clients) out of the cyclic
     garbage collector's sight: each full collection walked all of it (about 210,000 objects) while
@@ -76,10 +84,10 @@ class _Rebalance(ConsumerRebalanceListener):
         self.service = service
 
     def on_partitions_revoked(self, revoked: Any) -> None:
-        self.service._on_revoked({tp.partition for tp in revoked})
+        self.service._on_revoked({(tp.topic, tp.partition) for tp in revoked})
 
     def on_partitions_assigned(self, assigned: Any) -> None:
-        self.service._on_assigned({tp.partition for tp in assigned})
+        self.service._on_assigned({(tp.topic, tp.partition) for tp in assigned})
 
 
 class DetectorService:
@@ -265,11 +273,13 @@ class DetectorService:
         except KafkaError as exc:
             log.warning("could not list the cluster's topics: %s", exc)
             return
-        if s.input_topic not in existing:
-            log.warning(
-                "input topic %r does not exist (yet), or this client may not see it: nothing to score until it does",
-                s.input_topic,
-            )
+        for topic in s.input_topics:
+            if topic not in existing:
+                log.warning(
+                    "input topic %r does not exist (yet), or this client may not see it: nothing to score from "
+                    "it until it does",
+                    topic,
+                )
         missing = [t for t in (s.alerts_topic, s.dead_letter_topic) if t not in existing]
         if missing:
             log.warning(
@@ -291,7 +301,7 @@ class DetectorService:
             max_poll_interval_ms=s.max_poll_interval_ms,
             fetch_max_wait_ms=s.fetch_max_wait_ms,  # bounds the idle wait of a fetch: latency at low rates
         )
-        self._consumer.subscribe([s.input_topic], listener=_Rebalance(self))
+        self._consumer.subscribe(list(s.input_topics), listener=_Rebalance(self))
         self._producer = KafkaProducer(
             **common,
             acks="all",
@@ -318,24 +328,28 @@ class DetectorService:
             self._producer = None
 
     # ------------------------------------------------------------------ rebalance
-    def _on_revoked(self, partitions: set[int]) -> None:
+    def _on_revoked(self, partitions: set[tuple[str, int]]) -> None:
+        """``partitions``: (topic, partition) pairs. Their windows and open episodes go: whoever is assigned
+        them next starts their keys afresh."""
         self.metrics.rebalances.labels(kind="revoked").inc()
         store = self.detector.windows
-        store.discard([k for k in list(store.keys()) if isinstance(k, tuple) and k[0] in partitions])
-        closed = self.episodes.close_where(lambda ep: ep.partition in partitions, "rebalance")
+        store.discard([k for k in list(store.keys()) if isinstance(k, tuple) and k[:2] in partitions])
+        closed = self.episodes.close_where(
+            lambda ep: (ep.first.topic, ep.partition) in partitions, "rebalance"
+        )
         if closed:
             self._publish(closed, [])
             self._flush_bounded(10.0)  # inside poll(): never wait out a whole outage here
-        for p in partitions:
+        for topic, p in partitions:
             with contextlib.suppress(KeyError):
-                self.metrics.consumer_lag.remove(str(p))
-        log.info("partitions revoked: %s", sorted(partitions))
+                self.metrics.consumer_lag.remove(topic, str(p))
+        log.info("partitions revoked: %s", _partition_list(partitions))
 
-    def _on_assigned(self, partitions: set[int]) -> None:
+    def _on_assigned(self, partitions: set[tuple[str, int]]) -> None:
         self.metrics.rebalances.labels(kind="assigned").inc()
         self.state.assigned = len(partitions)
         self.metrics.assigned_partitions.set(len(partitions))
-        log.info("partitions assigned: %s", sorted(partitions))
+        log.info("partitions assigned: %s", _partition_list(partitions))
 
     # ------------------------------------------------------------------ the loop
     def run(self, stop: threading.Event) -> None:
@@ -344,7 +358,7 @@ class DetectorService:
         self.state.started = True
         log.info(
             "consuming %s as group %s with model %s (%s)",
-            self.settings.input_topic,
+            ", ".join(self.settings.input_topics),
             self.settings.group,
             self.model.version,
             self.model.schema.name,
@@ -378,7 +392,7 @@ class DetectorService:
         started = time.monotonic()
         messages = [
             message
-            for tp in sorted(polled, key=lambda t: t.partition)
+            for tp in sorted(polled)  # TopicPartition: by topic, then partition
             for message in map(InputMessage._make, map(_MESSAGE_FIELDS, polled[tp]))
         ]
         events: list[dict[str, Any]] = []
@@ -442,7 +456,10 @@ class DetectorService:
         return (
             batch,
             kept,
-            sorted([*dead, *failed.values()], key=lambda d: (d.message.partition, d.message.offset)),
+            sorted(
+                [*dead, *failed.values()],
+                key=lambda d: (d.message.topic, d.message.partition, d.message.offset),
+            ),
         )
 
     def _detect(self, messages: list[InputMessage]) -> tuple[list[dict[str, Any]], list[DeadLetter]]:
@@ -454,7 +471,7 @@ class DetectorService:
         if len(batch) == 0:
             return [], dead
         t0 = time.monotonic()
-        window_keys = [(m.partition, k) for m, k in zip(kept, batch.keys, strict=True)]
+        window_keys = [(m.topic, m.partition, k) for m, k in zip(kept, batch.keys, strict=True)]
         v = self.detector.process_batch(batch, window_keys=window_keys)
         self.metrics.inference_duration.observe(time.monotonic() - t0)
         self.metrics.records_scored.inc(len(batch))
@@ -627,7 +644,9 @@ class DetectorService:
             except (KafkaError, TypeError):
                 pos = None
             if pos is not None:
-                self.metrics.consumer_lag.labels(partition=str(tp.partition)).set(max(hw - pos, 0))
+                self.metrics.consumer_lag.labels(topic=tp.topic, partition=str(tp.partition)).set(
+                    max(hw - pos, 0)
+                )
 
     def shutdown(self) -> None:
         """Close open episodes (reason: shutdown), flush, snapshot the threshold state, leave the group."""

@@ -89,6 +89,11 @@ class Settings:
     ssl_check_hostname: bool = True
     log_level: str = "INFO"
 
+    @property
+    def input_topics(self) -> tuple[str, ...]:
+        """The topics to consume: ``input_topic`` is one name or several separated by commas."""
+        return tuple(t.strip() for t in self.input_topic.split(","))
+
     def __post_init__(self) -> None:
         def bad(name: str, why: str) -> ConfigError:
             return ConfigError(f"setting {name} = {getattr(self, name)!r}: {why}")
@@ -97,10 +102,15 @@ class Settings:
             for server in str(getattr(self, name)).split(","):
                 if not re.fullmatch(r"\[?[A-Za-z0-9_.:-]+\]?:\d{1,5}", server.strip()):
                     raise bad(name, "expected HOST:PORT[,HOST:PORT...]")
-        for name in ("input_topic", "alerts_topic", "dead_letter_topic"):
+        topic_name = "a Kafka topic name is 1-249 of letters, digits, '.', '_', '-'"
+        if not all(re.fullmatch(r"[A-Za-z0-9._-]{1,249}", t) for t in self.input_topics):
+            raise bad("input_topic", topic_name + " (several: separated by commas)")
+        if len(set(self.input_topics)) != len(self.input_topics):
+            raise bad("input_topic", "names a topic twice")
+        for name in ("alerts_topic", "dead_letter_topic"):
             if not re.fullmatch(r"[A-Za-z0-9._-]{1,249}", getattr(self, name)):
-                raise bad(name, "a Kafka topic name is 1-249 of letters, digits, '.', '_', '-'")
-        if len({self.input_topic, self.alerts_topic, self.dead_letter_topic}) != 3:
+                raise bad(name, topic_name)
+        if len({*self.input_topics, self.alerts_topic, self.dead_letter_topic}) != len(self.input_topics) + 2:
             raise ConfigError("settings input_topic, alerts_topic and dead_letter_topic must all differ")
         if not self.group:
             raise bad("group", "must not be empty")

@@ -160,7 +160,7 @@ class Detector:
     ) -> tuple[np.ndarray, np.ndarray, dict[str, int]]:
         """Scores (no thresholding) in stream order; advances the windows. Returns scores, field errors,
         unknown-category counts. ``window_keys`` overrides the records' own keys for windowing (the
-        service keys windows by (partition, key) so a revoked partition's windows can be dropped)."""
+        service keys windows by (topic, partition, key) so a revoked partition's windows can be dropped)."""
         x, unknown = self.model.encoder.transform(batch)
         keys = list(batch.keys) if window_keys is None else list(window_keys)
         windows, mask = self.windows.push_many(keys, x)

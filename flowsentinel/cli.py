@@ -424,8 +424,11 @@ def _add_settings_flags(
                 dest=f.name,
                 default=None,
                 metavar=f.name.upper(),
-                help=f"default {shown!r} (env FLOWSENTINEL_{f.name.upper()})",
+                help=_FLAG_NOTES.get(f.name, "") + f"default {shown!r} (env FLOWSENTINEL_{f.name.upper()})",
             )
+
+
+_FLAG_NOTES = {"input_topic": "one topic, or several separated by commas; "}
 
 
 def _check_files(paths: Sequence[str], flag: str) -> None:

@@ -211,6 +211,43 @@ def test_metrics_endpoint_tells_what_happened(bootstrap, names, model_dir):
         assert "203.0.113" not in key and "10.0." not in key
 
 
+def test_several_input_topics_are_consumed_with_episodes_and_lag_per_topic(bootstrap, names, model_dir):
+    """--input-topic A,B: one host attacking in both topics is one episode per topic, every record of both is
+    scored and committed, and the lag gauge has a sample per topic and partition (partition numbers repeat
+    across topics: keyed by partition alone, two topics' windows, episodes and lag would mix)."""
+    other = {**names, "input": names["input"] + "-b"}
+    create_topics(bootstrap, names, partitions=2)
+    create_topics(bootstrap, other, partitions=3)
+    first, second = attack_stream(600, 80, kind="neptune"), attack_stream(500, 80, kind="smurf", seed=4)
+    produce_records(bootstrap, names["input"], first)
+    produce_records(bootstrap, other["input"], second)
+    running = start_service(
+        make_settings(bootstrap, names, model_dir, input_topic=f"{names['input']},{other['input']}")
+    )
+    port = running.server.port
+    try:
+        wait_for(lambda: running.service.scored >= len(first) + len(second), 60, "both topics scored")
+        wait_for(lambda: len(consumer_lags(scrape(port))) == 5, 10, "lag of every partition")
+        m = scrape(port)
+        alerts = [json.loads(v.value) for v in read_topic(bootstrap, names["alerts"], settle=3.0, timeout=20)]
+    finally:
+        running.shutdown()
+    assert running.service.scored == len(first) + len(second)
+    for topic in (names["input"], other["input"]):
+        assert committed(bootstrap, names["group"], topic) == highwater(bootstrap, topic), topic
+    assert m["flowsentinel_assigned_partitions"] == 5
+    lags = consumer_lags(m)
+    for topic, parts in ((names["input"], 2), (other["input"], 3)):
+        mine = [k for k in lags if f'topic="{topic}"' in k]
+        assert len(mine) == parts and all(lags[k] == 0 for k in mine), lags
+    opened = [a for a in alerts if a["key"] == "203.0.113.66" and a["event"] == "opened"]
+    assert sorted(a["source"]["topic"] for a in opened) == sorted([names["input"], other["input"]])
+    assert {a["source"]["topic"]: a["labels_in_episode"] for a in opened} == {
+        names["input"]: {"neptune": 1},
+        other["input"]: {"smurf": 1},
+    }
+
+
 def test_two_instances_split_the_partitions_and_score_every_record_once(bootstrap, names, model_dir):
     create_topics(bootstrap, names, partitions=4)
     records = normal_training_records(4000, seed=5, hosts=120)

@@ -12,9 +12,14 @@ class Clock:
 
 
 def alert(
-    key: str, offset: int, score: float = 1.0, threshold: float = 0.5, label: str | None = None
+    key: str,
+    offset: int,
+    score: float = 1.0,
+    threshold: float = 0.5,
+    label: str | None = None,
+    topic: str = "in",
 ) -> AlertRecord:
-    return AlertRecord(key=key, partition=0, topic="in", offset=offset, score=score, threshold=threshold,
+    return AlertRecord(key=key, partition=0, topic=topic, offset=offset, score=score, threshold=threshold,
                        top_features=[("src_bytes", 0.6)], event_time=None, kafka_timestamp_ms=1_000_000,
                        label=label)  # fmt: skip
 
@@ -59,3 +64,14 @@ def test_open_episodes_are_bounded():
     assert len(t.open) == 100
     closed = [m for m in msgs if m["event"] == "closed"]
     assert len(closed) == 900 and {m["close_reason"] for m in closed} == {"capacity"}
+
+
+def test_one_key_in_two_input_topics_is_two_episodes():
+    """Windows are per (topic, partition, key) and a topic's partitions may sit on another instance: an
+    episode is per topic and key too, and revoking one topic's partition closes only that topic's."""
+    t = EpisodeTracker(schema="kdd", model_version="v1", quiet_s=60, update_s=5, clock=Clock())
+    msgs = t.observe([alert("h", 0, topic="a"), alert("h", 0, topic="b"), alert("h", 1, topic="a")])
+    assert [(m["event"], m["source"]["topic"]) for m in msgs] == [("opened", "a"), ("opened", "b")]
+    assert msgs[0]["id"] != msgs[1]["id"]
+    (closed,) = t.close_where(lambda ep: ep.first.topic == "b", "rebalance")
+    assert closed["source"]["topic"] == "b" and list(t.open) == [("a", "h")]

@@ -20,6 +20,19 @@ def test_precedence_defaults_file_env_cli(tmp_path):
     assert s.input_topic == "flowsentinel.records"  # default
 
 
+def test_input_topic_takes_several_topics_separated_by_commas():
+    s = Settings.load({"input_topic": "site-a, site-b"}, environ={})
+    assert s.input_topics == ("site-a", "site-b")
+    assert Settings().input_topics == ("flowsentinel.records",)
+    for value, message in [
+        ("a,,b", r"input_topic = 'a,,b': a Kafka topic name is .* \(several: separated by commas\)"),
+        ("a,b,a", r"input_topic = 'a,b,a': names a topic twice"),
+        ("a,flowsentinel.alerts", "must all differ"),
+    ]:
+        with pytest.raises(ConfigError, match=message):
+            Settings.load({"input_topic": value}, environ={})
+
+
 def test_errors_name_setting_value_and_source(tmp_path):
     with pytest.raises(ConfigError, match=r"setting risk = 'x' \(from environment FLOWSENTINEL_RISK\)"):
         Settings.load({}, environ={"FLOWSENTINEL_RISK": "x"})
@@ -185,6 +198,28 @@ def test_a_message_that_makes_decoding_raise_is_isolated_and_the_rest_scored(tin
     assert service.scored == 4
     assert [(d.message.offset, d.reason) for d in dead] == [(2, "invalid"), (4, "not_json")]
     assert "RuntimeError: decoder defect" in dead[0].detail
+
+
+def test_revoking_one_topics_partition_drops_its_windows_and_no_other_topics(tiny_model):
+    """Two input topics both have a partition 0: the windows of the same key in each are apart, and a
+    revoked (topic, partition) takes only its own."""
+    from prometheus_client import CollectorRegistry
+
+    from consumers.metrics import Metrics
+    from consumers.service import DetectorService
+    from producers.publisher import batch_to_records
+    from tests.conftest import toy_batch
+
+    service = DetectorService(Settings(state_dir=""), Metrics.create(CollectorRegistry()), model=tiny_model)
+    values = [json.dumps(r).encode() for r in batch_to_records(toy_batch(40, seed=5))]
+    service._detect([InputMessage(t, 0, i, None, v, 0) for t in ("a", "b") for i, v in enumerate(values)])
+    windows = service.detector.windows
+    keys = set(windows.keys())
+    assert {k[:2] for k in keys} == {("a", 0), ("b", 0)}
+    assert {k[2] for k in keys if k[0] == "a"} == {k[2] for k in keys if k[0] == "b"}  # the same hosts
+    service.episodes.open.clear()  # (no producer here to publish their closing messages to)
+    service._on_revoked({("b", 0)})
+    assert set(windows.keys()) == {k for k in keys if k[0] == "a"}
 
 
 def test_long_entity_keys_are_bounded_and_stay_distinct():
