@@ -335,7 +335,7 @@ class DetectorService:
         store = self.detector.windows
         store.discard([k for k in list(store.keys()) if isinstance(k, tuple) and k[:2] in partitions])
         closed = self.episodes.close_where(
-            lambda ep: (ep.first.topic, ep.partition) in partitions, "rebalance"
+            lambda ep: (ep.first.topic, ep.first.partition) in partitions, "rebalance"
         )
         if closed:
             self._publish(closed, [])
