@@ -15,7 +15,6 @@ About 5 minutes a seed here; appends one JSON line per split and combination. Th
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
@@ -26,7 +25,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # run as a script from a checkout
 
-from validation import kdd99_split, nsl_split  # noqa: E402  (benchmarks/ is sys.path[0] when run as a script)
+from validation import kdd99_split, nsl_split, record  # noqa: E402  (benchmarks/ is sys.path[0] when run as a script)
 
 from detector.artifact import CALIBRATION_KEEP, TrainedModel  # noqa: E402
 from detector.metrics import auroc  # noqa: E402
@@ -101,10 +100,7 @@ def main() -> None:
     args = ap.parse_args()
     for key in ("nsl", "kdd99"):
         for row in measure(args.seed, key, TrainConfig(seed=args.seed)):
-            row["measured_at"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-            print(json.dumps(row), flush=True)
-            with open(args.out, "a") as f:
-                f.write(json.dumps(row) + "\n")
+            record(row, args.out)
 
 
 if __name__ == "__main__":

@@ -111,11 +111,15 @@ def main() -> None:
     for key, name in splits:
         if args.only not in (None, key):
             continue
-        row = measure(name, args.name, cfg, key)
-        row["measured_at"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-        print(json.dumps(row), flush=True)
-        with open(args.out, "a") as f:
-            f.write(json.dumps(row) + "\n")
+        record(measure(name, args.name, cfg, key), args.out)
+
+
+def record(row: dict[str, Any], out: str) -> None:
+    """Stamp ``row`` with the time, print it and append it to the JSON-lines file ``out``."""
+    row["measured_at"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    print(json.dumps(row), flush=True)
+    with open(out, "a") as f:
+        f.write(json.dumps(row) + "\n")
 
 
 if __name__ == "__main__":
