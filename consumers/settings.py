@@ -110,8 +110,17 @@ class Settings:
         for name in ("alerts_topic", "dead_letter_topic"):
             if not re.fullmatch(r"[A-Za-z0-9._-]{1,249}", getattr(self, name)):
                 raise bad(name, topic_name)
-        if len({*self.input_topics, self.alerts_topic, self.dead_letter_topic}) != len(self.input_topics) + 2:
-            raise ConfigError("settings input_topic, alerts_topic and dead_letter_topic must all differ")
+        if self.alerts_topic == self.dead_letter_topic:
+            raise bad(
+                "dead_letter_topic",
+                "is the alerts_topic too: input, alerts and dead-letter topics must all differ",
+            )
+        for name in ("alerts_topic", "dead_letter_topic"):
+            if getattr(self, name) in self.input_topics:
+                raise bad(
+                    "input_topic",
+                    f"includes the {name}: input, alerts and dead-letter topics must all differ",
+                )
         if not self.group:
             raise bad("group", "must not be empty")
         if self.thresholder not in ("spot", "quantile"):

@@ -27,7 +27,10 @@ def test_input_topic_takes_several_topics_separated_by_commas():
     for value, message in [
         ("a,,b", r"input_topic = 'a,,b': a Kafka topic name is .* \(several: separated by commas\)"),
         ("a,b,a", r"input_topic = 'a,b,a': names a topic twice"),
-        ("a,flowsentinel.alerts", "must all differ"),
+        (
+            "a,flowsentinel.alerts",
+            r"input_topic = 'a,flowsentinel.alerts': includes the alerts_topic: .*must all differ",
+        ),
     ]:
         with pytest.raises(ConfigError, match=message):
             Settings.load({"input_topic": value}, environ={})
@@ -41,8 +44,12 @@ def test_errors_name_setting_value_and_source(tmp_path):
     with pytest.raises(ConfigError, match="unknown setting 'colour'"):
         (tmp_path / "c.toml").write_text("colour = 1\n")
         Settings.load({"config": str(tmp_path / "c.toml")}, environ={})
-    with pytest.raises(ConfigError, match="must all differ"):
+    with pytest.raises(
+        ConfigError, match="setting input_topic = 'a': includes the alerts_topic: .*must all differ"
+    ):
         Settings(input_topic="a", alerts_topic="a")
+    with pytest.raises(ConfigError, match="setting dead_letter_topic = 'x': is the alerts_topic too"):
+        Settings(alerts_topic="x", dead_letter_topic="x")
     with pytest.raises(ConfigError, match="sasl_mechanism"):
         Settings(security_protocol="SASL_SSL")
 
