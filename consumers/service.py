@@ -229,8 +229,16 @@ class DetectorService:
             )
             return
         old = self.model.version
-        self._publish(self.episodes.close_where(lambda ep: True, "model_reload"), [])
+        if model.version == old:  # a SIGHUP, a touch, a deployment that rewrote the same files
+            self.metrics.model_reloads.labels(result="unchanged").inc()
+            log.info("model directory re-read: the same model (version %s), live state kept", old)
+            return
+        self.snapshot_threshold()  # the old model's adapted threshold, should it come back
+        closed = self.episodes.close_where(lambda ep: True, "model_reload")
+        if closed:
+            self._publish(closed, [])
         self._install_model(model)
+        self._restore_threshold()  # this model's own, if it ran here before
         settle_heap()
         self.metrics.model_reloads.labels(result="ok").inc()
         log.info("model reloaded: %s → %s", old, model.version)

@@ -229,6 +229,51 @@ def test_revoking_one_topics_partition_drops_its_windows_and_no_other_topics(tin
     assert set(windows.keys()) == {k for k in keys if k[0] == "a"}
 
 
+def test_a_reload_of_the_same_model_keeps_the_live_state_and_a_switch_back_restores_it(tiny_model, tmp_path):
+    """A SIGHUP, or a deployment that rewrites the same model files, used to reinstall the model: the adapted
+    threshold went back to its calibration start, every window was dropped and every open episode closed (to
+    reopen at once). Now the same version keeps it all; a new version snapshots the old one's threshold
+    first, so switching back restores it."""
+    from prometheus_client import CollectorRegistry
+
+    from consumers.metrics import Metrics
+    from consumers.service import DetectorService
+    from detector.artifact import save_artifact
+    from detector.train import TrainConfig, train
+    from producers.publisher import batch_to_records
+    from tests.conftest import toy_batch
+
+    live = tmp_path / "model"
+    save_artifact(tiny_model, live)
+    registry = CollectorRegistry()
+    service = DetectorService(
+        Settings(model=str(live), state_dir=str(tmp_path / "state")), Metrics.create(registry)
+    )
+    values = [json.dumps(r).encode() for r in batch_to_records(toy_batch(300, seed=5))]
+    service._detect([msg(v, i) for i, v in enumerate(values)])
+    detector, seen = service.detector, service.detector.thresholder.seen
+
+    def reload() -> None:
+        service.episodes.open.clear()  # (no producer here to publish their closing messages to)
+        service.reload_requested.set()  # as SIGHUP does
+        service._maybe_reload()
+
+    save_artifact(tiny_model, live)  # the same files again
+    reload()
+    assert service.detector is detector and len(detector.windows) > 0
+    assert registry.get_sample_value("flowsentinel_model_reloads_total", {"result": "unchanged"}) == 1
+    other = train(toy_batch(500, seed=2), TrainConfig(hidden=8, latent=4, members=1, epochs=1, seed=9),
+                  progress=False)  # fmt: skip
+    save_artifact(other, live)
+    reload()
+    assert service.model.version == other.version != tiny_model.version
+    assert service.detector.thresholder.seen != seen
+    save_artifact(tiny_model, live)
+    reload()
+    assert service.model.version == tiny_model.version and service.detector.thresholder.seen == seen
+    assert registry.get_sample_value("flowsentinel_model_reloads_total", {"result": "ok"}) == 2
+
+
 def test_long_entity_keys_are_bounded_and_stay_distinct():
     """A key is held per window and sent in alerts: 10,000-character keys must not cost 10 KB each."""
     good = normal_training_records(2, seed=6)
