@@ -474,12 +474,7 @@ def parse_table(
         if numbers is not None:
             timestamps, absent = numbers, np.zeros(n, dtype=bool)
         else:
-            if schema.timestamp_kind == "epoch":
-                timestamps = pd.to_numeric(
-                    pd.Series(_huge_ints_as_inf(raw), dtype=object), errors="coerce"
-                ).to_numpy(dtype=np.float64)
-            else:
-                timestamps = _parse_datetimes(raw)
+            timestamps = _coerced(raw) if schema.timestamp_kind == "epoch" else _parse_datetimes(raw)
             absent = np.fromiter((_is_missing(v) for v in raw), dtype=bool, count=n)  # no time: fine
         reject(~np.isfinite(timestamps) & ~absent, schema.timestamp, raw, "not a valid timestamp")
         outside = (timestamps < 0) | (timestamps >= LATEST_TIMESTAMP_S)  # (NaN is neither: rejected above)
@@ -548,8 +543,13 @@ def _to_float(raw: np.ndarray) -> np.ndarray:
     try:
         return raw.astype(np.float64)  # fast path: every value is numeric text or a number
     except (ValueError, TypeError, OverflowError):
-        coerced = pd.to_numeric(pd.Series(_huge_ints_as_inf(raw), dtype=object), errors="coerce")
-        return np.array(coerced.to_numpy(dtype=np.float64), dtype=np.float64)  # a writable copy
+        return _coerced(raw)
+
+
+def _coerced(raw: np.ndarray) -> np.ndarray:
+    """Numbers from any values (pandas' coercion), NaN where one is not a number; a writable copy."""
+    coerced = pd.to_numeric(pd.Series(_huge_ints_as_inf(raw), dtype=object), errors="coerce")
+    return np.array(coerced.to_numpy(dtype=np.float64), dtype=np.float64)
 
 
 def _huge_ints_as_inf(raw: np.ndarray) -> np.ndarray:
