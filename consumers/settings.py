@@ -35,6 +35,9 @@ class Secret(str):
         return "***" if self else ""
 
 
+_TOPIC_NAME = re.compile(r"[A-Za-z0-9._-]{1,249}")
+
+
 @dataclass(frozen=True)
 class Settings:
     bootstrap_servers: str = "127.0.0.1:9092"
@@ -103,24 +106,18 @@ class Settings:
                 if not re.fullmatch(r"\[?[A-Za-z0-9_.:-]+\]?:\d{1,5}", server.strip()):
                     raise bad(name, "expected HOST:PORT[,HOST:PORT...]")
         topic_name = "a Kafka topic name is 1-249 of letters, digits, '.', '_', '-'"
-        if not all(re.fullmatch(r"[A-Za-z0-9._-]{1,249}", t) for t in self.input_topics):
+        differ = "input, alerts and dead-letter topics must all differ"
+        if not all(map(_TOPIC_NAME.fullmatch, self.input_topics)):
             raise bad("input_topic", topic_name + " (several: separated by commas)")
         if len(set(self.input_topics)) != len(self.input_topics):
             raise bad("input_topic", "names a topic twice")
         for name in ("alerts_topic", "dead_letter_topic"):
-            if not re.fullmatch(r"[A-Za-z0-9._-]{1,249}", getattr(self, name)):
+            if not _TOPIC_NAME.fullmatch(getattr(self, name)):
                 raise bad(name, topic_name)
-        if self.alerts_topic == self.dead_letter_topic:
-            raise bad(
-                "dead_letter_topic",
-                "is the alerts_topic too: input, alerts and dead-letter topics must all differ",
-            )
-        for name in ("alerts_topic", "dead_letter_topic"):
             if getattr(self, name) in self.input_topics:
-                raise bad(
-                    "input_topic",
-                    f"includes the {name}: input, alerts and dead-letter topics must all differ",
-                )
+                raise bad("input_topic", f"includes the {name}: {differ}")
+        if self.alerts_topic == self.dead_letter_topic:
+            raise bad("dead_letter_topic", f"is the alerts_topic too: {differ}")
         if not self.group:
             raise bad("group", "must not be empty")
         if self.thresholder not in ("spot", "quantile"):
