@@ -42,6 +42,7 @@ from detector.artifact import load_artifact, save_artifact  # noqa: E402
 from detector.train import TrainConfig, train  # noqa: E402
 from flowsentinel.broker import EmbeddedBroker, free_port  # noqa: E402
 from flowsentinel.kafka_admin import ensure_topics  # noqa: E402
+from producers.publisher import Pacer  # noqa: E402
 from producers.synthetic import SyntheticTraffic, normal_training_records, to_batch  # noqa: E402
 from tests.integration.conftest import committed, read_topic, wait_for  # noqa: E402
 
@@ -79,20 +80,19 @@ class Producer(threading.Thread):
         return done
 
     def run(self) -> None:
-        tick = 0.1
-        per_tick = max(1, round(self.rate * tick))
-        next_at = time.monotonic()
-        while not self.stop.is_set():
-            for r in self.gen.records(per_tick, start=time.time(), rate=self.rate):
+        pacer = Pacer(rate=self.rate)
+        for chunk in self.gen.stream(rate=self.rate, chunk=100):
+            if self.stop.is_set():
+                break
+            for r in chunk:
+                pacer.wait(None)
                 self.sent += 1
                 poison = self.sent % POISON_EVERY == 0
-                value = b"not json: soak poison" if poison else json.dumps({**r, "schema": "kdd"}).encode()
+                value = b"not json: soak poison" if poison else json.dumps(r).encode()
                 future = self.kafka.send(self.topic, key=str(r["src_host"]).encode(), value=value)
                 future.add_callback(self._delivered(poison))
                 future.add_errback(lambda exc: self.failed.append(repr(exc)))
                 self.poison_sent += poison
-            next_at += tick
-            time.sleep(max(0.0, next_at - time.monotonic()))
         self.kafka.flush(timeout=120)
         self.kafka.close(timeout=30)
 
