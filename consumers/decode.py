@@ -21,6 +21,7 @@ except ImportError:  # pragma: no cover
     from json import loads as _loads  # type: ignore[assignment]
 
 from detector.schema import SCHEMA_ALIASES, RecordBatch, Schema, parse_table
+from detector.text import shown
 
 REASONS = (
     "oversized",
@@ -37,6 +38,7 @@ REASONS = (
     "negative_value",
     "bad_timestamp",
     "invalid",
+    "internal_error",  # handling it raised (a defect): isolated by the service's crash-loop breaker
 )
 META_FIELDS = ("schema", "schema_version")
 
@@ -114,14 +116,16 @@ def decode_messages(
             continue
         name = obj.get("schema")
         if not (isinstance(name, str) and name in names):
-            reject(msg, "wrong_schema", f"schema {name!r} but this detector's model is for {schema.name!r}")
+            reject(
+                msg, "wrong_schema", f"schema {shown(name)} but this detector's model is for {schema.name!r}"
+            )
             continue
         version = obj.get("schema_version", schema.version)
         if version != schema.version:
             reject(
                 msg,
                 "unsupported_version",
-                f"schema_version {version!r} not supported (model has {schema.name} v{schema.version})",
+                f"schema_version {shown(version)} not supported (model has {schema.name} v{schema.version})",
             )
             continue
         fields = obj.keys()
@@ -137,7 +141,7 @@ def decode_messages(
                 continue
             if not allow_extra_fields and not fields <= allowed:
                 extra = sorted(k for k in obj if k not in allowed)
-                reject(msg, "unexpected_field", f"unexpected field(s) {', '.join(map(repr, extra[:5]))}")
+                reject(msg, "unexpected_field", f"unexpected field(s) {', '.join(map(shown, extra[:5]))}")
                 continue
             passed = frozenset(fields)
         objects.append(obj)

@@ -38,7 +38,7 @@ from consumers.settings import Settings, probe_kafka, probe_writable_dir, shift_
 from detector.artifact import TrainedModel, load_artifact
 from detector.errors import ArtifactError, ConfigError
 from detector.pipeline import Detector
-from detector.schema import RecordBatch
+from detector.text import clean_text, printable, utf8
 from detector.thresholds import make_thresholder
 
 log = logging.getLogger(__name__)
@@ -46,6 +46,8 @@ VERSION = "0.1.0"
 DEAD_LETTER_MAX_KEY_BYTES = 4_096  # a longer key is cut in the dead letter (its size in a header)
 # a consumed record's fields, in InputMessage's order
 _MESSAGE_FIELDS = operator.attrgetter("topic", "partition", "offset", "key", "value", "timestamp")
+# failures of the outside world, not of a record: they stop the commit and are retried or end the service
+_INFRASTRUCTURE = (KafkaError, MemoryError)
 MAX_CONNECT_PAUSE_S = 30.0  # longest pause between connection attempts while Kafka is unreachable at start
 
 
@@ -407,7 +409,7 @@ class DetectorService:
         dead: list[DeadLetter] = []
         if messages:
             self.metrics.records_consumed.inc(len(messages))
-            events, dead = self._detect(messages)
+            events, dead = self._detect_isolating(messages)
         events.extend(self.episodes.expire())
         if events or dead:
             self._publish(events, dead)
@@ -433,49 +435,48 @@ class DetectorService:
             self.snapshot_threshold()
         return len(messages)
 
-    def _decode(
+    def _detect_isolating(
         self, messages: list[InputMessage]
-    ) -> tuple[RecordBatch, list[InputMessage], list[DeadLetter]]:
-        """decode_messages, guarded: should decoding raise (a defect, or an input nobody foresaw), the messages
-        that make it raise are dead-lettered with the error and the rest decoded again, so that one message
-        cannot stop the service, nor stop it again at every restart."""
-        s = self.settings
+    ) -> tuple[list[dict[str, Any]], list[DeadLetter]]:
+        """:meth:`_detect`, with a crash-loop breaker. Should handling a batch raise anything but a Kafka
+        failure (a defect, or an input nobody foresaw), the batch is bisected until the message(s) that make
+        it raise stand alone; each goes to the dead-letter topic with reason ``internal_error`` and the
+        exception's type, and the rest is handled as usual. Without this, one such message would stop the
+        service before it commits, and stop every replacement that reads it again. Bisecting costs about
+        log2(batch) extra passes over the parts that raise, nothing for a batch that does not.
 
-        def decode(batch: list[InputMessage]) -> tuple[RecordBatch, list[InputMessage], list[DeadLetter]]:
-            return decode_messages(
-                batch,
-                self.model.schema,
-                max_bytes=s.max_record_bytes,
-                allow_extra_fields=s.allow_extra_fields,
-            )
-
+        The halves handled before a part raised are not undone: a record of a part that raised partway may
+        be seen twice by its key's window and the threshold (one record in thousands, once)."""
         try:
-            return decode(messages)
-        except Exception:
-            log.exception("decoding %d message(s) failed; isolating the one(s) that cause it", len(messages))
-        failed: dict[int, DeadLetter] = {}
-        for i, m in enumerate(messages):
-            try:
-                decode([m])
-            except Exception as exc:
-                detail = f"{m.position}: could not be decoded ({type(exc).__name__}: {str(exc)[:200]})"
-                failed[i] = DeadLetter(m, "invalid", detail)
-        batch, kept, dead = decode([m for i, m in enumerate(messages) if i not in failed])
-        return (
-            batch,
-            kept,
-            sorted(
-                [*dead, *failed.values()],
-                key=lambda d: (d.message.topic, d.message.partition, d.message.offset),
-            ),
-        )
+            return self._detect(messages)
+        except _INFRASTRUCTURE:
+            raise
+        except Exception as exc:
+            log.error(
+                "handling %d message(s) raised %s; isolating the one(s) that cause it",
+                len(messages),
+                printable(f"{type(exc).__name__}: {exc}"),
+                exc_info=log.isEnabledFor(logging.DEBUG),
+            )
+            if len(messages) == 1:
+                m = messages[0]
+                self.metrics.records_invalid.labels(reason="internal_error").inc()
+                detail = f"{m.position}: handling it raised {type(exc).__name__}: {printable(str(exc))}"
+                return [], [DeadLetter(m, "internal_error", detail)]
+        mid = len(messages) // 2
+        events, dead = self._detect_isolating(messages[:mid])
+        more_events, more_dead = self._detect_isolating(messages[mid:])
+        return events + more_events, dead + more_dead
 
     def _detect(self, messages: list[InputMessage]) -> tuple[list[dict[str, Any]], list[DeadLetter]]:
-        batch, kept, dead = self._decode(messages)
+        s = self.settings
+        batch, kept, dead = decode_messages(
+            messages, self.model.schema, max_bytes=s.max_record_bytes, allow_extra_fields=s.allow_extra_fields
+        )
         for d in dead:
             self.metrics.records_invalid.labels(reason=d.reason).inc()
         if dead:
-            log.debug("%d dead letter(s); first: %s", len(dead), dead[0].detail)
+            log.debug("%d dead letter(s); first: %s", len(dead), printable(dead[0].detail))
         if len(batch) == 0:
             return [], dead
         t0 = time.monotonic()
@@ -495,7 +496,7 @@ class DetectorService:
             ts = float(batch.timestamps[i])
             alerts.append(
                 AlertRecord(
-                    key=str(batch.keys[i]),
+                    key=clean_text(str(batch.keys[i])),
                     partition=m.partition,
                     topic=m.topic,
                     offset=m.offset,
@@ -504,7 +505,7 @@ class DetectorService:
                     top_features=v.top_features(i),
                     event_time=ts if np.isfinite(ts) else None,
                     kafka_timestamp_ms=m.timestamp_ms,
-                    label=None if batch.labels is None else str(batch.labels[i]) or None,
+                    label=None if batch.labels is None else clean_text(str(batch.labels[i])) or None,
                 )
             )
         return self.episodes.observe(alerts), dead
@@ -512,16 +513,28 @@ class DetectorService:
     # ------------------------------------------------------------------ output
     def _publish(self, events: list[dict[str, Any]], dead: list[DeadLetter]) -> None:
         assert self._producer is not None
-        s = self.settings
+        self._pending.extend(self.outgoing(events, dead))
         for e in events:
-            self._pending.append((s.alerts_topic, e["key"].encode(), json.dumps(e).encode(), None))
             self.metrics.episodes.labels(event=e["event"]).inc()
+        self.metrics.episodes_open.set(len(self.episodes.open))
+
+    def outgoing(
+        self, events: list[dict[str, Any]], dead: list[DeadLetter]
+    ) -> list[tuple[str, bytes | None, bytes, Any]]:
+        """The Kafka messages (topic, key, value, headers) for alert events and dead letters. Whatever the
+        input held, every key, value and header is bytes a strict UTF-8 reader accepts (headers of a dead
+        letter: the reason, the detail, where it came from); the dead letter's value and key are the
+        original bytes, cut to the configured sizes."""
+        s = self.settings
+        out: list[tuple[str, bytes | None, bytes, Any]] = [
+            (s.alerts_topic, utf8(e["key"]), utf8(json.dumps(e, ensure_ascii=False)), None) for e in events
+        ]
         for d in dead:
             m = d.message
             headers = [
                 ("flowsentinel.error.reason", d.reason.encode()),
-                ("flowsentinel.error.detail", d.detail.encode("utf-8", "replace")[:4096]),
-                ("flowsentinel.source.topic", m.topic.encode()),
+                ("flowsentinel.error.detail", utf8(d.detail, limit=4096)),
+                ("flowsentinel.source.topic", utf8(m.topic)),
                 ("flowsentinel.source.partition", str(m.partition).encode()),
                 ("flowsentinel.source.offset", str(m.offset).encode()),
                 ("flowsentinel.version", VERSION.encode()),
@@ -533,8 +546,8 @@ class DetectorService:
             if key is not None and len(key) > DEAD_LETTER_MAX_KEY_BYTES:
                 headers.append(("flowsentinel.truncated.key_bytes", str(len(key)).encode()))
                 key = key[:DEAD_LETTER_MAX_KEY_BYTES]
-            self._pending.append((s.dead_letter_topic, key, value, headers))
-        self.metrics.episodes_open.set(len(self.episodes.open))
+            out.append((s.dead_letter_topic, key, value, headers))
+        return out
 
     def _flush_until_done(self, stop: threading.Event | None) -> bool:
         """Send everything pending and wait until the broker has acknowledged it, through outages.

@@ -6,6 +6,8 @@ came from. ``retriable`` says whether trying the same thing again can succeed (i
 
 from __future__ import annotations
 
+from detector.text import shown
+
 
 class FlowSentinelError(Exception):
     """Base class of all errors raised on purpose by flowsentinel."""
@@ -51,19 +53,10 @@ class RecordError(FlowSentinelError, ValueError):
         if self.where:
             parts.append(f"{self.where}: ")
         if self.field is not None:
-            shown = repr(_clip(self.value))
-            if len(shown) > 100:  # a 400-digit integer, a long JSON array
-                shown = f"{shown[:80]}… ({len(shown):,} characters)"
-            parts.append(f"field {self.field!r} = {shown}: ")
+            parts.append(f"field {self.field!r} = {shown(self.value)}: ")
         parts.append(self.reason)
         return "".join(parts)
 
 
 class ArtifactError(FlowSentinelError):
     """A model artifact is missing, truncated, tampered with or of an incompatible version."""
-
-
-def _clip(value: object, limit: int = 80) -> object:
-    if isinstance(value, str) and len(value) > limit:
-        return value[:limit] + "…"
-    return value

@@ -381,21 +381,28 @@ def parse_table(
             errors[i] = RecordError(reason, field=field_name, value=values[i], where=positions[i], code=code)
         bad[new] = True
 
-    def as_objects(values: Sequence[object] | np.ndarray) -> np.ndarray:
+    def as_objects(values: Sequence[object] | np.ndarray, types: set[type] | None = None) -> np.ndarray:
         if len(values) != n:
             raise SchemaError(f"schema {schema.name}: a column has {len(values)} values for {n} records")
-        arr = np.asarray(values, dtype=object)
-        if arr.shape != (n,):  # a value that is itself a list made numpy add a dimension: one value per cell
+        if types is None:
+            types = set(map(type, values))
+        if _STRUCTURED & types:  # one value per cell; numpy would walk a nested value to its depth
             arr = np.empty(n, dtype=object)
             for i, v in enumerate(values):
                 arr[i] = v
-        return arr
+            return arr
+        return np.asarray(values, dtype=object)
 
-    def reject_structured(raw: np.ndarray, name: str, types: set[type]) -> None:
-        """A JSON array or object where a field wants one value (text columns would take its repr)."""
-        if {list, dict} & types:
-            mask = np.fromiter((isinstance(v, list | dict) for v in raw), dtype=bool, count=n)
-            reject(mask, name, raw, "not a number or text (a JSON array or object)")
+    def reject_structured(
+        raw: np.ndarray, name: str, types: set[type], reason: str = "not a number or text"
+    ) -> np.ndarray | None:
+        """A JSON array or object where a field wants one value (text columns would take its repr). Returns
+        the mask of those values, or None where there are none."""
+        if not _STRUCTURED & types:
+            return None
+        mask = np.fromiter((isinstance(v, list | dict | tuple) for v in raw), dtype=bool, count=n)
+        reject(mask, name, raw, f"{reason} (a JSON array or object)")
+        return mask
 
     # Each column takes a fast path when all its values have the type live JSON records give (numbers for
     # numbers, text for text): the per-value checks below only run where some value is unusual. A
@@ -407,8 +414,10 @@ def parse_table(
         if values is not None:
             raw = None
         else:
-            raw = as_objects(column)
-            values = _to_float(raw)
+            types = set(map(type, column))
+            raw = as_objects(column, types)
+            structured = reject_structured(raw, name, types)
+            values = _to_float(raw if structured is None else np.where(structured, 0.0, raw))
             nan = np.isnan(values)
             if nan.any():
                 for i in np.flatnonzero(nan).tolist():
@@ -428,7 +437,7 @@ def parse_table(
                             reject(_one(n, i), name, raw, "non-finite value (NaN) is not allowed")
                     else:
                         reject(_one(n, i), name, raw, "not a number")
-            if bool in set(map(type, raw)):
+            if bool in types:
                 is_bool = np.fromiter((isinstance(v, bool) for v in raw), dtype=bool, count=n)
                 reject(is_bool, name, raw, "not a number (boolean)")
             inf = np.isinf(values)
@@ -445,35 +454,41 @@ def parse_table(
 
     categorical = np.empty((n, len(schema.categorical)), dtype=object)
     for j, name in enumerate(schema.categorical):
-        raw = as_objects(table[name])
-        types = set(map(type, raw))
+        types = set(map(type, table[name]))
+        raw = as_objects(table[name], types)
         reject_structured(raw, name, types)
         if types == {str}:
             text = _object_array(list(map(str.strip, raw)))
         else:
-            text = _object_array([_category_text(v) if v is not None else "" for v in raw])
+            text = _object_array([_category_text(v) if v is not None else "" for v in _flat(raw, types)])
         reject(text == "", name, raw, "missing value")
         categorical[:, j] = text
 
     if schema.key is not None and schema.key in table:
-        raw = as_objects(table[schema.key])
-        types = set(map(type, raw))
+        types = set(map(type, table[schema.key]))
+        raw = as_objects(table[schema.key], types)
         reject_structured(raw, schema.key, types)
         stripped = list(map(str.strip, raw)) if types == {str} else None
         if stripped is not None and "" not in stripped and max(map(len, stripped)) <= MAX_KEY_CHARS:
             keys = _object_array(stripped)
         else:
-            keys = _object_array([GLOBAL_KEY if _is_missing(v) else bounded_key(str(v).strip()) for v in raw])
+            keys = _object_array(
+                [GLOBAL_KEY if _is_missing(v) else bounded_key(str(v).strip()) for v in _flat(raw, types)]
+            )
     else:
         keys = np.full(n, GLOBAL_KEY, dtype=object)
 
     timestamps = np.full(n, np.nan)
     if schema.timestamp is not None and schema.timestamp in table:
-        raw = as_objects(table[schema.timestamp])
+        types = set(map(type, table[schema.timestamp]))
+        raw = as_objects(table[schema.timestamp], types)
         numbers = _finite_numbers(raw, n) if schema.timestamp_kind == "epoch" else None
         if numbers is not None:
             timestamps, absent = numbers, np.zeros(n, dtype=bool)
         else:
+            structured = reject_structured(raw, schema.timestamp, types, "not a valid timestamp")
+            if structured is not None:
+                raw = _flat(raw, types)
             timestamps = _coerced(raw) if schema.timestamp_kind == "epoch" else _parse_datetimes(raw)
             absent = np.fromiter((_is_missing(v) for v in raw), dtype=bool, count=n)  # no time: fine
         reject(~np.isfinite(timestamps) & ~absent, schema.timestamp, raw, "not a valid timestamp")
@@ -484,11 +499,11 @@ def parse_table(
 
     labels = None
     if schema.label is not None and schema.label in table:
-        raw = as_objects(table[schema.label])
-        types = set(map(type, raw))
+        types = set(map(type, table[schema.label]))
+        raw = as_objects(table[schema.label], types)
         reject_structured(raw, schema.label, types)
         if types - {str, type(None)}:
-            cleaned = [schema.clean_label(v) if v is not None else "" for v in raw]
+            cleaned = [schema.clean_label(v) if v is not None else "" for v in _flat(raw, types)]
         else:  # text or absent: few distinct labels, each cleaned once
             clean = {v: schema.clean_label(v) if v is not None else "" for v in set(raw)}
             cleaned = list(map(clean.__getitem__, raw))
@@ -517,6 +532,7 @@ def parse_table(
 
 
 _JSON_NUMBERS = {int, float}
+_STRUCTURED = {list, dict, tuple}
 
 
 def _finite_numbers(column: Sequence[object] | np.ndarray, n: int) -> np.ndarray | None:
@@ -529,6 +545,14 @@ def _finite_numbers(column: Sequence[object] | np.ndarray, n: int) -> np.ndarray
     except OverflowError:  # an integer beyond float range
         return None
     return values if np.isfinite(values).all() else None
+
+
+def _flat(raw: np.ndarray, types: set[type]) -> np.ndarray:
+    """``raw`` with every JSON array or object (already rejected) as None, so that no text conversion walks
+    a value nested a thousand levels deep."""
+    if not _STRUCTURED & types:
+        return raw
+    return _object_array([None if isinstance(v, list | dict | tuple) else v for v in raw])
 
 
 def _object_array(values: Sequence[object]) -> np.ndarray:

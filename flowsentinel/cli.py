@@ -654,7 +654,10 @@ def cmd_score(args: argparse.Namespace) -> int:
     labels: list[np.ndarray] = []
     rejected = 0
     writer = None
-    out_fh = open(args.out, "w", newline="") if args.out else None  # noqa: SIM115 - closed below
+    # a key may hold a lone surrogate (valid in JSON-lines input): written as its \uXXXX escape
+    out_fh = None
+    if args.out:
+        out_fh = open(args.out, "w", newline="", encoding="utf-8", errors="backslashreplace")  # noqa: SIM115
     bar = progress_bar(total=None, desc="score", unit="rec", quiet=args.quiet)
     try:
         if out_fh is not None:

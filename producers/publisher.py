@@ -20,6 +20,7 @@ import numpy as np
 
 from detector.errors import ConfigError
 from detector.schema import GLOBAL_KEY, RecordBatch
+from detector.text import utf8
 
 log = logging.getLogger(__name__)
 
@@ -161,7 +162,7 @@ class Publisher:
 
     def send(self, record: dict[str, Any], key: str | None) -> None:
         value = json.dumps(record, separators=(",", ":")).encode()
-        fut = self._producer.send(self.topic, key=key.encode() if key else None, value=value)
+        fut = self._producer.send(self.topic, key=utf8(key) if key else None, value=value)
         fut.add_errback(self._on_error)
         self.summary.sent += 1
 

@@ -185,14 +185,20 @@ def _kcat_env(tmp: Path) -> dict[str, str]:
     return env
 
 
-def test_records_from_kcat_are_accepted_in_every_kafka_compression(bootstrap, names, model_dir, tmp_path):
-    """A non-Python producer, and each codec Kafka defines: the service must read whatever its producers
-    send (it once stalled on snappy, whose library kafka-python does not bring)."""
+def _kcat_or_skip() -> str:
+    """kcat's path; skips the test where it is not installed (fails it under CI=true)."""
     kcat = shutil.which("kcat")
     if kcat is None:
         if os.environ.get("CI", "").lower() == "true":
             pytest.fail("kcat is not installed (apt-get install kcat); .ci/run installs it")
         pytest.skip("kcat is not installed (apt-get install kcat)")
+    return kcat
+
+
+def test_records_from_kcat_are_accepted_in_every_kafka_compression(bootstrap, names, model_dir, tmp_path):
+    """A non-Python producer, and each codec Kafka defines: the service must read whatever its producers
+    send (it once stalled on snappy, whose library kafka-python does not bring)."""
+    kcat = _kcat_or_skip()
     create_topics(bootstrap, names)
     codecs = ("none", "gzip", "snappy", "lz4", "zstd")
     records = SyntheticTraffic(seed=4, attack_every_s=0).records(len(codecs), start=time.time(), rate=1)

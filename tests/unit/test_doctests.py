@@ -19,6 +19,7 @@ MODULES = [
     "detector.metrics",
     "detector.model",
     "detector.schema",
+    "detector.text",
     "detector.thresholds",
     "detector.windows",
     "consumers.metrics",

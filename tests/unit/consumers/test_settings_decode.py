@@ -179,8 +179,8 @@ def test_an_integer_beyond_float_range_is_judged_by_its_field_not_isolated(field
 
 
 def test_a_message_that_makes_decoding_raise_is_isolated_and_the_rest_scored(tiny_model, monkeypatch):
-    """The guard behind decode_messages: whatever raises there is dead-lettered per message (simulated here by
-    a decoder that fails on one message; no real input is known to do it since the case above was fixed)."""
+    """The crash-loop breaker behind decode_messages: whatever raises there is dead-lettered as internal_error,
+    alone (simulated here by a decoder that fails on one message; no real input is known to do it)."""
     from prometheus_client import CollectorRegistry
 
     import consumers.service as service_module
@@ -201,10 +201,10 @@ def test_a_message_that_makes_decoding_raise_is_isolated_and_the_rest_scored(tin
 
     good = [json.dumps(r).encode() for r in batch_to_records(toy_batch(4, seed=5))]  # the toy model's schema
     messages = [msg(v, i) for i, v in enumerate([good[0], good[1], b"boom", good[2], b"{", good[3]])]
-    _, dead = service._detect(messages)
+    _, dead = service._detect_isolating(messages)
     assert service.scored == 4
-    assert [(d.message.offset, d.reason) for d in dead] == [(2, "invalid"), (4, "not_json")]
-    assert "RuntimeError: decoder defect" in dead[0].detail
+    assert [(d.message.offset, d.reason) for d in dead] == [(2, "internal_error"), (4, "not_json")]
+    assert "raised RuntimeError: decoder defect" in dead[0].detail
 
 
 def test_revoking_one_topics_partition_drops_its_windows_and_no_other_topics(tiny_model):
