@@ -72,6 +72,8 @@ class AlertRecord:
     event_time: float | None
     kafka_timestamp_ms: int
     label: str | None = None
+    raw_score: float | None = None  # before verdicts adjusted it (None: not adjusted)
+    field_shares: dict[str, float] | None = None  # every field's share of the error: what a verdict learns
 
     @property
     def source(self) -> dict[str, Any]:
@@ -204,6 +206,9 @@ class EpisodeTracker:
             "max_score": ep.max_score,
             "max_severity": ep.max_severity,
         }
+        if a.field_shares is not None:
+            msg["raw_score"] = a.score if a.raw_score is None else a.raw_score
+            msg["field_shares"] = a.field_shares
         if a.label is not None:
             msg["label"] = a.label
         if ep.labels:

@@ -38,6 +38,7 @@ REASONS = (
     "negative_value",
     "bad_timestamp",
     "invalid",
+    "bad_verdict",  # a feedback-topic message that is not a verdict (consumers.feedback)
     "internal_error",  # handling it raised (a defect): isolated by the service's crash-loop breaker
 )
 META_FIELDS = ("schema", "schema_version")

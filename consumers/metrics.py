@@ -123,6 +123,10 @@ class Metrics:
     produce_failures: Counter
     rebalances: Counter
     last_batch_timestamp: Gauge
+    feedback_verdicts: Counter
+    feedback_prototypes: Gauge
+    feedback_store_alerts: Gauge
+    feedback_store_bytes: Gauge
 
     @classmethod
     def create(cls, registry: CollectorRegistry) -> Metrics:
@@ -220,5 +224,23 @@ class Metrics:
             rebalances=Counter(p + "rebalances", "Partition assignment changes", ["kind"], registry=r),
             last_batch_timestamp=Gauge(
                 p + "last_batch_timestamp_seconds", "Unix time the last batch was committed", registry=r
+            ),
+            feedback_verdicts=Counter(
+                p + "feedback_verdicts",
+                "Analyst verdicts read from the feedback topic, by result (applied, unknown, malformed)",
+                ["result"],
+                registry=r,
+            ),
+            feedback_prototypes=Gauge(
+                p + "feedback_prototypes",
+                "Verdict prototypes the scores are adjusted by, by verdict",
+                ["verdict"],
+                registry=r,
+            ),
+            feedback_store_alerts=Gauge(
+                p + "feedback_store_alerts", "Alert messages remembered for verdicts to judge", registry=r
+            ),
+            feedback_store_bytes=Gauge(
+                p + "feedback_store_bytes", "Approximate memory of the alert store", registry=r
             ),
         )

@@ -32,11 +32,13 @@ from kafka.structs import OffsetAndMetadata, TopicPartition
 
 from consumers.alerts import AlertRecord, EpisodeTracker, severity
 from consumers.decode import DeadLetter, InputMessage, decode_messages
+from consumers.feedback import FeedbackState
 from consumers.kafka_conn import KafkaUnreachable
 from consumers.metrics import Metrics
-from consumers.settings import Settings, probe_kafka, probe_writable_dir, shift_policy
+from consumers.settings import Settings, feedback_policy, probe_kafka, probe_writable_dir, shift_policy
 from detector.artifact import TrainedModel, load_artifact
 from detector.errors import ArtifactError, ConfigError
+from detector.feedback import VerdictMemory
 from detector.pipeline import Detector
 from detector.text import clean_text, printable, utf8
 from detector.thresholds import make_thresholder
@@ -112,9 +114,19 @@ class DetectorService:
         self._consumer: KafkaConsumer | None = None
         self._producer: KafkaProducer | None = None
         self._pending: list[tuple[str, bytes | None, bytes, Any]] = []  # (topic, key, value, headers)
-        self._install_model(model or self._load_model())
+        self._side: KafkaConsumer | None = None  # reads the alerts and feedback topics, outside the group
+        self._side_positions: dict[tuple[str, int], int] = {}
+        self._side_checked = 0.0
+        model = model or self._load_model()
+        self.feedback: FeedbackState | None = None
+        if settings.feedback_topic:
+            names = list(model.encoder.field_names)
+            memory = VerdictMemory(len(names), feedback_policy(settings))
+            self.feedback = FeedbackState(memory, names, settings.feedback_store_entries)
+        self._install_model(model)
         self.check_state_dir()
         self._restore_threshold()
+        self._restore_feedback()
         self.scored = 0
 
     # ------------------------------------------------------------------ model and state
@@ -135,7 +147,8 @@ class DetectorService:
         s = self.settings
         self.model = model
         thresholder = make_thresholder(s.thresholder, s.risk, shift_policy(s))
-        self.detector = Detector(model, thresholder, max_keys=s.max_keys)
+        memory = None if self.feedback is None else self.feedback.memory
+        self.detector = Detector(model, thresholder, max_keys=s.max_keys, feedback=memory)
         self.episodes = EpisodeTracker(
             schema=model.schema.name,
             model_version=model.version,
@@ -204,6 +217,61 @@ class DetectorService:
             log.warning(
                 "could not save the threshold snapshot %s: %s; scoring goes on", path, exc.strerror or exc
             )
+            return  # the feedback state goes to the same directory: one failure, counted once
+        self.snapshot_feedback()
+
+    def _feedback_path(self) -> Path | None:
+        if not self.settings.state_dir or self.feedback is None:
+            return None
+        return Path(self.settings.state_dir).expanduser() / f"feedback-{self.settings.group}.json"
+
+    def _restore_feedback(self) -> None:
+        path = self._feedback_path()
+        if path is None or self.feedback is None or not path.is_file():
+            return
+        try:
+            state = json.loads(path.read_text())
+            self.feedback.load_state_dict(state)
+            self._side_positions = {
+                (str(t), int(p)): int(o) for t, p, o in state.get("positions", []) if int(o) >= 0
+            }
+            log.info(
+                "restored the feedback state from %s (%d prototypes, %d alert messages remembered)",
+                path,
+                len(self.feedback.memory),
+                len(self.feedback.store),
+            )
+        except (OSError, ValueError, TypeError, KeyError, AttributeError) as exc:
+            log.warning("ignoring the feedback state %s: %s; starting without verdicts", path, exc)
+        self._feedback_gauges()
+
+    def snapshot_feedback(self) -> None:
+        """Save the verdict memory, the alert store and the side consumer's positions (after a flush: the
+        dead letters of what those positions cover are published). A failure is logged; scoring goes on."""
+        path = self._feedback_path()
+        if path is None or self.feedback is None:
+            return
+        self._save_side_positions()
+        state = self.feedback.state_dict()
+        state["positions"] = [[t, p, o] for (t, p), o in sorted(self._side_positions.items())]
+        try:
+            tmp = path.with_suffix(".tmp")
+            tmp.write_text(json.dumps(state))
+            tmp.replace(path)
+        except OSError as exc:
+            self.metrics.snapshot_failures.inc()
+            log.warning(
+                "could not save the feedback state %s: %s; scoring goes on", path, exc.strerror or exc
+            )
+
+    def _feedback_gauges(self) -> None:
+        if self.feedback is None:
+            return
+        mem = self.feedback.memory
+        for v in ("attack", "benign"):
+            self.metrics.feedback_prototypes.labels(verdict=v).set(len(mem.protos[v]))
+        self.metrics.feedback_store_alerts.set(len(self.feedback.store))
+        self.metrics.feedback_store_bytes.set(self.feedback.store.nbytes)
 
     def _maybe_reload(self) -> None:
         now = self.clock()
@@ -312,6 +380,12 @@ class DetectorService:
             fetch_max_wait_ms=s.fetch_max_wait_ms,  # bounds the idle wait of a fetch: latency at low rates
         )
         self._consumer.subscribe(list(s.input_topics), listener=_Rebalance(self))
+        if self.feedback is not None:
+            self._side = KafkaConsumer(
+                **common, group_id=None, enable_auto_commit=False, auto_offset_reset="earliest",
+                fetch_max_wait_ms=s.fetch_max_wait_ms,
+            )  # fmt: skip
+            self._assign_side()
         self._producer = KafkaProducer(
             **common,
             acks="all",
@@ -323,7 +397,93 @@ class DetectorService:
             max_request_size=max(1_048_576, s.dead_letter_max_bytes + DEAD_LETTER_MAX_KEY_BYTES + 65_536),
         )
 
+    # ------------------------------------------------------------------ feedback (verdicts)
+    def _assign_side(self) -> None:
+        """Assign the side consumer every partition of the alerts and feedback topics (checked again every
+        30 s: a topic created later, or grown), at the saved positions where there are any."""
+        assert self._side is not None and self.feedback is not None
+        self._side_checked = self.clock()
+        s = self.settings
+        wanted = []
+        for topic in (s.alerts_topic, s.feedback_topic):
+            parts = self._side.partitions_for_topic(topic) or set()
+            wanted += [TopicPartition(topic, p) for p in sorted(parts)]
+        if set(wanted) == set(self._side.assignment()):
+            return
+        self._save_side_positions()
+        self._side.assign(wanted)
+        for tp in wanted:
+            saved = self._side_positions.get((tp.topic, tp.partition))
+            if saved is not None:
+                self._side.seek(tp, saved)
+        if not any(tp.topic == s.feedback_topic for tp in wanted):
+            log.warning("feedback topic %r does not exist (yet): no verdicts until it does", s.feedback_topic)
+
+    def _save_side_positions(self) -> None:
+        if self._side is None:
+            return
+        for tp in self._side.assignment():
+            try:
+                pos = self._side.position(tp, timeout_ms=0)
+            except (KafkaError, TypeError):
+                pos = None
+            if pos is not None:
+                self._side_positions[tp.topic, tp.partition] = pos
+
+    def _poll_feedback(self) -> list[DeadLetter]:
+        """Read what the alerts and feedback topics hold now (no waiting): remember alerts' profiles, learn
+        verdicts. Returns the dead letters of malformed verdicts. A Kafka failure here is logged and left to
+        the next poll: verdicts are not worth stalling the scoring for."""
+        if self._side is None or self.feedback is None:
+            return []
+        try:
+            if self.clock() - self._side_checked >= 30.0:
+                self._assign_side()
+            polled = self._side.poll(timeout_ms=0, max_records=5_000)
+        except KafkaError as exc:
+            log.warning("reading the feedback and alerts topics failed (%s); retrying", exc)
+            return []
+        if not polled:
+            self.feedback.retry_pending()
+            return []
+        dead: list[DeadLetter] = []
+        alerts_topic = self.settings.alerts_topic
+        for tp in sorted(polled, key=lambda tp: tp.topic != alerts_topic):  # alerts first: verdicts need them
+            for r in polled[tp]:
+                if tp.topic == alerts_topic:
+                    self.feedback.on_alert(r.value)
+                    continue
+                m = InputMessage(r.topic, r.partition, r.offset, r.key, r.value, r.timestamp)
+                at = (
+                    min(r.timestamp / 1000.0, self.clock())
+                    if r.timestamp and r.timestamp > 0
+                    else self.clock()
+                )
+                before = dict(self.feedback.counts)
+                d = self.feedback.on_verdict(m, at)
+                if d is not None:
+                    dead.append(d)
+                    self.metrics.records_invalid.labels(reason=d.reason).inc()
+                for result, n in self.feedback.counts.items():
+                    if n > before[result]:
+                        self.metrics.feedback_verdicts.labels(result=result).inc(n - before[result])
+        unknown = self.feedback.counts["unknown"]
+        self.feedback.retry_pending()
+        if self.feedback.counts["unknown"] > unknown:
+            self.metrics.feedback_verdicts.labels(result="unknown").inc(
+                self.feedback.counts["unknown"] - unknown
+            )
+        self._feedback_gauges()
+        return dead
+
     def close(self) -> None:
+        if self._side is not None:
+            self._save_side_positions()
+            try:
+                self._side.close(autocommit=False)
+            except Exception as exc:
+                log.warning("feedback consumer close: %s", exc)
+            self._side = None
         if self._consumer is not None:
             try:
                 self._consumer.close(autocommit=False)
@@ -406,10 +566,11 @@ class DetectorService:
             for message in map(InputMessage._make, map(_MESSAGE_FIELDS, polled[tp]))
         ]
         events: list[dict[str, Any]] = []
-        dead: list[DeadLetter] = []
+        dead: list[DeadLetter] = self._poll_feedback()  # verdicts first: they adjust this batch's scores
         if messages:
             self.metrics.records_consumed.inc(len(messages))
-            events, dead = self._detect_isolating(messages)
+            events, batch_dead = self._detect_isolating(messages)
+            dead += batch_dead
         events.extend(self.episodes.expire())
         if events or dead:
             self._publish(events, dead)
@@ -481,7 +642,7 @@ class DetectorService:
             return [], dead
         t0 = time.monotonic()
         window_keys = [(m.topic, m.partition, k) for m, k in zip(kept, batch.keys, strict=True)]
-        v = self.detector.process_batch(batch, window_keys=window_keys)
+        v = self.detector.process_batch(batch, window_keys=window_keys, now=self.clock())
         self.metrics.inference_duration.observe(time.monotonic() - t0)
         self.metrics.records_scored.inc(len(batch))
         self.scored += len(batch)
@@ -506,6 +667,8 @@ class DetectorService:
                     event_time=ts if np.isfinite(ts) else None,
                     kafka_timestamp_ms=m.timestamp_ms,
                     label=None if batch.labels is None else clean_text(str(batch.labels[i])) or None,
+                    raw_score=None if v.raw_scores is None else v.raw_score(i),
+                    field_shares=None if self.feedback is None else v.field_shares(i),
                 )
             )
         return self.episodes.observe(alerts), dead

@@ -20,6 +20,7 @@ from typing import Any
 
 from consumers.kafka_conn import TLS_PROTOCOLS, build_ssl_context, probe
 from detector.errors import ConfigError
+from detector.feedback import FeedbackPolicy
 from detector.thresholds import AdaptPolicy
 
 ENV_PREFIX = "FLOWSENTINEL_"
@@ -72,6 +73,12 @@ class Settings:
     allow_extra_fields: bool = False
     episode_quiet_s: float = 60.0
     episode_update_s: float = 30.0
+    # analysts' verdicts (consumers.feedback); "" turns the feedback loop off
+    feedback_topic: str = "flowsentinel.feedback"
+    feedback_half_life_s: float = 7 * 86_400.0  # a verdict's weight halves every this many seconds
+    feedback_max_gain: float = 20.0  # a record like a confirmed attack: its score x at most this
+    feedback_max_cut: float = 0.1  # a record like a confirmed false alarm: its score x at least this
+    feedback_store_entries: int = 100_000  # alert messages remembered for verdicts to judge
     state_dir: str = "~/.local/state/flowsentinel"  # threshold snapshots; "" turns persistence off
     snapshot_interval_s: float = 30.0
     reload_check_s: float = 5.0
@@ -118,6 +125,19 @@ class Settings:
                 raise bad("input_topic", f"includes the {name}: {differ}")
         if self.alerts_topic == self.dead_letter_topic:
             raise bad("dead_letter_topic", f"is the alerts_topic too: {differ}")
+        if self.feedback_topic:
+            if not _TOPIC_NAME.fullmatch(self.feedback_topic):
+                raise bad("feedback_topic", topic_name + " ('' turns feedback off)")
+            if self.feedback_topic in (*self.input_topics, self.alerts_topic, self.dead_letter_topic):
+                raise bad("feedback_topic", "must differ from the input, alerts and dead-letter topics")
+        if not (math.isfinite(self.feedback_half_life_s) and self.feedback_half_life_s > 0):
+            raise bad("feedback_half_life_s", "must be a positive number of seconds")
+        if not (math.isfinite(self.feedback_max_gain) and 1.0 <= self.feedback_max_gain <= 1e6):
+            raise bad("feedback_max_gain", "must be a number from 1 (no gain) to 1e6")
+        if not (math.isfinite(self.feedback_max_cut) and 0.0 < self.feedback_max_cut <= 1.0):
+            raise bad("feedback_max_cut", "must be a number in (0, 1] (1: no cut)")
+        if not (1 <= self.feedback_store_entries <= 10_000_000):
+            raise bad("feedback_store_entries", "must be from 1 to 10,000,000")
         if not self.group:
             raise bad("group", "must not be empty")
         if self.thresholder not in ("spot", "quantile"):
@@ -288,6 +308,13 @@ def policy_settings(values: Any) -> dict[str, Any]:
     """The shift policy's settings, by setting name, of a :class:`Settings` or the command line's
     ``score``/``eval``/``tune`` arguments (what `tune` writes for `detect --config`)."""
     return {name: getattr(values, name) for name in POLICY_SETTINGS}
+
+
+def feedback_policy(s: Settings) -> FeedbackPolicy:
+    """The verdict memory's policy from the service's settings."""
+    return FeedbackPolicy(
+        half_life=s.feedback_half_life_s, max_gain=s.feedback_max_gain, max_cut=s.feedback_max_cut
+    )
 
 
 def shift_policy(values: Any) -> AdaptPolicy:

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 
+from detector.feedback import VerdictMemory
 from detector.model import AutoencoderEnsemble, LSTMAutoencoder, squared_errors
 from detector.schema import RecordBatch
 from detector.thresholds import AdaptPolicy, OnlineThresholder, make_thresholder
@@ -109,6 +110,20 @@ class Verdicts:
     field_errors: np.ndarray
     field_names: list[str]
     unknown_categories: dict[str, int] = field(default_factory=dict)
+    raw_scores: np.ndarray | None = None  # the autoencoder's, before verdicts adjusted them (None: the same)
+
+    def raw_score(self, i: int) -> float:
+        return float((self.scores if self.raw_scores is None else self.raw_scores)[i])
+
+    def field_shares(self, i: int, floor: float = 5e-5) -> dict[str, float]:
+        """Every field's share of record ``i``'s error (rounded to 4 places; those under ``floor`` left out)."""
+        row = self.field_errors[i]
+        total = float(row.sum())
+        if total <= 0:
+            return {}
+        return {
+            self.field_names[j]: round(float(row[j] / total), 4) for j in np.flatnonzero(row / total >= floor)
+        }
 
     def __len__(self) -> int:
         return len(self.scores)
@@ -132,8 +147,10 @@ class Detector:
         thresholder: OnlineThresholder | None = None,
         *,
         max_keys: int = 50_000,
+        feedback: VerdictMemory | None = None,
     ) -> None:
         self.model = model
+        self.feedback = feedback  # analysts' verdicts: adjust scores before the threshold sees them
         self.schema = model.schema
         self.windows = WindowStore(model.config.window, model.encoder.width, max_keys=max_keys)
         self.thresholder = thresholder or make_thresholder("spot", 1e-3)
@@ -171,10 +188,16 @@ class Detector:
             self.unknown_total[k] = self.unknown_total.get(k, 0) + v
         return scores, field_err, unknown
 
-    def process_batch(self, batch: RecordBatch, window_keys: Sequence[Hashable] | None = None) -> Verdicts:
-        scores, field_err, unknown = self.score_many(batch, window_keys)
+    def process_batch(
+        self, batch: RecordBatch, window_keys: Sequence[Hashable] | None = None, now: float | None = None
+    ) -> Verdicts:
+        """Score, adjust by the verdicts so far (``now``: the clock their decay is measured by; None: no decay
+        since the latest verdict), threshold. Without verdicts the scores are the autoencoder's, unchanged."""
+        raw, field_err, unknown = self.score_many(batch, window_keys)
+        scores = raw if self.feedback is None else self.feedback.adjust(raw, field_err, now)
         alerts, thresholds = self.thresholder.update_many(scores)
         return Verdicts(
+            raw_scores=None if scores is raw else raw,
             scores=scores,
             thresholds=thresholds,
             alerts=alerts,

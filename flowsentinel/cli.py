@@ -324,6 +324,25 @@ def build_parser() -> argparse.ArgumentParser:
         only=SECURITY_SETTINGS,
     )
 
+    fb = sub.add_parser(
+        "feedback",
+        help="send analysts' verdicts on alerts (a CSV or JSON-lines file) to the feedback topic",
+        description="Each row judges one alert message (alert_id) or a whole episode (episode_id) as attack "
+        "or benign. CSV: a header naming alert_id or episode_id, verdict, and optionally label, analyst. JSON "
+        "lines: one verdict object per line, as on the topic. Every row is checked before any is sent.",
+    )
+    fb.add_argument("file", help="CSV (.csv) or JSON lines (anything else)")
+    fb.add_argument("--bootstrap-servers", default=_env("BOOTSTRAP_SERVERS", "127.0.0.1:9092"))
+    fb.add_argument("--topic", default=_env("FEEDBACK_TOPIC", "flowsentinel.feedback"))
+    fb.add_argument("--verdict", choices=("attack", "benign"), default=None, help="for rows that give none")
+    fb.add_argument("--analyst", default=None, help="for rows that name none")
+    _add_settings_flags(
+        fb.add_argument_group(
+            "Kafka security", "the same settings, flags and FLOWSENTINEL_* variables as detect's"
+        ),
+        only=SECURITY_SETTINGS,
+    )
+
     dm = sub.add_parser(
         "demo", help="everything at once: broker, model, detector, synthetic traffic, live view"
     )
@@ -932,6 +951,73 @@ def cmd_produce(args: argparse.Namespace) -> int:
     return 0 if summary.failed == 0 else 1
 
 
+# -------------------------------------------------------------------------------------------- feedback
+def read_verdicts(path: str, verdict: str | None = None, analyst: str | None = None) -> list[dict[str, Any]]:
+    """The verdict messages a file holds, each checked as the service checks it (UsageError naming the
+    rows that are not verdicts)."""
+    from consumers.feedback import VerdictError, parse_verdict
+
+    text = Path(path).read_text(encoding="utf-8", errors="replace")
+    rows: list[tuple[int, Any]] = []
+    if path.endswith(".csv"):
+        for i, row in enumerate(csv.DictReader(text.splitlines()), start=2):
+            rows.append((i, {k.strip(): v.strip() for k, v in row.items() if k and v and v.strip()}))
+    else:
+        for i, line in enumerate(text.splitlines(), start=1):
+            if line.strip():
+                try:
+                    rows.append((i, json.loads(line)))
+                except ValueError as exc:
+                    rows.append((i, f"not JSON ({exc})"))
+    out, errors = [], []
+    for i, row in rows:
+        if isinstance(row, dict):
+            row = {
+                **({"verdict": verdict} if verdict else {}),
+                **({"analyst": analyst} if analyst else {}),
+                **row,
+            }
+        try:
+            if not isinstance(row, dict):
+                raise VerdictError(str(row))
+            parse_verdict(json.dumps(row).encode())
+            out.append(row)
+        except VerdictError as exc:
+            errors.append(f"line {i}: {exc}")
+    if errors:
+        more = f" (and {len(errors) - 5} more)" if len(errors) > 5 else ""
+        raise UsageError(f"{path}: {len(errors)} row(s) are not verdicts: " + "; ".join(errors[:5]) + more)
+    if not out:
+        raise UsageError(f"{path}: no verdicts")
+    return out
+
+
+def cmd_feedback(args: argparse.Namespace) -> int:
+    from consumers.kafka_conn import KafkaUnreachable
+    from consumers.settings import client_security
+    from producers.publisher import Publisher
+
+    _check_files([args.file], "file")
+    verdicts = read_verdicts(args.file, args.verdict, args.analyst)
+    try:
+        _, security = client_security(args.bootstrap_servers, vars(args))
+    except KafkaUnreachable as exc:
+        print(f"flowsentinel feedback: error: {exc}", file=sys.stderr)
+        return 1
+    publisher = Publisher(args.bootstrap_servers, args.topic, compression="none", security=security)
+    try:
+        for v in verdicts:
+            publisher.send(v, v.get("alert_id") or v.get("episode_id"))
+        publisher.flush(timeout=30)
+    finally:
+        publisher.close()
+    summary = publisher.summary
+    print(f"sent {summary.sent:,} verdict(s) to {args.topic}  failed {summary.failed:,}")
+    for err in summary.first_errors:
+        print(f"  {err}", file=sys.stderr)
+    return 0 if summary.failed == 0 else 1
+
+
 # -------------------------------------------------------------------------------------------- demo
 def cmd_demo(args: argparse.Namespace) -> int:
     from flowsentinel.demo import run_demo
@@ -947,6 +1033,7 @@ COMMANDS = {
     "tune": cmd_tune,
     "detect": cmd_detect,
     "produce": cmd_produce,
+    "feedback": cmd_feedback,
     "demo": cmd_demo,
 }
 

@@ -15,6 +15,7 @@ import pytest
 USAGE_ONLY = ["detector.artifact", "detector.pipeline", "flowsentinel.broker"]
 MODULES = [
     "detector.errors",
+    "detector.feedback",
     "detector.features",
     "detector.metrics",
     "detector.model",
