@@ -58,7 +58,7 @@ _EPS = 1e-12
 class FeedbackPolicy:
     """How far and how long a verdict reaches. Defaults chosen on training data (docs/feedback.md)."""
 
-    radius: float = 0.35
+    radius: float = 0.9
     merge_radius: float = 0.1
     score_weight: float = 0.25
     max_gain: float = 20.0

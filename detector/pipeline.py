@@ -113,7 +113,10 @@ class Verdicts:
     raw_scores: np.ndarray | None = None  # the autoencoder's, before verdicts adjusted them (None: the same)
 
     def raw_score(self, i: int) -> float:
-        return float((self.scores if self.raw_scores is None else self.raw_scores)[i])
+        return float(self.raw_score_array()[i])
+
+    def raw_score_array(self) -> np.ndarray:
+        return self.scores if self.raw_scores is None else self.raw_scores
 
     def field_shares(self, i: int, floor: float = 5e-5) -> dict[str, float]:
         """Every field's share of record ``i``'s error (rounded to 4 places; those under ``floor`` left out)."""
