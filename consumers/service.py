@@ -123,10 +123,17 @@ class DetectorService:
             names = list(model.encoder.field_names)
             memory = VerdictMemory(len(names), feedback_policy(settings))
             self.feedback = FeedbackState(memory, names, settings.feedback_store_entries)
+            for result in (
+                "applied",
+                "unknown",
+                "malformed",
+            ):  # series from the start: increase() sees the first
+                metrics.feedback_verdicts.labels(result=result)
         self._install_model(model)
         self.check_state_dir()
         self._restore_threshold()
         self._restore_feedback()
+        self._feedback_gauges()
         self.scored = 0
 
     # ------------------------------------------------------------------ model and state
@@ -243,7 +250,6 @@ class DetectorService:
             )
         except (OSError, ValueError, TypeError, KeyError, AttributeError) as exc:
             log.warning("ignoring the feedback state %s: %s; starting without verdicts", path, exc)
-        self._feedback_gauges()
 
     def snapshot_feedback(self) -> None:
         """Save the verdict memory, the alert store and the side consumer's positions (after a flush: the
