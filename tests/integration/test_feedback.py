@@ -3,11 +3,8 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import tempfile
 import time
 import uuid
-from pathlib import Path
 
 import pytest
 
@@ -21,23 +18,10 @@ from tests.integration.conftest import (
     scrape,
     wait_for,
 )
-from tests.integration.test_processes import _kcat_env, _kcat_or_skip
+from tests.integration.test_processes import kcat_send
 from tests.integration.test_service import attack_stream
 
 pytestmark = pytest.mark.integration
-
-
-def _kcat_send(bootstrap: str, topic: str, lines: list[str]) -> None:
-    with tempfile.TemporaryDirectory() as tmp:
-        r = subprocess.run(
-            [_kcat_or_skip(), "-b", bootstrap, "-t", topic, "-P"],
-            input="\n".join(lines) + "\n",
-            text=True,
-            capture_output=True,
-            env=_kcat_env(Path(tmp)),
-            timeout=60,
-        )
-    assert r.returncode == 0, r.stderr
 
 
 def _attack(host: str, n: int, seed: int) -> list[dict]:
@@ -70,7 +54,7 @@ def test_a_verdict_from_kcat_changes_the_next_scores_and_survives_a_restart(
         assert opened["raw_score"] == opened["score"] and opened["field_shares"]  # no verdicts yet
         # an analyst calls the whole episode a false alarm (wrongly: the test of bounded harm), and two
         # malformed messages arrive
-        _kcat_send(
+        kcat_send(
             bootstrap,
             names["feedback"],
             [
@@ -135,7 +119,7 @@ def test_every_instance_of_the_group_learns_every_verdict(bootstrap, names, mode
         wait_for(lambda: sum(r.service.scored for r in instances) >= len(records), 60, "every record scored")
         attacker = wait_for(lambda: _alerts_of(bootstrap, names["alerts"], "203.0.113.66"), 20, "its alerts")
         alert_id = attacker[0]["id"]
-        _kcat_send(bootstrap, names["feedback"], [json.dumps({"alert_id": alert_id, "verdict": "attack"})])
+        kcat_send(bootstrap, names["feedback"], [json.dumps({"alert_id": alert_id, "verdict": "attack"})])
         for r in instances:
             port = r.server.port
             wait_for(

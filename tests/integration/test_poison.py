@@ -4,9 +4,6 @@ the group commits past it, and the service stays up."""
 from __future__ import annotations
 
 import json
-import subprocess
-import tempfile
-from pathlib import Path
 
 import pytest
 
@@ -21,7 +18,7 @@ from tests.integration.conftest import (
     scrape,
     wait_for,
 )
-from tests.integration.test_processes import _kcat_env, _kcat_or_skip
+from tests.integration.test_processes import kcat_send
 from tests.integration.test_service import attack_stream
 
 pytestmark = pytest.mark.integration
@@ -118,7 +115,6 @@ def test_a_record_that_makes_scoring_raise_is_dead_lettered_once_and_the_group_m
 def test_tombstones_from_another_client_are_dead_lettered(bootstrap, names, model_dir):
     """kafka-python cannot send a message with neither key nor value (``Need at least one: key or value``);
     kcat -Z can. Both kinds of tombstone, and one with a key only, are dead-lettered as ``empty``."""
-    kcat = _kcat_or_skip()
     create_topics(bootstrap, names, partitions=1)
     good = normal_training_records(20, seed=8)
     lines = (
@@ -126,16 +122,7 @@ def test_tombstones_from_another_client_are_dead_lettered(bootstrap, names, mode
         + [":", "somekey:", ":"]
         + [f"k:{json.dumps(r)}" for r in good[10:]]
     )
-    with tempfile.TemporaryDirectory() as tmp:
-        r = subprocess.run(
-            [kcat, "-b", bootstrap, "-t", names["input"], "-P", "-Z", "-K:"],
-            input="\n".join(lines) + "\n",
-            text=True,
-            capture_output=True,
-            env=_kcat_env(Path(tmp)),
-            timeout=60,
-        )
-    assert r.returncode == 0, r.stderr
+    kcat_send(bootstrap, names["input"], lines, "-Z", "-K:")
     running = start_service(make_settings(bootstrap, names, model_dir))
     try:
         wait_for(lambda: running.service.scored >= len(good), 60, "the good records scored")

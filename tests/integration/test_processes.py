@@ -185,6 +185,20 @@ def _kcat_env(tmp: Path) -> dict[str, str]:
     return env
 
 
+def kcat_send(bootstrap: str, topic: str, lines: list[str], *flags: str) -> None:
+    """Produce ``lines`` (one message each) with kcat, e.g. ``-Z -K:`` for keys and NULL messages."""
+    with tempfile.TemporaryDirectory() as tmp:
+        r = subprocess.run(
+            [_kcat_or_skip(), "-b", bootstrap, "-t", topic, "-P", *flags],
+            input="\n".join(lines) + "\n",
+            text=True,
+            capture_output=True,
+            env=_kcat_env(Path(tmp)),
+            timeout=60,
+        )
+    assert r.returncode == 0, r.stderr
+
+
 def _kcat_or_skip() -> str:
     """kcat's path; skips the test where it is not installed (fails it under CI=true)."""
     kcat = shutil.which("kcat")
@@ -198,22 +212,11 @@ def _kcat_or_skip() -> str:
 def test_records_from_kcat_are_accepted_in_every_kafka_compression(bootstrap, names, model_dir, tmp_path):
     """A non-Python producer, and each codec Kafka defines: the service must read whatever its producers
     send (it once stalled on snappy, whose library kafka-python does not bring)."""
-    kcat = _kcat_or_skip()
     create_topics(bootstrap, names)
     codecs = ("none", "gzip", "snappy", "lz4", "zstd")
     records = SyntheticTraffic(seed=4, attack_every_s=0).records(len(codecs), start=time.time(), rate=1)
-    with tempfile.TemporaryDirectory() as tmp:
-        env = _kcat_env(Path(tmp))
-        for codec, record in zip(codecs, records, strict=True):
-            r = subprocess.run(
-                [kcat, "-b", bootstrap, "-t", names["input"], "-P", "-k", record["src_host"], "-z", codec],
-                input=json.dumps(record),
-                text=True,
-                capture_output=True,
-                env=env,
-                timeout=60,
-            )
-            assert r.returncode == 0, f"{codec}: {r.stderr}"
+    for codec, record in zip(codecs, records, strict=True):
+        kcat_send(bootstrap, names["input"], [json.dumps(record)], "-k", record["src_host"], "-z", codec)
     from consumers.main import start_service
     from tests.integration.conftest import make_settings
 
