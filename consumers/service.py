@@ -389,6 +389,7 @@ class DetectorService:
         if self.feedback is not None:
             self._side = KafkaConsumer(
                 **common, group_id=None, enable_auto_commit=False, auto_offset_reset="earliest",
+                allow_auto_create_topics=False,  # asking for the feedback topic must not create it
                 fetch_max_wait_ms=s.fetch_max_wait_ms,
             )  # fmt: skip
             self._assign_side()
