@@ -489,6 +489,9 @@ def parse_table(
             structured = reject_structured(raw, schema.timestamp, types, "not a valid timestamp")
             if structured is not None:
                 raw = _flat(raw, types)
+            if bool in types:  # JSON true is not 1970-01-01T00:00:01
+                is_bool = np.fromiter((isinstance(v, bool) for v in raw), dtype=bool, count=n)
+                reject(is_bool, schema.timestamp, raw, "not a valid timestamp (a boolean)")
             timestamps = _coerced(raw) if schema.timestamp_kind == "epoch" else _parse_datetimes(raw)
             absent = np.fromiter((_is_missing(v) for v in raw), dtype=bool, count=n)  # no time: fine
         reject(~np.isfinite(timestamps) & ~absent, schema.timestamp, raw, "not a valid timestamp")
@@ -563,11 +566,23 @@ def _object_array(values: Sequence[object]) -> np.ndarray:
 
 
 def _to_float(raw: np.ndarray) -> np.ndarray:
-    """Numbers from strings or JSON values; NaN where a value is not a number (classified by the caller)."""
+    """Numbers from strings or JSON values; NaN where a value is not a number (classified by the caller).
+
+    One rule whatever else the batch holds: numeric text is ASCII without digit separators. numpy's cast
+    (Python's ``float``) also reads ``"1_000"``, Arabic-Indic and full-width digits, which pandas' coercion
+    does not; a batch where any value sent the column to the coercion judged such text "not a number", a
+    batch without one took it."""
     try:
-        return raw.astype(np.float64)  # fast path: every value is numeric text or a number
+        values = raw.astype(np.float64)  # fast path: every value is numeric text or a number
     except (ValueError, TypeError, OverflowError):
         return _coerced(raw)
+    try:
+        text = "".join(raw)  # every value is text (a file's column): one pass in C
+    except TypeError:
+        text = "".join(v for v in raw if isinstance(v, str))
+    if "_" in text or not text.isascii():
+        return _coerced(raw)
+    return values
 
 
 def _coerced(raw: np.ndarray) -> np.ndarray:

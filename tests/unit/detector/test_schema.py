@@ -222,7 +222,23 @@ def _json_rows(n: int) -> list[dict[str, object]]:
 
 
 @pytest.mark.parametrize(
-    "odd", [None, "", " 7 ", True, [1], float("nan"), float("inf"), -3, 6.0, "x" * 300, 10**400]
+    "odd",
+    [
+        None,
+        "",
+        " 7 ",
+        True,
+        [1],
+        float("nan"),
+        float("inf"),
+        -3,
+        6.0,
+        "x" * 300,
+        10**400,
+        "1_000",
+        "١٢٣",
+        "５００",
+    ],
 )
 def test_one_odd_value_sends_its_column_down_the_general_path_with_the_same_results(odd):
     """Each column has a fast path for the types live JSON gives and a general one for anything else: a
@@ -247,11 +263,18 @@ def test_one_odd_value_sends_its_column_down_the_general_path_with_the_same_resu
         assert both.labels[keep].tolist() == fast.labels.tolist(), name
         # and the odd record is judged alike whichever path its column takes (a list in another record
         # sends the column down the general path)
-        general = parse_table(schema, table_of([*rows, {**good[1], name: [0]}]), [f"m{i}" for i in range(14)])
+        # or text that is not a number in another record, which sends it to pandas' coercion)
         verdict = [(e.code, e.field) for e in both.rejected if e.where == "m12"]
-        assert verdict == [(e.code, e.field) for e in general.rejected if e.where == "m12"], name
-        if not verdict:
-            assert both.numeric[-1].tolist() == general.numeric[both.row_index.tolist().index(12)].tolist()
+        for trigger in ([0], "abc"):
+            rows3 = [*rows, {**good[1], name: trigger}]
+            general = parse_table(schema, table_of(rows3), [f"m{i}" for i in range(14)])
+            assert verdict == [(e.code, e.field) for e in general.rejected if e.where == "m12"], (
+                name,
+                trigger,
+            )
+            if not verdict:
+                at = general.row_index.tolist().index(12)
+                assert both.numeric[-1].tolist() == general.numeric[at].tolist(), (name, trigger)
 
 
 @pytest.mark.parametrize(
@@ -266,6 +289,7 @@ def test_one_odd_value_sends_its_column_down_the_general_path_with_the_same_resu
         ("1.7e9", True),
         ("x", False),
         (None, True),
+        (True, False),
     ],
 )
 def test_timestamps_outside_1970_to_2100_in_seconds_are_rejected(ts, ok):
