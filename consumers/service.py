@@ -123,11 +123,7 @@ class DetectorService:
             names = list(model.encoder.field_names)
             memory = VerdictMemory(len(names), feedback_policy(settings))
             self.feedback = FeedbackState(memory, names, settings.feedback_store_entries)
-            for result in (
-                "applied",
-                "unknown",
-                "malformed",
-            ):  # series from the start: increase() sees the first
+            for result in self.feedback.counts:  # series from the start: increase() sees the first verdict
                 metrics.feedback_verdicts.labels(result=result)
         self._install_model(model)
         self.check_state_dir()
@@ -214,18 +210,23 @@ class DetectorService:
         if path is None:
             return
         self._last_snapshot = self.clock()
+        # the feedback state goes to the same directory: after a failure here, not tried (counted once)
+        if self._save_state(path, self.detector.thresholder.state_dict(), "the threshold snapshot"):
+            self.snapshot_feedback()
+
+    def _save_state(self, path: Path, state: dict[str, Any], what: str) -> bool:
+        """Write ``state`` as JSON to ``path`` atomically. A failure (a full disk, a directory gone) is counted,
+        logged, and False: scoring goes on."""
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             tmp = path.with_suffix(".tmp")
-            tmp.write_text(json.dumps(self.detector.thresholder.state_dict()))
+            tmp.write_text(json.dumps(state))
             tmp.replace(path)
         except OSError as exc:
             self.metrics.snapshot_failures.inc()
-            log.warning(
-                "could not save the threshold snapshot %s: %s; scoring goes on", path, exc.strerror or exc
-            )
-            return  # the feedback state goes to the same directory: one failure, counted once
-        self.snapshot_feedback()
+            log.warning("could not save %s %s: %s; scoring goes on", what, path, exc.strerror or exc)
+            return False
+        return True
 
     def _feedback_path(self) -> Path | None:
         if not self.settings.state_dir or self.feedback is None:
@@ -260,15 +261,7 @@ class DetectorService:
         self._save_side_positions()
         state = self.feedback.state_dict()
         state["positions"] = [[t, p, o] for (t, p), o in sorted(self._side_positions.items())]
-        try:
-            tmp = path.with_suffix(".tmp")
-            tmp.write_text(json.dumps(state))
-            tmp.replace(path)
-        except OSError as exc:
-            self.metrics.snapshot_failures.inc()
-            log.warning(
-                "could not save the feedback state %s: %s; scoring goes on", path, exc.strerror or exc
-            )
+        self._save_state(path, state, "the feedback state")
 
     def _feedback_gauges(self) -> None:
         if self.feedback is None:
@@ -450,10 +443,8 @@ class DetectorService:
         except KafkaError as exc:
             log.warning("reading the feedback and alerts topics failed (%s); retrying", exc)
             return []
-        if not polled:
-            self.feedback.retry_pending()
-            return []
         dead: list[DeadLetter] = []
+        before = dict(self.feedback.counts)
         alerts_topic = self.settings.alerts_topic
         for tp in sorted(polled, key=lambda tp: tp.topic != alerts_topic):  # alerts first: verdicts need them
             for r in polled[tp]:
@@ -466,20 +457,14 @@ class DetectorService:
                     if r.timestamp and r.timestamp > 0
                     else self.clock()
                 )
-                before = dict(self.feedback.counts)
                 d = self.feedback.on_verdict(m, at)
                 if d is not None:
                     dead.append(d)
                     self.metrics.records_invalid.labels(reason=d.reason).inc()
-                for result, n in self.feedback.counts.items():
-                    if n > before[result]:
-                        self.metrics.feedback_verdicts.labels(result=result).inc(n - before[result])
-        unknown = self.feedback.counts["unknown"]
         self.feedback.retry_pending()
-        if self.feedback.counts["unknown"] > unknown:
-            self.metrics.feedback_verdicts.labels(result="unknown").inc(
-                self.feedback.counts["unknown"] - unknown
-            )
+        for result, n in self.feedback.counts.items():
+            if n > before[result]:
+                self.metrics.feedback_verdicts.labels(result=result).inc(n - before[result])
         self._feedback_gauges()
         return dead
 
