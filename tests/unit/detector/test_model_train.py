@@ -144,12 +144,12 @@ def test_cli_train_help_states_the_training_defaults():
 
 
 def test_readme_states_the_training_defaults():
-    """The README's list of ``train`` options gives each default by hand, like ``--help``; it said
+    """docs/usage.md's list of ``train`` options gives each default by hand, like ``--help``; it said
     ``--hidden`` (32) two default changes after 32 stopped being the default."""
     import re
     from pathlib import Path
 
-    text = (Path(__file__).resolve().parents[3] / "README.md").read_text()
+    text = (Path(__file__).resolve().parents[3] / "docs" / "usage.md").read_text()
     para = text[text.index("Options: `--window`") :]
     para = para[: para.index("\n\n")]
     stated = dict(re.findall(r"`--([\w-]+)` \(([^)]*)\)", para))
