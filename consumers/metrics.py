@@ -45,6 +45,7 @@ LATENCY_BUCKETS = (
 )
 BATCH_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 SCORE_BUCKETS = (*(10.0**e for e in range(-6, 2)), 1000.0)
+RELOAD_RESULTS = ("ok", "unchanged", "refused")
 
 
 class BulkHistogram(Collector):
@@ -135,7 +136,7 @@ class Metrics:
         # process_resident_memory_bytes, process_cpu_seconds_total, open fds...: a daemon that runs for weeks
         # is watched for memory growth (README, Live pipeline). Empty where /proc is absent (not Linux).
         ProcessCollector(registry=r)
-        return cls(
+        metrics = cls(
             registry=r,
             records_consumed=Counter(p + "records_consumed", "Records read from the input topic", registry=r),
             records_scored=Counter(p + "records_scored", "Records scored by the detector", registry=r),
@@ -196,7 +197,10 @@ class Metrics:
                 p + "model_info", "The model in use (value 1)", ["version", "schema"], registry=r
             ),
             model_reloads=Counter(
-                p + "model_reloads", "Model reload attempts, by result", ["result"], registry=r
+                p + "model_reloads",
+                "Model reload attempts, by result (ok, unchanged, refused: the live model kept scoring)",
+                ["result"],
+                registry=r,
             ),
             window_keys=Gauge(p + "window_keys", "Entity keys with a live window", registry=r),
             window_evictions=Gauge(
@@ -244,3 +248,6 @@ class Metrics:
                 p + "feedback_store_bytes", "Approximate memory of the alert store", registry=r
             ),
         )
+        for result in RELOAD_RESULTS:  # series from the start: increase() sees the first refusal
+            metrics.model_reloads.labels(result=result)
+        return metrics

@@ -36,7 +36,7 @@ from consumers.feedback import FeedbackState
 from consumers.kafka_conn import KafkaUnreachable
 from consumers.metrics import Metrics
 from consumers.settings import Settings, feedback_policy, probe_kafka, probe_writable_dir, shift_policy
-from detector.artifact import TrainedModel, load_artifact
+from detector.artifact import TrainedModel, artifact_identity, load_artifact
 from detector.errors import ArtifactError, ConfigError
 from detector.feedback import VerdictMemory
 from detector.pipeline import Detector
@@ -59,6 +59,11 @@ def _partition_list(partitions: set[tuple[str, int]]) -> str:
     for topic, p in sorted(partitions):
         by_topic.setdefault(topic, []).append(p)
     return ", ".join(f"{t}{ps}" for t, ps in by_topic.items()) or "none"
+
+
+def _one_line(exc: BaseException) -> str:
+    text = str(exc) if isinstance(exc, ArtifactError) else f"{type(exc).__name__}: {exc}"
+    return printable(text.splitlines()[0] if text else type(exc).__name__, limit=600)
 
 
 def settle_heap() -> None:
@@ -108,7 +113,8 @@ class DetectorService:
         self.clock = clock
         self.state = LoopState()
         self.reload_requested = threading.Event()
-        self._model_mtime = 0.0
+        self._model_identity: tuple[Any, ...] = ()  # of the directory the live model was loaded from
+        self._refused_identity: tuple[Any, ...] = ()  # of the last content refused (logged once)
         self._last_reload_check = 0.0
         self._last_snapshot = clock()
         self._consumer: KafkaConsumer | None = None
@@ -134,17 +140,13 @@ class DetectorService:
 
     # ------------------------------------------------------------------ model and state
     def _load_model(self) -> TrainedModel:
-        if not self.settings.model:
+        s = self.settings
+        if not s.model:
             raise ConfigError("setting model is empty: pass --model MODEL_DIR")
-        model = load_artifact(self.settings.model)
-        self._model_mtime = self._mtime()
+        identity = artifact_identity(s.model)  # before reading: a change during the read is seen next time
+        model = load_artifact(s.model, key=s.signing_key(), max_params=s.model_max_params)
+        self._model_identity = identity
         return model
-
-    def _mtime(self) -> float:
-        try:
-            return (Path(self.settings.model) / "metadata.json").stat().st_mtime
-        except OSError:
-            return 0.0
 
     def _install_model(self, model: TrainedModel) -> None:
         s = self.settings
@@ -273,30 +275,35 @@ class DetectorService:
         self.metrics.feedback_store_bytes.set(self.feedback.store.nbytes)
 
     def _maybe_reload(self) -> None:
+        """Between batches: load the model directory again if its content changed (see
+        :func:`~detector.artifact.artifact_identity`: a rewrite, a symlink swapped to another version) or a
+        SIGHUP asked. A model that does not load, check, verify or fit is refused: the live model keeps
+        scoring, and the directory is tried again at every check until it loads or changes (a copy caught
+        half done converges); each refused content is logged and counted once."""
         now = self.clock()
         changed = False
         if self.settings.model and now - self._last_reload_check >= self.settings.reload_check_s:
             self._last_reload_check = now
-            mtime = self._mtime()
-            changed = mtime > self._model_mtime
-        if not (changed or self.reload_requested.is_set()):
+            changed = artifact_identity(self.settings.model) != self._model_identity
+        forced = self.reload_requested.is_set()
+        if not (changed or forced):
             return
         self.reload_requested.clear()
+        identity, live = artifact_identity(self.settings.model), self._model_identity
         try:
             model = self._load_model()
-        except ArtifactError as exc:
-            self.metrics.model_reloads.labels(result="failed").inc()
-            log.error("model reload failed, keeping version %s: %s", self.model.version, exc)
-            self._model_mtime = self._mtime()
+            if model.schema.name != self.model.schema.name:
+                raise ArtifactError(
+                    f"the new model is for schema {model.schema.name!r}, not {self.model.schema.name!r}"
+                )
+        except Exception as exc:  # whatever a broken model raises, the live one keeps scoring
+            self._model_identity = live  # not taken: the next check tries again
+            if identity != self._refused_identity or forced:
+                self._refused_identity = identity
+                self.metrics.model_reloads.labels(result="refused").inc()
+                log.error("model reload refused, keeping version %s: %s", self.model.version, _one_line(exc))
             return
-        if model.schema.name != self.model.schema.name:
-            self.metrics.model_reloads.labels(result="failed").inc()
-            log.error(
-                "model reload refused: new model is for schema %r, not %r",
-                model.schema.name,
-                self.model.schema.name,
-            )
-            return
+        self._refused_identity = ()
         old = self.model.version
         if model.version == old:  # a SIGHUP, a touch, a deployment that rewrote the same files
             self.metrics.model_reloads.labels(result="unchanged").inc()

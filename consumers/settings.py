@@ -82,6 +82,11 @@ class Settings:
     state_dir: str = "~/.local/state/flowsentinel"  # threshold snapshots; "" turns persistence off
     snapshot_interval_s: float = 30.0
     reload_check_s: float = 5.0
+    # models: refused (at start and on reload) above this many parameters, or unsigned when require_signed
+    model_max_params: int = 50_000_000
+    require_signed: bool = False
+    model_key_file: str = ""  # the HMAC key that signed the models (or model_key, from the environment)
+    model_key: Secret = field(default_factory=lambda: Secret(""))
     session_timeout_ms: int = 10_000
     heartbeat_interval_ms: int = 3_000
     max_poll_interval_ms: int = 300_000
@@ -140,6 +145,14 @@ class Settings:
             raise bad("feedback_store_entries", "must be from 1 to 10,000,000")
         if not self.group:
             raise bad("group", "must not be empty")
+        if not (1_000 <= self.model_max_params <= 2_000_000_000):
+            raise bad("model_max_params", "must be from 1,000 to 2,000,000,000")
+        if self.model_key_file and self.model_key:
+            raise bad("model_key_file", "and model_key are both set: give the key one way")
+        if self.model_key_file and not Path(self.model_key_file).expanduser().is_file():
+            raise bad("model_key_file", "no such file")
+        if self.require_signed and not (self.model_key_file or self.model_key):
+            raise bad("require_signed", "needs the key: model_key_file, or FLOWSENTINEL_MODEL_KEY")
         if self.thresholder not in ("spot", "quantile"):
             raise bad("thresholder", "must be 'spot' or 'quantile'")
         if not (0.0 < self.risk < 0.5):
@@ -193,6 +206,17 @@ class Settings:
             raise bad("log_level", "must be DEBUG, INFO, WARNING or ERROR")
 
     # ------------------------------------------------------------------ views
+    def signing_key(self) -> bytes | None:
+        """The key models must be signed with (None: signatures are not checked). ArtifactError naming the
+        source, never the key, if it is too short or the file cannot be read."""
+        from detector.artifact import check_key, read_key  # (torch: not for --help)
+
+        if not self.require_signed:
+            return None
+        if self.model_key_file:
+            return read_key(self.model_key_file)
+        return check_key(str(self.model_key).encode(), "setting model_key")
+
     def kafka_common(self) -> dict[str, Any]:
         """Connection and security settings shared by consumer, producer and admin clients."""
         return {

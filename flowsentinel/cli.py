@@ -181,6 +181,17 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--seed", type=_seed, default=None, help="random seed (default 0)")
     t.add_argument("--limit", type=_positive_int, default=None, help="read at most N records per file")
     t.add_argument("--quiet", action="store_true", help="no progress display")
+    _add_key_flag(t, "sign the model with the HMAC key in this file (see `flowsentinel sign`)")
+
+    sg = sub.add_parser(
+        "sign",
+        help="sign a model with an HMAC-SHA256 key, for detect --require-signed",
+        description="Writes MODEL_DIR/signature.json: an HMAC-SHA256 of the model's content hash under the "
+        "key. The key comes from --model-key-file or FLOWSENTINEL_MODEL_KEY (at least 16 bytes) and is never "
+        "printed; its id (a digest that reveals nothing of it) is.",
+    )
+    sg.add_argument("model", metavar="MODEL_DIR")
+    _add_key_flag(sg, "the key file (default: FLOWSENTINEL_MODEL_KEY)")
 
     s = sub.add_parser("score", help="score files with a trained model and the online threshold")
     s.add_argument("--model", required=True, metavar="MODEL_DIR")
@@ -198,6 +209,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--json", action="store_true", help="print the summary as JSON")
     s.add_argument("--limit", type=_positive_int, default=None, help="read at most N records per file")
     s.add_argument("--quiet", action="store_true", help="no progress display")
+    _add_key_flag(s, "refuse a model not signed with the HMAC key in this file")
 
     tu = sub.add_parser("tune", help="search model settings on a validation split of the training data")
     tu.add_argument("--schema", required=True)
@@ -251,6 +263,7 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--limit", type=_positive_int, default=None, help="read at most N records per file")
     ev.add_argument("--no-pictures", action="store_true")
     ev.add_argument("--quiet", action="store_true", help="no progress display")
+    _add_key_flag(ev, "refuse a model not signed with the HMAC key in this file")
 
     d = sub.add_parser(
         "detect",
@@ -424,7 +437,7 @@ def _add_settings_flags(
     from consumers.settings import Settings
 
     for f in dataclasses.fields(Settings):
-        if only is not None and f.name not in only:
+        if (only is not None and f.name not in only) or f.name in ENV_ONLY_SETTINGS:
             continue
         flag = "--" + f.name.replace("_", "-")
         default = "" if f.default is dataclasses.MISSING else f.default
@@ -446,6 +459,24 @@ def _add_settings_flags(
                 help=_FLAG_NOTES.get(f.name, "") + f"default {shown!r} (env FLOWSENTINEL_{f.name.upper()})",
             )
 
+
+def _add_key_flag(parser: argparse.ArgumentParser, help: str) -> None:
+    parser.add_argument("--model-key-file", default=None, metavar="FILE", help=help)
+
+
+def _model_key(args: argparse.Namespace, *, env: bool = False) -> bytes | None:
+    """The signing key of ``--model-key-file`` (or, with ``env``, FLOWSENTINEL_MODEL_KEY); None if neither."""
+    from detector.artifact import check_key, read_key
+
+    if args.model_key_file:
+        return read_key(args.model_key_file)
+    if env and os.environ.get("FLOWSENTINEL_MODEL_KEY"):
+        return check_key(os.environ["FLOWSENTINEL_MODEL_KEY"].encode(), "FLOWSENTINEL_MODEL_KEY")
+    return None
+
+
+# settings given only by the environment or a config file: a key on a command line is visible to every user
+ENV_ONLY_SETTINGS = ("model_key",)
 
 _FLAG_NOTES = {"input_topic": "one topic, or several separated by commas; "}
 
@@ -479,7 +510,7 @@ def _check_out_file(path: str, flag: str = "--out") -> None:
 
 # ------------------------------------------------------------------------------------------- train
 def cmd_train(args: argparse.Namespace) -> int:
-    from detector.artifact import save_artifact
+    from detector.artifact import key_id, save_artifact
     from detector.schema import RecordBatch, load_schema
     from detector.train import train
 
@@ -487,6 +518,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     if not args.data and schema.name != "kdd":
         raise UsageError(f"--synthetic writes kdd records; --schema {args.schema!r} does not match")
     cfg = _train_config(args)
+    key = _model_key(args)  # before the training: a wrong key file is one line, not a lost hour
     _check_out_dir(args.out)
     started = time.monotonic()
     batches = []
@@ -508,13 +540,14 @@ def cmd_train(args: argparse.Namespace) -> int:
     read_s = time.monotonic() - started
     print(f"read {len(data):,} records ({len(train_batch):,} normal) in {read_s:.1f}s", file=sys.stderr)
     model = train(train_batch, cfg, progress=partial(progress_bar, quiet=args.quiet))
-    save_artifact(model, args.out)
+    save_artifact(model, args.out, key=key)
     weights = Path(args.out) / "weights.pt"
     n_params = sum(p.numel() for p in model.net.parameters())
     tr = model.training
     summary = {
         "model_dir": str(args.out),
         "model_version": model.version,
+        "signed_with_key": key_id(key) if key else None,
         "schema": schema.name,
         "records_read": len(data),
         "records_rejected": len(data.rejected),
@@ -665,7 +698,7 @@ def cmd_score(args: argparse.Namespace) -> int:
     _check_files(args.data, "--data")
     if args.out:
         _check_out_file(args.out)
-    model = load_artifact(args.model)
+    model = load_artifact(args.model, key=_model_key(args))
     schema = load_schema(args.schema) if args.schema else model.schema
     det = Detector(model, make_thresholder(args.thresholder, args.risk, shift_policy(args)))
     scores: list[np.ndarray] = []
@@ -775,7 +808,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
         raise UsageError("--train is for baselines; the lstm-ae model is trained with `flowsentinel train`")
     _check_files(args.train or [], "--train")
     _check_out_dir(args.out)
-    model = load_artifact(args.model)
+    model = load_artifact(args.model, key=_model_key(args))
     schema = load_schema(args.schema)
     model.encoder.check_schema(schema)
     data = _read_files(args.data, schema, "--data", args.limit)
@@ -1018,6 +1051,18 @@ def cmd_feedback(args: argparse.Namespace) -> int:
     return 0 if summary.failed == 0 else 1
 
 
+# -------------------------------------------------------------------------------------------- sign
+def cmd_sign(args: argparse.Namespace) -> int:
+    from detector.artifact import sign_artifact
+
+    key = _model_key(args, env=True)
+    if key is None:
+        raise UsageError("no key: pass --model-key-file FILE or set FLOWSENTINEL_MODEL_KEY")
+    key_id = sign_artifact(args.model, key)
+    print(f"signed {args.model} with key {key_id}")
+    return 0
+
+
 # -------------------------------------------------------------------------------------------- demo
 def cmd_demo(args: argparse.Namespace) -> int:
     from flowsentinel.demo import run_demo
@@ -1034,6 +1079,7 @@ COMMANDS = {
     "detect": cmd_detect,
     "produce": cmd_produce,
     "feedback": cmd_feedback,
+    "sign": cmd_sign,
     "demo": cmd_demo,
 }
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import time
+from pathlib import Path
 
 import pytest
 
@@ -332,6 +333,48 @@ def test_model_directory_change_is_reloaded_between_batches(bootstrap, names, mo
     assert running.service.model.version == load_artifact(live).version
     assert m['flowsentinel_model_reloads_total{result="ok"}'] == 1
     assert f'flowsentinel_model_info{{schema="kdd",version="{running.service.model.version}"}}' in m
+
+
+def test_broken_models_dropped_into_a_running_service_are_refused_and_scoring_goes_on(
+    bootstrap, names, model_dir, tmp_path
+):
+    """Each crafted metadata that used to kill the service on a hot reload (a RecursionError, a schema that
+    is a list, a scoring entry that is a string, an 864 TB allocation) is refused with a metric; the old
+    model scores on, and a good model put there afterwards is taken."""
+    import shutil
+
+    from detector.artifact import METADATA, WEIGHTS, load_artifact
+    from tests.artifacts import BROKEN, write_broken
+
+    live = tmp_path / "live-model"
+    shutil.copytree(model_dir, live)
+    create_topics(bootstrap, names)
+    running = start_service(make_settings(bootstrap, names, live, reload_check_s=0.2))
+    port = running.server.port
+    try:
+        version = running.service.model.version
+        wait_for(lambda: running.service.state.assigned, 30, "assignment")
+        assert scrape(port)['flowsentinel_model_reloads_total{result="refused"}'] == 0
+        for n, case in enumerate(sorted(BROKEN), start=1):
+            staged = write_broken(Path(model_dir), tmp_path / "staged", case)
+            for name in (WEIGHTS, METADATA):
+                shutil.copy(staged / name, live / name)
+            wait_for(
+                lambda n=n: scrape(port)['flowsentinel_model_reloads_total{result="refused"}'] == n,
+                20,
+                f"{case} refused",
+            )
+            produce_records(bootstrap, names["input"], normal_training_records(50, seed=n))
+            wait_for(lambda n=n: running.service.scored >= 50 * n, 30, f"scoring after {case}")
+            assert running.thread.is_alive() and running.service.model.version == version
+        for name in (WEIGHTS, METADATA):
+            shutil.copy(Path(model_dir) / name, live / name)
+        wait_for(
+            lambda: scrape(port)['flowsentinel_model_reloads_total{result="unchanged"}'] == 1, 20, "good"
+        )
+    finally:
+        running.shutdown()
+    assert running.service.model.version == load_artifact(model_dir).version == version
 
 
 def test_a_broker_outage_is_waited_out_and_nothing_is_lost(own_broker, names, model_dir):
