@@ -154,6 +154,7 @@ class FeedbackState:
         self.pending: list[tuple[Verdict, float, int]] = []  # (verdict, time, polls waited)
         self.counts = {"applied": 0, "unknown": 0, "malformed": 0}
         self.applied_profiles = 0
+        self.judged: list[tuple[str | None, str | None, str]] = []  # (alert id, episode id, verdict) applied
         self._logged_unknown = False
 
     def on_alert(self, value: bytes | None) -> None:
@@ -207,6 +208,8 @@ class FeedbackState:
         if rows is None:
             return False
         self.memory.learn(rows, v.verdict, at=at, label=v.label)
+        self.judged.append((v.alert_id, v.episode_id, v.verdict))
+        del self.judged[:-MAX_PENDING]  # drained after each poll by whoever wants them (the shadow)
         self.counts["applied"] += 1
         self.applied_profiles += len(rows)
         return True

@@ -114,6 +114,12 @@ class Metrics:
     assigned_partitions: Gauge
     model_info: Gauge
     model_reloads: Counter
+    shadow_info: Gauge
+    shadow_loads: Counter
+    shadow_records: Counter
+    shadow_alerted: Counter
+    shadow_verdicts: Counter
+    shadow_promotions: Counter
     window_keys: Gauge
     window_evictions: Gauge
     unknown_categories: Counter
@@ -247,7 +253,46 @@ class Metrics:
             feedback_store_bytes=Gauge(
                 p + "feedback_store_bytes", "Approximate memory of the alert store", registry=r
             ),
+            shadow_info=Gauge(
+                p + "shadow_info",
+                "The shadow model scoring beside the live one (value 1)",
+                ["version"],
+                registry=r,
+            ),
+            shadow_loads=Counter(
+                p + "shadow_loads", "Shadow models started or refused, by result", ["result"], registry=r
+            ),
+            shadow_records=Counter(
+                p + "shadow_records_scored",
+                "Records the shadow model scored (it publishes nothing)",
+                registry=r,
+            ),
+            shadow_alerted=Counter(
+                p + "shadow_records_alerted",
+                "Of the records the shadow scored, those above each model's threshold, by model (live, shadow)",
+                ["model"],
+                registry=r,
+            ),
+            shadow_verdicts=Counter(
+                p + "shadow_verdicts",
+                "Analyst verdicts on live alerts the shadow also scored, by verdict and what the shadow did "
+                "with the same record (flagged, quiet)",
+                ["verdict", "shadow"],
+                registry=r,
+            ),
+            shadow_promotions=Counter(
+                p + "shadow_promotions",
+                "Shadow models this instance promoted to live by the rule",
+                registry=r,
+            ),
         )
         for result in RELOAD_RESULTS:  # series from the start: increase() sees the first refusal
             metrics.model_reloads.labels(result=result)
+        for result in ("ok", "refused"):
+            metrics.shadow_loads.labels(result=result)
+        for model in ("live", "shadow"):
+            metrics.shadow_alerted.labels(model=model)
+        for verdict in ("attack", "benign"):
+            for did in ("flagged", "quiet"):
+                metrics.shadow_verdicts.labels(verdict=verdict, shadow=did)
         return metrics

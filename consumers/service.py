@@ -36,10 +36,12 @@ from consumers.feedback import FeedbackState
 from consumers.kafka_conn import KafkaUnreachable
 from consumers.metrics import Metrics
 from consumers.settings import Settings, feedback_policy, probe_kafka, probe_writable_dir, shift_policy
+from consumers.shadow import PromotionRule, Shadow, promotion_decision
 from detector.artifact import TrainedModel, artifact_identity, load_artifact
 from detector.errors import ArtifactError, ConfigError
 from detector.feedback import VerdictMemory
 from detector.pipeline import Detector
+from detector.store import ModelStore
 from detector.text import clean_text, printable, utf8
 from detector.thresholds import make_thresholder
 
@@ -115,6 +117,8 @@ class DetectorService:
         self.reload_requested = threading.Event()
         self._model_identity: tuple[Any, ...] = ()  # of the directory the live model was loaded from
         self._refused_identity: tuple[Any, ...] = ()  # of the last content refused (logged once)
+        self.shadow: Shadow | None = None  # a candidate model scoring beside the live one (model_store)
+        self._shadow_identity: tuple[Any, ...] = ()
         self._last_reload_check = 0.0
         self._last_snapshot = clock()
         self._consumer: KafkaConsumer | None = None
@@ -136,15 +140,18 @@ class DetectorService:
         self._restore_threshold()
         self._restore_feedback()
         self._feedback_gauges()
+        self._check_shadow()
         self.scored = 0
 
     # ------------------------------------------------------------------ model and state
     def _load_model(self) -> TrainedModel:
         s = self.settings
-        if not s.model:
-            raise ConfigError("setting model is empty: pass --model MODEL_DIR")
-        identity = artifact_identity(s.model)  # before reading: a change during the read is seen next time
-        model = load_artifact(s.model, key=s.signing_key(), max_params=s.model_max_params)
+        if not s.model_path:
+            raise ConfigError("setting model is empty: pass --model MODEL_DIR (or --model-store STORE)")
+        identity = artifact_identity(
+            s.model_path
+        )  # before reading: a change during the read is seen next time
+        model = load_artifact(s.model_path, key=s.signing_key(), max_params=s.model_max_params)
         self._model_identity = identity
         return model
 
@@ -282,14 +289,15 @@ class DetectorService:
         half done converges); each refused content is logged and counted once."""
         now = self.clock()
         changed = False
-        if self.settings.model and now - self._last_reload_check >= self.settings.reload_check_s:
+        if self.settings.model_path and now - self._last_reload_check >= self.settings.reload_check_s:
             self._last_reload_check = now
-            changed = artifact_identity(self.settings.model) != self._model_identity
+            changed = artifact_identity(self.settings.model_path) != self._model_identity
+            self._check_shadow()
         forced = self.reload_requested.is_set()
         if not (changed or forced):
             return
         self.reload_requested.clear()
-        identity, live = artifact_identity(self.settings.model), self._model_identity
+        identity, live = artifact_identity(self.settings.model_path), self._model_identity
         try:
             model = self._load_model()
             if model.schema.name != self.model.schema.name:
@@ -315,9 +323,89 @@ class DetectorService:
             self._publish(closed, [])
         self._install_model(model)
         self._restore_threshold()  # this model's own, if it ran here before
+        if self.shadow is not None:  # compared with another live model now: start the tally again
+            self._set_shadow(None if self.shadow.version == model.version else self.shadow.model)
         settle_heap()
         self.metrics.model_reloads.labels(result="ok").inc()
         log.info("model reloaded: %s → %s", old, model.version)
+
+    # ------------------------------------------------------------------ shadow
+    def _check_shadow(self) -> None:
+        """With a model store: start, replace or stop the shadow model when ``STORE/shadow`` appears, changes or
+        goes. A shadow that does not load is refused (logged, counted) and none runs."""
+        s = self.settings
+        if not s.shadow_path:
+            return
+        identity = artifact_identity(s.shadow_path)
+        if identity == self._shadow_identity:
+            return
+        self._shadow_identity = identity
+        if not Path(s.shadow_path).exists():
+            self._set_shadow(None)
+            return
+        try:
+            model = load_artifact(s.shadow_path, key=s.signing_key(), max_params=s.model_max_params)
+            if model.schema.name != self.model.schema.name:
+                raise ArtifactError(f"it is for schema {model.schema.name!r}, not {self.model.schema.name!r}")
+        except Exception as exc:  # a broken candidate never stops the live model
+            self.metrics.shadow_loads.labels(result="refused").inc()
+            log.error("shadow model refused: %s", _one_line(exc))
+            self._set_shadow(None)
+            return
+        if self.shadow is not None and self.shadow.version == model.version:
+            return
+        self.metrics.shadow_loads.labels(result="ok").inc()
+        self._set_shadow(None if model.version == self.model.version else model)
+
+    def _set_shadow(self, model: TrainedModel | None) -> None:
+        s = self.settings
+        if self.shadow is not None:
+            log.info("shadow model %s stopped", self.shadow.version)
+        self.shadow = None
+        self.metrics.shadow_info.clear()
+        if model is None:
+            return
+        thresholder = make_thresholder(s.thresholder, s.risk, shift_policy(s))
+        self.shadow = Shadow(model, thresholder, max_keys=s.max_keys, remember=s.feedback_store_entries)
+        self.metrics.shadow_info.labels(version=model.version).set(1)
+        log.info("shadow model %s scoring beside the live model %s (publishing nothing; promotion %s)",
+                 model.version, self.model.version, s.shadow_promote)  # fmt: skip
+
+    def _shadow_verdicts(self) -> None:
+        """Tally the verdicts just applied against what the shadow did with the alerts they judge."""
+        if self.feedback is None:
+            return
+        judged, self.feedback.judged = self.feedback.judged, []
+        if self.shadow is None:
+            return
+        tally = self.shadow.stats.verdicts
+        before = {v: list(t) for v, t in tally.items()}
+        for alert_id, episode_id, verdict in judged:
+            self.shadow.on_verdict(alert_id or None, episode_id or None, verdict)
+        for verdict, (flagged, total) in tally.items():
+            was_flagged, was_total = before[verdict]
+            self.metrics.shadow_verdicts.labels(verdict=verdict, shadow="flagged").inc(flagged - was_flagged)
+            quiet = (total - flagged) - (was_total - was_flagged)
+            self.metrics.shadow_verdicts.labels(verdict=verdict, shadow="quiet").inc(quiet)
+
+    def _maybe_promote(self) -> None:
+        s = self.settings
+        if self.shadow is None or s.shadow_promote != "auto":
+            return
+        rule = PromotionRule(s.shadow_min_records, s.shadow_min_verdicts, s.shadow_min_attack_kept)
+        ok, why = promotion_decision(self.shadow.stats, rule)
+        if not ok:
+            return
+        version = self.shadow.version
+        try:
+            ModelStore(s.model_store).promote(reason=f"auto: {why}")
+        except (ArtifactError, OSError) as exc:  # another instance promoted it first, or the store is gone
+            log.info("shadow model %s not promoted here: %s", version, _one_line(exc))
+        else:
+            self.metrics.shadow_promotions.inc()
+            log.warning("shadow model %s promoted to live (was %s): %s", version, self.model.version, why)
+        self._set_shadow(None)
+        self._last_reload_check = 0.0  # take the new live model at the next batch
 
     # ------------------------------------------------------------------ kafka clients
     def _connect_when_reachable(self, stop: threading.Event) -> bool:
@@ -469,6 +557,7 @@ class DetectorService:
                     dead.append(d)
                     self.metrics.records_invalid.labels(reason=d.reason).inc()
         self.feedback.retry_pending()
+        self._shadow_verdicts()
         for result, n in self.feedback.counts.items():
             if n > before[result]:
                 self.metrics.feedback_verdicts.labels(result=result).inc(n - before[result])
@@ -501,8 +590,9 @@ class DetectorService:
         """``partitions``: (topic, partition) pairs. Their windows and open episodes go: whoever is assigned
         them next starts their keys afresh."""
         self.metrics.rebalances.labels(kind="revoked").inc()
-        store = self.detector.windows
-        store.discard([k for k in list(store.keys()) if isinstance(k, tuple) and k[:2] in partitions])
+        for det in (self.detector, *([self.shadow.detector] if self.shadow else [])):
+            store = det.windows
+            store.discard([k for k in list(store.keys()) if isinstance(k, tuple) and k[:2] in partitions])
         closed = self.episodes.close_where(
             lambda ep: (ep.first.topic, ep.first.partition) in partitions, "rebalance"
         )
@@ -591,6 +681,7 @@ class DetectorService:
                 self.metrics.last_batch_timestamp.set(now)
             self.metrics.batch_duration.observe(time.monotonic() - started)
         self._update_gauges(polled)
+        self._maybe_promote()
         if self.clock() - self._last_snapshot >= self.settings.snapshot_interval_s:
             self.snapshot_threshold()
         return len(messages)
@@ -643,6 +734,12 @@ class DetectorService:
         window_keys = [(m.topic, m.partition, k) for m, k in zip(kept, batch.keys, strict=True)]
         v = self.detector.process_batch(batch, window_keys=window_keys, now=self.clock())
         self.metrics.inference_duration.observe(time.monotonic() - t0)
+        if self.shadow is not None:
+            positions = [(m.topic, m.partition, m.offset) for m in kept]
+            flagged = self.shadow.score(batch, window_keys, positions, np.asarray(v.alerts, dtype=bool))
+            self.metrics.shadow_records.inc(len(batch))
+            self.metrics.shadow_alerted.labels(model="shadow").inc(flagged)
+            self.metrics.shadow_alerted.labels(model="live").inc(int(np.count_nonzero(v.alerts)))
         self.metrics.records_scored.inc(len(batch))
         self.scored += len(batch)
         for field_name, n in v.unknown_categories.items():
@@ -670,7 +767,10 @@ class DetectorService:
                     field_shares=None if self.feedback is None else v.field_shares(i),
                 )
             )
-        return self.episodes.observe(alerts), dead
+        events = self.episodes.observe(alerts)
+        if self.shadow is not None:
+            self.shadow.note_events(events)
+        return events, dead
 
     # ------------------------------------------------------------------ output
     def _publish(self, events: list[dict[str, Any]], dead: list[DeadLetter]) -> None:

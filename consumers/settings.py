@@ -82,6 +82,12 @@ class Settings:
     state_dir: str = "~/.local/state/flowsentinel"  # threshold snapshots; "" turns persistence off
     snapshot_interval_s: float = 30.0
     reload_check_s: float = 5.0
+    # a model store (detector.store): scores with STORE/live, runs STORE/shadow beside it when there is one
+    model_store: str = ""
+    shadow_promote: str = "manual"  # or "auto": promote the shadow when it meets the rule below
+    shadow_min_records: int = 20_000
+    shadow_min_verdicts: int = 20
+    shadow_min_attack_kept: float = 0.95
     # models: refused (at start and on reload) above this many parameters, or unsigned when require_signed
     model_max_params: int = 50_000_000
     require_signed: bool = False
@@ -145,6 +151,18 @@ class Settings:
             raise bad("feedback_store_entries", "must be from 1 to 10,000,000")
         if not self.group:
             raise bad("group", "must not be empty")
+        if self.model and self.model_store:
+            raise bad("model_store", "and model are both set: a store's live model is the model")
+        if self.shadow_promote not in ("manual", "auto"):
+            raise bad("shadow_promote", "must be 'manual' or 'auto'")
+        if self.shadow_promote == "auto" and not self.model_store:
+            raise bad("shadow_promote", "'auto' needs a model_store to promote in")
+        if not (1 <= self.shadow_min_records <= 10**12):
+            raise bad("shadow_min_records", "must be from 1 to 10^12")
+        if not (0 <= self.shadow_min_verdicts <= 10**9):
+            raise bad("shadow_min_verdicts", "must be from 0 to 10^9")
+        if not (math.isfinite(self.shadow_min_attack_kept) and 0.0 <= self.shadow_min_attack_kept <= 1.0):
+            raise bad("shadow_min_attack_kept", "must be a share from 0 to 1")
         if not (1_000 <= self.model_max_params <= 2_000_000_000):
             raise bad("model_max_params", "must be from 1,000 to 2,000,000,000")
         if self.model_key_file and self.model_key:
@@ -206,6 +224,16 @@ class Settings:
             raise bad("log_level", "must be DEBUG, INFO, WARNING or ERROR")
 
     # ------------------------------------------------------------------ views
+    @property
+    def model_path(self) -> str:
+        """The live model's directory: ``model``, or a model store's ``live``."""
+        return str(Path(self.model_store).expanduser() / "live") if self.model_store else self.model
+
+    @property
+    def shadow_path(self) -> str:
+        """Where a shadow model would be ('' without a model store)."""
+        return str(Path(self.model_store).expanduser() / "shadow") if self.model_store else ""
+
     def signing_key(self) -> bytes | None:
         """The key models must be signed with (None: signatures are not checked). ArtifactError naming the
         source, never the key, if it is too short or the file cannot be read."""

@@ -117,6 +117,8 @@ def _detector_list(text: str) -> list[str]:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from consumers.settings import SECURITY_SETTINGS
+
     p = _Parser(prog="flowsentinel", description="Streaming network-traffic anomaly detection.")
     p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
@@ -192,6 +194,53 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sg.add_argument("model", metavar="MODEL_DIR")
     _add_key_flag(sg, "the key file (default: FLOWSENTINEL_MODEL_KEY)")
+
+    ms = sub.add_parser(
+        "models",
+        help="a model store: add versions, run one in shadow, promote it, roll back",
+        description="A model store holds model versions side by side (STORE/versions/<version>) and three "
+        "roles, each a symlink: live (what `detect --model-store STORE` scores and alerts with), shadow (a "
+        "candidate it scores beside the live one, publishing nothing) and previous (what was live before "
+        "the last promotion). A running detector takes a change at its next reload check.",
+    )
+    ms.add_argument("action", choices=("list", "add", "shadow", "promote", "rollback"))
+    ms.add_argument("store", metavar="STORE")
+    ms.add_argument("model", nargs="?", metavar="MODEL_DIR|VERSION",
+                    help="add: a model directory; shadow: a version in the store or a model directory")  # fmt: skip
+    ms.add_argument("--live", action="store_true", help="add: make it the live model as well")
+    ms.add_argument("--reason", default="operator", help="written to the store's history (default operator)")
+
+    rt = sub.add_parser(
+        "retrain",
+        help="train a candidate on the original data and recent normal traffic; run it in shadow",
+        description="Reads the input topic's recent records and keeps those the live model of STORE did not "
+        "alert on, plus those analysts judged benign (verdicts on the feedback topic, joined to records "
+        "through the alerts topic), never one judged attack; trains a candidate on them and the original "
+        "training data with the live model's settings; adds it to the store as the shadow model.",
+    )
+    rt.add_argument("--model-store", required=True, metavar="STORE")
+    rsrc = rt.add_mutually_exclusive_group(required=True)
+    rsrc.add_argument("--data", nargs="+", metavar="PATH", help="the original training files")
+    rsrc.add_argument("--synthetic", type=_positive_int, metavar="N", help="N synthetic normal records")
+    rt.add_argument("--bootstrap-servers", default=_env("BOOTSTRAP_SERVERS", "127.0.0.1:9092"))
+    rt.add_argument("--topic", default=_env("INPUT_TOPIC", "flowsentinel.records"), help="the input topic")
+    rt.add_argument("--alerts-topic", default=_env("ALERTS_TOPIC", "flowsentinel.alerts"))
+    rt.add_argument("--feedback-topic", default=_env("FEEDBACK_TOPIC", "flowsentinel.feedback"))
+    rt.add_argument("--recent", type=_positive_int, default=50_000,
+                    help="recent records to read, per input partition (default %(default)s)")  # fmt: skip
+    rt.add_argument("--risk", type=_fraction(0.0, 0.5), default=0.01,
+                    help="the live threshold's q, to tell which recent records alerted (default %(default)s)")  # fmt: skip
+    rt.add_argument("--epochs", type=_positive_int, default=None, help="default: the live model's")
+    rt.add_argument("--seed", type=_seed, default=None, help="default: the live model's")
+    rt.add_argument("--limit", type=_positive_int, default=None, help="read at most N records per file")
+    rt.add_argument("--quiet", action="store_true", help="no progress display")
+    _add_key_flag(rt, "sign the candidate with the HMAC key in this file")
+    _add_settings_flags(
+        rt.add_argument_group(
+            "Kafka security", "the same settings, flags and FLOWSENTINEL_* variables as detect's"
+        ),
+        only=SECURITY_SETTINGS,
+    )
 
     s = sub.add_parser("score", help="score files with a trained model and the online threshold")
     s.add_argument("--model", required=True, metavar="MODEL_DIR")
@@ -328,7 +377,6 @@ def build_parser() -> argparse.ArgumentParser:
     )
     pr.add_argument("--seed", type=_seed, default=_env("SEED", 0, _seed), help="synthetic: random seed")
     pr.add_argument("--quiet", action="store_true", help="no progress display")
-    from consumers.settings import SECURITY_SETTINGS
 
     _add_settings_flags(
         pr.add_argument_group(
@@ -1051,6 +1099,74 @@ def cmd_feedback(args: argparse.Namespace) -> int:
     return 0 if summary.failed == 0 else 1
 
 
+# ------------------------------------------------------------------------------------ models, retrain
+def cmd_models(args: argparse.Namespace) -> int:
+    from detector.store import ModelStore
+
+    store = ModelStore(args.store)
+    if args.action in ("add", "shadow") and not args.model:
+        raise UsageError(
+            f"models {args.action} needs MODEL_DIR{'|VERSION' if args.action == 'shadow' else ''}"
+        )
+    if args.action == "add":
+        version = store.add(args.model)
+        print(f"added {version}")
+        if args.live:
+            store.set("live", version, reason=args.reason, action="add")
+            print(f"live: {version}")
+    elif args.action == "shadow":
+        version = args.model if (store.versions / args.model).is_dir() else store.add(args.model)
+        store.set("shadow", version, reason=args.reason, action="shadow")
+        print(f"shadow: {version} (live: {store.version_of('live')})")
+    elif args.action == "promote":
+        old, new = store.promote(reason=args.reason)
+        print(f"promoted {new} to live (previous: {old})")
+    elif args.action == "rollback":
+        old, new = store.rollback(reason=args.reason)
+        print(f"rolled back: live {old} -> {new}")
+    else:
+        print(json.dumps(store.describe(), indent=1))
+    return 0
+
+
+def cmd_retrain(args: argparse.Namespace) -> int:
+    from consumers.kafka_conn import KafkaUnreachable
+    from consumers.settings import client_security
+    from detector.artifact import load_artifact
+    from detector.store import ModelStore
+    from flowsentinel.retrain import judged_positions, read_topic, recent_normal, retrain
+
+    store = ModelStore(args.model_store)
+    key = _model_key(args)
+    live = load_artifact(store.path("live"), key=key)
+    if args.synthetic:
+        from producers.synthetic import normal_training_records, to_batch
+
+        original = to_batch(normal_training_records(args.synthetic, seed=args.seed or 0))
+    else:
+        data = _read_files(args.data, live.schema, "--data", args.limit)
+        normal = data.is_normal
+        original = data if normal is None else data.take(np.flatnonzero(normal))
+    try:
+        settings, _ = client_security(args.bootstrap_servers, vars(args))
+    except KafkaUnreachable as exc:
+        print(f"flowsentinel retrain: error: {exc}", file=sys.stderr)
+        return 1
+    options = settings.kafka_common()
+    messages = read_topic(options, args.topic, args.recent)
+    judged = judged_positions(read_topic(options, args.alerts_topic, None),
+                              read_topic(options, args.feedback_topic, None))  # fmt: skip
+    recent, counts = recent_normal(live, messages, judged, risk=args.risk)
+    overrides = {k: getattr(args, k) for k in ("epochs", "seed") if getattr(args, k) is not None}
+    model = retrain(live, original, recent, overrides=overrides,
+                    progress=partial(progress_bar, quiet=args.quiet))  # fmt: skip
+    version = store.add(model, key=key)
+    store.set("shadow", version, reason=f"retrain: {counts['kept']:,} recent records", action="retrain")
+    summary = {"shadow": version, "live": live.version, "original_records": len(original), "recent": counts}
+    print(json.dumps(summary))
+    return 0
+
+
 # -------------------------------------------------------------------------------------------- sign
 def cmd_sign(args: argparse.Namespace) -> int:
     from detector.artifact import sign_artifact
@@ -1080,6 +1196,8 @@ COMMANDS = {
     "produce": cmd_produce,
     "feedback": cmd_feedback,
     "sign": cmd_sign,
+    "models": cmd_models,
+    "retrain": cmd_retrain,
     "demo": cmd_demo,
 }
 
