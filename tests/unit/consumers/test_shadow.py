@@ -49,7 +49,9 @@ def _messages(batch: RecordBatch, start: int) -> list[InputMessage]:
 
 
 def _verdict(offset: int, alert_id: str, verdict: str) -> InputMessage:
-    return InputMessage("fb", 0, offset, None, json.dumps({"alert_id": alert_id, "verdict": verdict}).encode(), 0)
+    return InputMessage(
+        "fb", 0, offset, None, json.dumps({"alert_id": alert_id, "verdict": verdict}).encode(), 0
+    )
 
 
 def test_the_rule_says_why_not_until_every_condition_holds():
@@ -97,8 +99,11 @@ def test_a_shadow_publishes_nothing_is_promoted_by_the_rule_and_rolled_back_by_c
     offset, verdicts, published = 0, 0, []
     for seed in range(10, 14):
         batch = RecordBatch.concat(
-            [_records(400, seed), _records(40, seed + 50, host=NEW_APP, service="ssh"),
-             _records(40, seed + 90, host=ATTACKER, attack=1.0)]  # fmt: skip
+            [
+                _records(400, seed),
+                _records(40, seed + 50, host=NEW_APP, service="ssh"),
+                _records(40, seed + 90, host=ATTACKER, attack=1.0),
+            ]  # fmt: skip
         )
         events, dead = service._detect(_messages(batch, offset))
         offset += len(batch)
