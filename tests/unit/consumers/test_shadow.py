@@ -103,7 +103,7 @@ def test_a_shadow_publishes_nothing_is_promoted_by_the_rule_and_rolled_back_by_c
                 _records(400, seed),
                 _records(40, seed + 50, host=NEW_APP, service="ssh"),
                 _records(40, seed + 90, host=ATTACKER, attack=1.0),
-            ]  # fmt: skip
+            ]
         )
         events, dead = service._detect(_messages(batch, offset))
         offset += len(batch)
