@@ -60,23 +60,34 @@ def read_topic(
     return [m for p in sorted(kept) for m in kept[p]]
 
 
-def judged_positions(
-    alerts: Iterable[InputMessage], verdicts: Iterable[InputMessage]
-) -> dict[str, set[Position]]:
-    """The records analysts judged, by verdict: each verdict's alert (or every alert of its episode) mapped to
-    the record it was raised on. Messages that are not alerts or verdicts are skipped."""
+# (topic, partition, entity key, first offset, last offset): the records of one key an episode spans
+Span = tuple[str, int, str, int, int]
+
+
+def _position(src: Any) -> Position:
+    return (str(src["topic"]), int(src["partition"]), int(src["offset"]))
+
+
+def judged_positions(alerts: Iterable[InputMessage], verdicts: Iterable[InputMessage]) -> dict[str, set[Any]]:
+    """What analysts judged, by verdict: a verdict on an alert judges the record it was raised on (a
+    :data:`Position`); a verdict on an episode judges every record of the episode's key from its first alert
+    to its last (a :data:`Span`: an episode's alert messages are throttled, its records are not). Messages
+    that are not alerts or verdicts are skipped."""
     by_alert: dict[str, Position] = {}
-    by_episode: dict[str, list[Position]] = {}
+    spans: dict[str, Span] = {}
     for m in alerts:
         try:
             event = json.loads(m.value or b"")
-            src = event["source"]
-            pos = (str(src["topic"]), int(src["partition"]), int(src["offset"]))
+            pos, first = _position(event["source"]), _position(event.get("first_source") or event["source"])
             by_alert[str(event["id"])] = pos
-            by_episode.setdefault(str(event["episode_id"]), []).append(pos)
+            ep = str(event["episode_id"])
+            lo, hi = min(first[2], pos[2]), max(first[2], pos[2])
+            if ep in spans:
+                lo, hi = min(lo, spans[ep][3]), max(hi, spans[ep][4])
+            spans[ep] = (pos[0], pos[1], str(event["key"]), lo, hi)
         except (ValueError, KeyError, TypeError, RecursionError):
             continue
-    out: dict[str, set[Position]] = {"attack": set(), "benign": set()}
+    out: dict[str, set[Any]] = {"attack": set(), "benign": set()}
     for m in verdicts:
         try:
             v = parse_verdict(m.value)
@@ -84,7 +95,20 @@ def judged_positions(
             continue
         if v.alert_id and v.alert_id in by_alert:
             out[v.verdict].add(by_alert[v.alert_id])
-        out[v.verdict].update(by_episode.get(v.episode_id, []) if v.episode_id else [])
+        if v.episode_id and v.episode_id in spans:
+            out[v.verdict].add(spans[v.episode_id])
+    return out
+
+
+def _judged(judged: set[Any], kept: list[InputMessage], keys: Any) -> np.ndarray:
+    positions = {j for j in judged if len(j) == 3}
+    spans = [j for j in judged if len(j) == 5]
+    out = np.zeros(len(kept), dtype=bool)
+    for i, (m, key) in enumerate(zip(kept, keys, strict=True)):
+        out[i] = (m.topic, m.partition, m.offset) in positions or any(
+            t == m.topic and p == m.partition and k == str(key) and lo <= m.offset <= hi
+            for t, p, k, lo, hi in spans
+        )
     return out
 
 
@@ -110,9 +134,7 @@ def recent_normal(
         rows = np.arange(start, min(start + step, len(batch)))
         v = det.process_batch(batch.take(rows), window_keys=[window_keys[i] for i in rows])
         alerted[rows] = np.asarray(v.alerts, dtype=bool)
-    positions = [(m.topic, m.partition, m.offset) for m in kept]
-    benign = np.fromiter((p in judged["benign"] for p in positions), dtype=bool, count=len(positions))
-    attack = np.fromiter((p in judged["attack"] for p in positions), dtype=bool, count=len(positions))
+    benign, attack = _judged(judged["benign"], kept, batch.keys), _judged(judged["attack"], kept, batch.keys)
     keep = (~alerted | benign) & ~attack
     counts.update(
         alerted=int(alerted.sum()), benign_verdicts=int((benign & alerted).sum()), kept=int(keep.sum())
