@@ -12,7 +12,10 @@ form an *episode*; the alerts topic carries episode events, not one message per 
 
 Every message id is derived from the topic, partition and offset of the record that triggered it (and the
 event), so a replay after a crash yields the same ids and consumers can de-duplicate. The episode id is
-the id of its ``opened`` message.
+the id of its ``opened`` message. The open episodes of a partition travel with its committed offset (the
+commit's metadata, :meth:`EpisodeTracker.state_for`): whoever resumes the partition — this process after a
+crash, or another instance — continues them (:meth:`EpisodeTracker.restore`), so a replay never opens an
+episode a second time under a new id.
 
 Alert message (JSON), example::
 
@@ -28,6 +31,7 @@ Alert message (JSON), example::
 from __future__ import annotations
 
 import hashlib
+import json
 import math
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -35,6 +39,9 @@ from datetime import UTC, datetime
 from typing import Any
 
 SEVERITIES = ("low", "medium", "high", "critical")
+# Kafka brokers refuse commit metadata over offset.metadata.max.bytes (4,096 by default): the open episodes of
+# a partition are written in at most this many bytes, the most recently active first
+EPISODE_STATE_BYTES = 3_800
 # score / threshold ratio at which each severity starts
 SEVERITY_RATIOS = (1.0, 2.0, 5.0, 20.0)
 
@@ -164,10 +171,70 @@ class EpisodeTracker:
         quiet = [k for k, ep in self.open.items() if now - ep.last_alert_clock >= self.quiet_s]
         return [self._close(k, "quiet", now) for k in quiet]
 
+    def drop_where(self, predicate: Callable[[Episode], bool]) -> int:
+        """Forget the matching episodes without a message (they are handed over to whoever resumes them)."""
+        keys = [k for k, ep in self.open.items() if predicate(ep)]
+        for k in keys:
+            del self.open[k]
+        return len(keys)
+
     def close_where(self, predicate: Callable[[Episode], bool], reason: str) -> list[dict[str, Any]]:
         now = self.clock()
         keys = [k for k, ep in self.open.items() if predicate(ep)]
         return [self._close(k, reason, now) for k in keys]
+
+    def state_for(self, topic: str, partition: int) -> str:
+        """The open episodes whose first alert came from ``topic``/``partition``, as compact JSON of at most
+        :data:`EPISODE_STATE_BYTES` (the most recently active kept if they do not all fit): what the commit
+        of the partition's offset carries, for :meth:`restore`."""
+        eps = [ep for (t, _), ep in self.open.items() if t == topic and ep.partition == partition]
+        if not eps:
+            return ""
+        eps.sort(key=lambda ep: ep.last_alert_clock, reverse=True)
+        rows: list[str] = []
+        size = len('{"v":1,"e":[]}')
+        for ep in eps:
+            f, last = ep.first, ep.last
+            row = json.dumps(
+                [ep.key, ep.id, f.offset, f.kafka_timestamp_ms, last.offset, round(last.score, 6),
+                 round(last.threshold, 6), ep.alerts, round(ep.max_score, 6), SEVERITIES.index(ep.max_severity),
+                 round(ep.last_alert_clock, 3), round(ep.last_emit_clock, 3)],
+                separators=(",", ":"), ensure_ascii=True,
+            )  # fmt: skip
+            if size + len(row) + 1 > EPISODE_STATE_BYTES:
+                break
+            rows.append(row)
+            size += len(row) + 1
+        return '{"v":1,"e":[' + ",".join(rows) + "]}"
+
+    def restore(self, topic: str, partition: int, state: str | None) -> int:
+        """Reopen the episodes :meth:`state_for` wrote for ``topic``/``partition`` (keys already open here
+        are left alone). Returns how many. Anything unreadable is ignored: at worst an episode opens anew."""
+        try:
+            data = json.loads(state or "{}")
+            rows = data.get("e", []) if isinstance(data, dict) and data.get("v") == 1 else []
+        except (ValueError, RecursionError):
+            return 0
+        restored = 0
+        for row in rows:
+            try:
+                key, ep_id, f_off, f_ts, l_off, score, threshold, n, max_score, sev, last_alert, last_emit = (
+                    row
+                )
+                first = AlertRecord(str(key), partition, topic, int(f_off), float(score), float(threshold), [],
+                                    None, int(f_ts))  # fmt: skip
+                last = AlertRecord(str(key), partition, topic, int(l_off), float(score), float(threshold), [],
+                                   None, 0)  # fmt: skip
+                ep = Episode(id=str(ep_id), key=str(key), partition=partition, first=first, last=last,
+                             alerts=int(n), max_score=float(max_score), max_severity=SEVERITIES[int(sev)],
+                             last_alert_clock=float(last_alert), last_emit_clock=float(last_emit))  # fmt: skip
+            except (ValueError, TypeError, IndexError):
+                continue
+            if (topic, ep.key) in self.open or len(self.open) >= self.max_open:
+                continue
+            self.open[topic, ep.key] = ep
+            restored += 1
+        return restored
 
     def _close(self, key: tuple[str, str], reason: str, now: float) -> dict[str, Any]:
         ep = self.open.pop(key)

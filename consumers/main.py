@@ -52,19 +52,28 @@ def start_service(settings: Settings, *, model: TrainedModel | None = None) -> R
     return RunningService(service, server, thread, stop, registry)
 
 
-def run_detect(settings: Settings) -> int:
+def run_detect(settings: Settings, *, stop: threading.Event | None = None) -> int:
+    """Run the service until SIGTERM/SIGINT (or ``stop``). The signals are handled from the start: one that
+    arrives while the model loads or Kafka is awaited is a clean stop too (exit 0)."""
+    stop = stop or threading.Event()
+    reload = threading.Event()
+    _install_signals(stop, reload, settings.shutdown_timeout_s)
+    if stop.is_set():  # asked to stop before the handlers were ours
+        _start_watchdog(settings.shutdown_timeout_s)
     log.info("effective configuration: %s", settings.effective())
     registry = CollectorRegistry()
     metrics = Metrics.create(registry)
     service = DetectorService(settings, metrics)
-    stop = threading.Event()
+    service.reload_requested = reload
+    if stop.is_set():
+        log.info("stopped during start-up")
+        return 0
     server = HealthServer(
         registry, service.state, host=settings.metrics_host, port=settings.metrics_port
     ).start()
     log.info(
         "metrics on http://%s:%d/metrics (health: /healthz, /readyz)", settings.metrics_host, server.port
     )
-    _install_signals(stop, service, settings.shutdown_timeout_s)
     try:
         service.run(stop)
     finally:
@@ -72,7 +81,13 @@ def run_detect(settings: Settings) -> int:
     return 0
 
 
-def _install_signals(stop: threading.Event, service: DetectorService, timeout_s: float) -> None:
+def _start_watchdog(timeout_s: float) -> None:
+    watchdog = threading.Timer(timeout_s, _force_exit, args=(timeout_s,))
+    watchdog.daemon = True
+    watchdog.start()
+
+
+def _install_signals(stop: threading.Event, reload: threading.Event, timeout_s: float) -> None:
     def on_stop(signum: int, frame: FrameType | None) -> None:
         if stop.is_set():
             if signum == signal.SIGINT:
@@ -80,13 +95,11 @@ def _install_signals(stop: threading.Event, service: DetectorService, timeout_s:
             return
         log.info("received %s: finishing the batch, flushing, committing", signal.Signals(signum).name)
         stop.set()
-        watchdog = threading.Timer(timeout_s, _force_exit, args=(timeout_s,))
-        watchdog.daemon = True
-        watchdog.start()
+        _start_watchdog(timeout_s)
 
     def on_hup(signum: int, frame: FrameType | None) -> None:
         log.info("received SIGHUP: reloading the model between batches")
-        service.reload_requested.set()
+        reload.set()
 
     signal.signal(signal.SIGTERM, on_stop)
     signal.signal(signal.SIGINT, on_stop)

@@ -18,7 +18,7 @@ import logging
 import operator
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -127,6 +127,10 @@ class DetectorService:
         self._side: KafkaConsumer | None = None  # reads the alerts and feedback topics, outside the group
         self._side_positions: dict[tuple[str, int], int] = {}
         self._side_checked = 0.0
+        self._resumed: set[TopicPartition] = set()  # partitions whose committed episodes were read
+        self._committed: dict[TopicPartition, int] = {}  # the offsets this process last committed
+        self._metadata_kept: bool | None = None  # does the broker keep commit metadata (None: not known yet)
+        self._episode_files: dict[TopicPartition, list[list[Any]]] = {}  # what each partition's file holds
         model = model or self._load_model()
         self.feedback: FeedbackState | None = None
         if settings.feedback_topic:
@@ -587,22 +591,128 @@ class DetectorService:
 
     # ------------------------------------------------------------------ rebalance
     def _on_revoked(self, partitions: set[tuple[str, int]]) -> None:
-        """``partitions``: (topic, partition) pairs. Their windows and open episodes go: whoever is assigned
-        them next starts their keys afresh."""
+        """``partitions``: (topic, partition) pairs. Their windows go: whoever is assigned them next starts
+        their keys afresh. Their open episodes are handed over through the committed offsets' metadata where
+        the broker keeps it (whoever resumes the partition continues them); where it does not, they are
+        closed (reason ``rebalance``) and the local episode state says so."""
         self.metrics.rebalances.labels(kind="revoked").inc()
         for det in (self.detector, *([self.shadow.detector] if self.shadow else [])):
             store = det.windows
             store.discard([k for k in list(store.keys()) if isinstance(k, tuple) and k[:2] in partitions])
-        closed = self.episodes.close_where(
-            lambda ep: (ep.first.topic, ep.first.partition) in partitions, "rebalance"
-        )
-        if closed:
-            self._publish(closed, [])
-            self._flush_bounded(10.0)  # inside poll(): never wait out a whole outage here
+        mine = lambda ep: (ep.first.topic, ep.first.partition) in partitions  # noqa: E731
+        if self._metadata_kept:
+            self.episodes.drop_where(mine)
+        else:
+            closed = self.episodes.close_where(mine, "rebalance")
+            if closed:
+                self._publish(closed, [])
+                self._flush_bounded(10.0)  # inside poll(): never wait out a whole outage here
+            self._save_episode_state([tp for tp in self._committed if (tp.topic, tp.partition) in partitions])
+        for tp in [tp for tp in self._resumed if (tp.topic, tp.partition) in partitions]:
+            self._resumed.discard(tp)
+            self._committed.pop(tp, None)
         for topic, p in partitions:
             with contextlib.suppress(KeyError):
                 self.metrics.consumer_lag.remove(topic, str(p))
         log.info("partitions revoked: %s", _partition_list(partitions))
+
+    def _resume_episodes(self, partitions: list[TopicPartition]) -> None:
+        """The first time this process reads a partition: reopen the episodes its committed offset carries
+        (see :meth:`consumers.alerts.EpisodeTracker.state_for`), so the records replayed after a crash, or
+        read after a rebalance, continue them instead of opening them again under new ids."""
+        assert self._consumer is not None
+        for tp in partitions:
+            if tp in self._resumed:
+                continue
+            try:
+                committed = self._consumer.committed(tp, metadata=True)
+            except KafkaError as exc:
+                log.warning("could not read the committed state of %s-%d (%s); its episodes open anew",
+                            tp.topic, tp.partition, exc)  # fmt: skip
+                committed = None
+            self._resumed.add(tp)
+            offset = getattr(committed, "offset", None)
+            if offset is not None and offset >= 0:
+                self._committed.setdefault(tp, offset)
+            metadata = getattr(committed, "metadata", None) or self._local_episode_state(tp, offset)
+            if metadata:
+                n = self.episodes.restore(tp.topic, tp.partition, metadata)
+                if n:
+                    log.info("resumed %d open episode(s) of %s-%d", n, tp.topic, tp.partition)
+
+    def _probe_metadata(self, offsets: dict[TopicPartition, OffsetAndMetadata]) -> None:
+        """Once: does the broker keep commit metadata (Apache Kafka and Redpanda do; some do not)? Decides
+        whether a revocation hands the open episodes over or closes them."""
+        if self._metadata_kept is not None or self._consumer is None:
+            return
+        tp, sent = next(((tp, o) for tp, o in offsets.items() if o.metadata), (None, None))
+        if tp is None or sent is None:
+            return
+        try:
+            back = self._consumer.committed(tp, metadata=True)
+        except KafkaError:
+            return
+        self._metadata_kept = getattr(back, "metadata", None) == sent.metadata
+        log.info("the broker %s commit metadata: open episodes are %s at a rebalance",
+                 "keeps" if self._metadata_kept else "does not keep",
+                 "handed over" if self._metadata_kept else "closed")  # fmt: skip
+
+    def _episode_path(self, tp: TopicPartition) -> Path | None:
+        if not self.settings.state_dir:
+            return None
+        name = f"episodes-{self.settings.group}-{tp.topic}-{tp.partition}.json"
+        return Path(self.settings.state_dir).expanduser() / name
+
+    def _save_episode_state(self, partitions: Iterable[TopicPartition], offsets: dict | None = None) -> None:
+        """Beside the commit metadata (which not every broker keeps): each partition's open episodes at the
+        offset about to be committed (``offsets``) or last committed, in the state directory, the last two
+        kept (the commit after this write may not happen). Written only while there is state to keep."""
+        for tp in partitions:
+            path = self._episode_path(tp)
+            offset = (offsets or {}).get(tp, self._committed.get(tp))
+            if path is None or offset is None:
+                continue
+            state = self.episodes.state_for(tp.topic, tp.partition)
+            entries = self._episode_files.get(tp)
+            if entries is None:
+                entries = self._read_episode_file(path)
+            if not state and not any(e[1] for e in entries):
+                continue
+            entries = [*[e for e in entries if e[0] != offset][-1:], [offset, state]]
+            if self._save_state(path, {"entries": entries}, "the episode state"):
+                self._episode_files[tp] = entries
+
+    @staticmethod
+    def _read_episode_file(path: Path) -> list[list[Any]]:
+        try:
+            entries = json.loads(path.read_text())["entries"]
+            return [[int(o), str(st)] for o, st in entries][-2:]
+        except (OSError, ValueError, KeyError, TypeError):
+            return []
+
+    def _local_episode_state(self, tp: TopicPartition, offset: int | None) -> str:
+        path = self._episode_path(tp)
+        if path is None or offset is None or not path.is_file():
+            return ""
+        return next((st for o, st in self._read_episode_file(path) if o == offset), "")
+
+    def _commit_episode_state(self, partitions: list[TopicPartition]) -> None:
+        """Commit ``partitions`` again at their last committed offsets with their episodes' state as it is
+        now (after closing them at a revocation or shutdown: the closed ones must not be resumed). Best
+        effort: a failure leaves the older state, whose episodes would be resumed and closed again."""
+        if self._consumer is None:
+            return
+        offsets = {
+            tp: OffsetAndMetadata(self._committed[tp], self.episodes.state_for(tp.topic, tp.partition), -1)
+            for tp in partitions
+            if tp in self._committed
+        }
+        if not offsets:
+            return
+        try:
+            self._consumer.commit(offsets, timeout_ms=5_000)
+        except KafkaError as exc:
+            log.info("could not commit the episodes' state on the way out (%s)", exc)
 
     def _on_assigned(self, partitions: set[tuple[str, int]]) -> None:
         self.metrics.rebalances.labels(kind="assigned").inc()
@@ -654,6 +764,7 @@ class DetectorService:
             for tp in sorted(polled)  # TopicPartition: by topic, then partition
             for message in map(InputMessage._make, map(_MESSAGE_FIELDS, polled[tp]))
         ]
+        self._resume_episodes([tp for tp, records in polled.items() if records])
         events: list[dict[str, Any]] = []
         dead: list[DeadLetter] = self._poll_feedback()  # verdicts first: they adjust this batch's scores
         if messages:
@@ -666,12 +777,18 @@ class DetectorService:
             if not self._flush_until_done(stop):
                 return len(messages)  # stopping during an outage: leave the batch uncommitted
         if messages:
-            offsets = {  # past the last record of each partition's run (a fetch returns offsets in order)
-                tp: OffsetAndMetadata(max(r.offset for r in records) + 1, "", -1)
+            offsets = {  # past the last record of each partition's run (a fetch returns offsets in order);
+                # the metadata carries the partition's open episodes, for whoever resumes from there
+                tp: OffsetAndMetadata(
+                    max(r.offset for r in records) + 1, self.episodes.state_for(tp.topic, tp.partition), -1
+                )
                 for tp, records in polled.items()
                 if records
             }
+            self._save_episode_state(offsets, {tp: o.offset for tp, o in offsets.items()})
             if self._commit(offsets, stop):
+                self._committed.update({tp: o.offset for tp, o in offsets.items()})
+                self._probe_metadata(offsets)
                 now = self.clock()
                 stamps = np.fromiter(
                     (m.timestamp_ms for m in messages), dtype=np.float64, count=len(messages)
@@ -938,7 +1055,9 @@ class DetectorService:
                 closed = self.episodes.close_where(lambda ep: True, "shutdown")
                 if closed:
                     self._publish(closed, [])
-                self._flush_bounded(self.settings.shutdown_timeout_s / 2)
+                if self._flush_bounded(self.settings.shutdown_timeout_s / 2) and closed:
+                    self._save_episode_state(list(self._committed))
+                    self._commit_episode_state(list(self._committed))
             self.snapshot_threshold()
         finally:
             self.metrics.ready.set(0)

@@ -9,6 +9,7 @@ password) are held as :class:`Secret` and shown masked in the effective configur
 from __future__ import annotations
 
 import dataclasses
+import logging
 import math
 import os
 import re
@@ -27,7 +28,15 @@ ENV_PREFIX = "FLOWSENTINEL_"
 
 
 class Secret(str):
-    """A string that does not show itself in logs, reprs or the effective configuration."""
+    """A string that does not show itself in logs, reprs or the effective configuration. Every secret made is
+    remembered (in this process) so that :class:`RedactSecrets` can cut it out of any log line — the Kafka
+    client logs its whole configuration at debug level, password included."""
+
+    def __new__(cls, value: str = "") -> Secret:
+        self = super().__new__(cls, value)
+        if value:
+            _SECRETS.update({value, repr(value)[1:-1], json_escaped(value)})
+        return self
 
     def __repr__(self) -> str:
         return "Secret('***')"
@@ -36,7 +45,91 @@ class Secret(str):
         return "***" if self else ""
 
 
+_SECRETS: set[str] = set()
+
+
+def json_escaped(value: str) -> str:
+    import json
+
+    return json.dumps(value)[1:-1]
+
+
+class RedactSecrets(logging.Filter):
+    """A handler filter that replaces every known :class:`Secret` in a record's message with ``***``."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not _SECRETS:
+            return True
+        try:
+            message = record.getMessage()
+        except Exception:  # a malformed record: leave it to the handler's own error path
+            return True
+        redacted = message
+        for secret in sorted(_SECRETS, key=len, reverse=True):
+            if secret in redacted:
+                redacted = redacted.replace(secret, "***")
+        if redacted is not message:
+            record.msg, record.args = redacted, None
+        return True
+
+
+def redact_secrets_in_logs() -> None:
+    """Put :class:`RedactSecrets` on every handler of the root logger (each command calls it after the
+    logging set-up), so no library's log line carries a secret, at any level."""
+    for handler in logging.getLogger().handlers:
+        if not any(isinstance(f, RedactSecrets) for f in handler.filters):
+            handler.addFilter(RedactSecrets())
+
+
 _TOPIC_NAME = re.compile(r"[A-Za-z0-9._-]{1,249}")
+
+# Every numeric setting's bounds (inclusive; OPEN_AT_ZERO: must also be above 0). Wide enough for any real
+# deployment; narrow enough that a typo is refused at start instead of failing later (100,000 torch threads
+# die at the first batch, a 1e300 s shutdown timeout overflows the watchdog's timer).
+DAY_S = 86_400.0
+NUMERIC_BOUNDS: dict[str, tuple[float, float]] = {
+    "risk": (0.0, 0.5),
+    "quarantine": (100, 10_000_000),
+    "shift_max_alert_share": (0.0, 1_000.0),
+    "shift_max_rise": (1.0, 1_000.0),
+    "max_keys": (1, 100_000_000),
+    "torch_threads": (1, 256),
+    "metrics_port": (0, 65_535),
+    "batch_size": (1, 1_000_000),
+    "poll_timeout_ms": (1, 60_000),
+    "fetch_max_wait_ms": (1, 60_000),
+    "max_record_bytes": (1, 100 << 20),
+    "dead_letter_max_bytes": (1_024, 100 << 20),
+    "episode_quiet_s": (0.0, 30 * DAY_S),
+    "episode_update_s": (0.0, 30 * DAY_S),
+    "feedback_half_life_s": (0.0, 3_650 * DAY_S),
+    "feedback_max_gain": (1.0, 1e6),
+    "feedback_max_cut": (0.0, 1.0),
+    "feedback_store_entries": (1, 10_000_000),
+    "snapshot_interval_s": (0.0, DAY_S),
+    "reload_check_s": (0.0, DAY_S),
+    "session_timeout_ms": (1, 3_600_000),
+    "heartbeat_interval_ms": (1, 3_600_000),
+    "max_poll_interval_ms": (1, 86_400_000),
+    "shutdown_timeout_s": (0.0, 3_600.0),
+    "shadow_min_records": (1, 10**12),
+    "shadow_min_verdicts": (0, 10**9),
+    "shadow_min_attack_kept": (0.0, 1.0),
+    "model_max_params": (1_000, 2_000_000_000),
+}
+OPEN_AT_ZERO = {
+    "risk", "episode_quiet_s", "episode_update_s", "feedback_half_life_s", "feedback_max_cut",
+    "snapshot_interval_s", "reload_check_s", "shutdown_timeout_s",
+}  # fmt: skip
+NUMERIC_UNITS = {
+    **{n: " seconds" for n in NUMERIC_BOUNDS if n.endswith("_s")},
+    **{n: " milliseconds" for n in NUMERIC_BOUNDS if n.endswith("_ms")},
+    **{n: " bytes" for n in NUMERIC_BOUNDS if n.endswith("_bytes")},
+    "metrics_port": " (0 picks a free port)",
+    "shift_max_alert_share": " (0 turns the rule off)",
+    "feedback_max_cut": " (1: no cut)",
+    "feedback_max_gain": " (1: no gain)",
+}
 
 
 @dataclass(frozen=True)
@@ -61,7 +154,9 @@ class Settings:
     # threads spin, taking the cores the Kafka client, the broker and the producer need); with the
     # machine to itself and a deep backlog, two gave about 10% more. More cores: add instances
     torch_threads: int = 1
-    metrics_host: str = "0.0.0.0"
+    # loopback by default: /metrics and the health checks are not for the whole network unless asked (the
+    # container image, compose and the systemd example set 0.0.0.0 for a Prometheus elsewhere to scrape)
+    metrics_host: str = "127.0.0.1"
     metrics_port: int = 9464
     batch_size: int = 2_000
     poll_timeout_ms: int = 500
@@ -141,14 +236,6 @@ class Settings:
                 raise bad("feedback_topic", topic_name + " ('' turns feedback off)")
             if self.feedback_topic in (*self.input_topics, self.alerts_topic, self.dead_letter_topic):
                 raise bad("feedback_topic", "must differ from the input, alerts and dead-letter topics")
-        if not (math.isfinite(self.feedback_half_life_s) and self.feedback_half_life_s > 0):
-            raise bad("feedback_half_life_s", "must be a positive number of seconds")
-        if not (math.isfinite(self.feedback_max_gain) and 1.0 <= self.feedback_max_gain <= 1e6):
-            raise bad("feedback_max_gain", "must be a number from 1 (no gain) to 1e6")
-        if not (math.isfinite(self.feedback_max_cut) and 0.0 < self.feedback_max_cut <= 1.0):
-            raise bad("feedback_max_cut", "must be a number in (0, 1] (1: no cut)")
-        if not (1 <= self.feedback_store_entries <= 10_000_000):
-            raise bad("feedback_store_entries", "must be from 1 to 10,000,000")
         if not self.group:
             raise bad("group", "must not be empty")
         if self.model and self.model_store:
@@ -157,14 +244,6 @@ class Settings:
             raise bad("shadow_promote", "must be 'manual' or 'auto'")
         if self.shadow_promote == "auto" and not self.model_store:
             raise bad("shadow_promote", "'auto' needs a model_store to promote in")
-        if not (1 <= self.shadow_min_records <= 10**12):
-            raise bad("shadow_min_records", "must be from 1 to 10^12")
-        if not (0 <= self.shadow_min_verdicts <= 10**9):
-            raise bad("shadow_min_verdicts", "must be from 0 to 10^9")
-        if not (math.isfinite(self.shadow_min_attack_kept) and 0.0 <= self.shadow_min_attack_kept <= 1.0):
-            raise bad("shadow_min_attack_kept", "must be a share from 0 to 1")
-        if not (1_000 <= self.model_max_params <= 2_000_000_000):
-            raise bad("model_max_params", "must be from 1,000 to 2,000,000,000")
         if self.model_key_file and self.model_key:
             raise bad("model_key_file", "and model_key are both set: give the key one way")
         if self.model_key_file and not Path(self.model_key_file).expanduser().is_file():
@@ -173,45 +252,24 @@ class Settings:
             raise bad("require_signed", "needs the key: model_key_file, or FLOWSENTINEL_MODEL_KEY")
         if self.thresholder not in ("spot", "quantile"):
             raise bad("thresholder", "must be 'spot' or 'quantile'")
-        if not (0.0 < self.risk < 0.5):
+        if not 0.0 < self.risk < 0.5:
             raise bad("risk", "must be in (0, 0.5)")
-        if not (1 <= self.metrics_port <= 65535) and self.metrics_port != 0:
-            raise bad("metrics_port", "must be a TCP port (0 picks a free one)")
-        positive_ints = (
-            "quarantine",
-            "max_keys",
-            "torch_threads",
-            "batch_size",
-            "poll_timeout_ms",
-            "fetch_max_wait_ms",
-            "max_record_bytes",
-            "dead_letter_max_bytes",
-            "session_timeout_ms",
-            "heartbeat_interval_ms",
-            "max_poll_interval_ms",
-        )
-        for name in positive_ints:
-            if getattr(self, name) < 1:
-                raise bad(name, "must be >= 1")
-        if self.dead_letter_max_bytes < 1024:
-            raise bad("dead_letter_max_bytes", "must be >= 1024")
-        if self.quarantine < 100:
-            raise bad("quarantine", "must be >= 100 records")
-        if not (math.isfinite(self.shift_max_rise) and self.shift_max_rise >= 1.0):
-            raise bad("shift_max_rise", "must be a number >= 1")
-        if not (math.isfinite(self.shift_max_alert_share) and self.shift_max_alert_share >= 0.0):
-            raise bad("shift_max_alert_share", "must be a number >= 0 (0 turns the rule off)")
-        positive_floats = (
-            "episode_quiet_s",
-            "episode_update_s",
-            "snapshot_interval_s",
-            "reload_check_s",
-            "shutdown_timeout_s",
-        )
-        for name in positive_floats:
+        for name, (lo, hi) in NUMERIC_BOUNDS.items():
             value = getattr(self, name)
-            if not (math.isfinite(value) and value > 0):
-                raise bad(name, "must be a positive number of seconds")
+            if isinstance(value, float) and not math.isfinite(value):
+                raise bad(name, "must be a finite number")
+            if not lo <= value <= hi or (name in OPEN_AT_ZERO and value <= 0):
+                span = (
+                    f"above 0 and at most {_n(hi)}" if name in OPEN_AT_ZERO else f"from {_n(lo)} to {_n(hi)}"
+                )
+                raise bad(name, f"must be {span}{NUMERIC_UNITS.get(name, '')}")
+        if self.heartbeat_interval_ms >= self.session_timeout_ms:
+            raise bad("heartbeat_interval_ms", "must be below session_timeout_ms")
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if isinstance(value, str) and any(ord(c) < 32 or ord(c) == 127 for c in value):
+                shown = "***" if isinstance(value, Secret) else repr(value)
+                raise ConfigError(f"setting {f.name} = {shown}: holds a control character (a newline?)")
         if self.auto_offset_reset not in ("earliest", "latest"):
             raise bad("auto_offset_reset", "must be 'earliest' or 'latest'")
         if self.compression not in ("none", "gzip", "snappy", "lz4", "zstd"):
@@ -242,7 +300,9 @@ class Settings:
         if not self.require_signed:
             return None
         if self.model_key_file:
-            return read_key(self.model_key_file)
+            key = read_key(self.model_key_file)
+            Secret(key.decode(errors="replace"))  # remembered: never in a log line
+            return key
         return check_key(str(self.model_key).encode(), "setting model_key")
 
     def kafka_common(self) -> dict[str, Any]:
@@ -309,19 +369,41 @@ class Settings:
         return dataclasses.replace(self, **changes)
 
 
+MAX_CONFIG_BYTES = 1 << 20
+
+
+def _n(v: float) -> str:
+    return f"{int(v):,}" if float(v).is_integer() else f"{v:,g}"
+
+
 def _read_config_file(path: str) -> dict[str, Any]:
     try:
-        data = tomllib.loads(Path(path).read_text())
+        raw = Path(path).read_bytes()
+        if len(raw) > MAX_CONFIG_BYTES:
+            raise ConfigError(f"config file {path!r} is {len(raw):,} bytes: more than a config file holds")
+        data = tomllib.loads(raw.decode("utf-8"))
     except OSError as exc:
         raise ConfigError(f"cannot read config file {path!r}: {exc.strerror}") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(
+            f"config file {path!r} is not UTF-8 text (byte {exc.start}): save it as UTF-8"
+        ) from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"config file {path!r} is not valid TOML: {exc}") from None
     return data.get("flowsentinel", data)
 
 
+_INT = re.compile(r"[+-]?[0-9]+")
+_FLOAT = re.compile(r"[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
+
+
 def _coerce(name: str, raw: Any, f: dataclasses.Field, source: str) -> Any:
+    """A setting's value from text (environment, flag) or a TOML value: ASCII digits only (no '2_000', no
+    '５００'), a scalar only (a TOML list or table is not a setting's value)."""
     kind = f.type if isinstance(f.type, str) else getattr(f.type, "__name__", str(f.type))
     try:
+        if not isinstance(raw, str | int | float | bool):
+            raise ValueError
         if kind == "bool":
             if isinstance(raw, bool):
                 return raw
@@ -332,20 +414,25 @@ def _coerce(name: str, raw: Any, f: dataclasses.Field, source: str) -> Any:
                 return False
             raise ValueError
         if kind == "int":
-            if isinstance(raw, bool):
+            if isinstance(raw, bool) or not _INT.fullmatch(str(raw).strip()):
                 raise ValueError
             return int(str(raw).strip())
         if kind == "float":
+            if isinstance(raw, bool) or not _FLOAT.fullmatch(str(raw).strip()):
+                raise ValueError
             value = float(str(raw).strip())
             if not math.isfinite(value):
                 raise ValueError
             return value
         if kind == "Secret":
-            return Secret(str(raw))
+            if not isinstance(raw, str):
+                raise ValueError
+            return Secret(raw)
         return str(raw)
     except ValueError:
         shown = "***" if kind == "Secret" else repr(raw)
-        raise ConfigError(f"setting {name} = {shown} (from {source}): expected {kind}") from None
+        expected = {"Secret": "text", "str": "text", "int": "a whole number (ASCII digits)"}.get(kind, kind)
+        raise ConfigError(f"setting {name} = {shown} (from {source}): expected {expected}") from None
 
 
 # setting name -> AdaptPolicy field: the shift policy's settings, also the score/eval/tune flags' names

@@ -125,7 +125,7 @@ class Shadow:
             pos = (src.get("topic"), src.get("partition"), src.get("offset"))
             if pos not in self._batch_flags or e["id"] in self.flags:
                 continue
-            self.flags[e["id"]] = (self._batch_flags[pos], e["episode_id"])  # type: ignore[index]
+            self.flags[e["id"]] = (self._batch_flags[pos], e["episode_id"])
             self.episodes.setdefault(e["episode_id"], []).append(e["id"])
             while len(self.flags) > self.remember:
                 old, (_, episode) = self.flags.popitem(last=False)

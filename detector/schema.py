@@ -887,6 +887,27 @@ def builtin_schema(name: str) -> Schema:
         ) from None
 
 
+MAX_SCHEMA_FILE_BYTES = 1 << 20  # the largest built-in schema is 6 KB
+
+
+def _load_yaml(raw: bytes) -> Any:
+    """YAML without aliases: an anchor may be defined, but ``*name`` is refused. Schema files have no use for
+    them, and nested aliases expand exponentially (575 bytes made gigabytes: a "billion laughs")."""
+    import yaml
+
+    class NoAliases(yaml.SafeLoader):
+        def compose_node(self, parent: Any, index: Any) -> Any:
+            if self.check_event(yaml.AliasEvent):
+                event = self.peek_event()
+                raise SchemaError(
+                    f"line {event.start_mark.line + 1}: YAML aliases (*{event.anchor}) are not allowed in "
+                    f"schema files; write the value out"
+                )
+            return super().compose_node(parent, index)
+
+    return yaml.load(raw, Loader=NoAliases)
+
+
 def load_schema(name_or_path: str | Path) -> Schema:
     """A built-in schema name, or the path of a TOML/YAML schema file the user wrote."""
     text = str(name_or_path)
@@ -894,6 +915,11 @@ def load_schema(name_or_path: str | Path) -> Schema:
         return builtin_schema(text)
     path = Path(text)
     try:
+        if path.stat().st_size > MAX_SCHEMA_FILE_BYTES:
+            raise SchemaError(
+                f"schema file {text!r} is {path.stat().st_size:,} bytes: more than a schema file holds "
+                f"({MAX_SCHEMA_FILE_BYTES:,})"
+            )
         raw = path.read_bytes()
     except OSError as exc:
         raise SchemaError(f"cannot read schema file {text!r}: {exc.strerror}") from None
@@ -905,9 +931,7 @@ def load_schema(name_or_path: str | Path) -> Schema:
 
             data = json.loads(raw)
         else:
-            import yaml
-
-            data = yaml.safe_load(raw)
+            data = _load_yaml(raw)
     except Exception as exc:  # any parser's syntax error becomes one line naming the file
         raise SchemaError(f"schema file {text!r} is not valid: {exc}".splitlines()[0]) from None
     if not isinstance(data, Mapping):

@@ -514,12 +514,16 @@ def _add_key_flag(parser: argparse.ArgumentParser, help: str) -> None:
 
 def _model_key(args: argparse.Namespace, *, env: bool = False) -> bytes | None:
     """The signing key of ``--model-key-file`` (or, with ``env``, FLOWSENTINEL_MODEL_KEY); None if neither."""
+    from consumers.settings import Secret
     from detector.artifact import check_key, read_key
 
     if args.model_key_file:
-        return read_key(args.model_key_file)
+        key = read_key(args.model_key_file)
+        Secret(key.decode(errors="replace"))  # remembered: never in a log line
+        return key
     if env and os.environ.get("FLOWSENTINEL_MODEL_KEY"):
-        return check_key(os.environ["FLOWSENTINEL_MODEL_KEY"].encode(), "FLOWSENTINEL_MODEL_KEY")
+        secret = Secret(os.environ["FLOWSENTINEL_MODEL_KEY"])
+        return check_key(secret.encode(), "FLOWSENTINEL_MODEL_KEY")
     return None
 
 
@@ -940,13 +944,21 @@ def _ordered(data: Any, order: str, seed: int) -> Any:
 
 
 def cmd_detect(args: argparse.Namespace) -> int:
+    import signal
+    import threading
+
+    # first, before the imports and the model load: a SIGTERM during start-up is a clean stop (exit 0)
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda signum, frame: stop.set())
+
     from consumers.main import run_detect
     from consumers.settings import Settings
 
     values = {k: v for k, v in vars(args).items() if k not in ("command", "verbose")}
     settings = Settings.load(values)
     logging.getLogger().setLevel(settings.log_level.upper())
-    return run_detect(settings)
+    return run_detect(settings, stop=stop)
 
 
 # ----------------------------------------------------------------------------------------- produce
@@ -1210,6 +1222,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
+    from consumers.settings import redact_secrets_in_logs
+
+    redact_secrets_in_logs()
     try:
         return COMMANDS[args.command](args)
     except (UsageError, FlowSentinelError) as exc:

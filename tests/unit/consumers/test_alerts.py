@@ -75,3 +75,33 @@ def test_one_key_in_two_input_topics_is_two_episodes():
     assert msgs[0]["id"] != msgs[1]["id"]
     (closed,) = t.close_where(lambda ep: ep.first.topic == "b", "rebalance")
     assert closed["source"]["topic"] == "b" and list(t.open) == [("a", "h")]
+
+
+def test_open_episodes_travel_with_the_commit_and_resume_under_the_same_ids():
+    from consumers.alerts import EPISODE_STATE_BYTES
+
+    clock = Clock()
+    before = EpisodeTracker(schema="kdd", model_version="v1", quiet_s=10, update_s=5, clock=clock)
+    opened = before.observe([alert("h", 7), alert("g", 8, score=30.0)])
+    state = before.state_for("in", 0)
+    assert before.state_for("in", 1) == "" and before.state_for("other", 0) == ""
+    after = EpisodeTracker(schema="kdd", model_version="v1", quiet_s=10, update_s=5, clock=clock)
+    assert after.restore("in", 0, state) == 2
+    clock.t += 6
+    msgs = after.observe([alert("h", 9)])
+    assert [m["event"] for m in msgs] == ["updated"] and msgs[0]["episode_id"] == opened[0]["id"]
+    assert msgs[0]["alerts_in_episode"] == 2 and msgs[0]["first_source"]["offset"] == 7
+    clock.t += 11
+    closed = {m["key"]: m for m in after.expire()}
+    assert closed["g"]["id"] == message_id("in", 0, 8, "closed") and closed["g"]["max_severity"] == "critical"
+    # bounded for the broker's metadata limit; anything unreadable restores nothing
+    many = EpisodeTracker(schema="kdd", model_version="v1", quiet_s=10, update_s=5, clock=clock)
+    many.observe([alert(f"10.0.{i // 256}.{i % 256}", i) for i in range(1_000)])
+    assert len(many.state_for("in", 0)) <= EPISODE_STATE_BYTES
+    for junk in ("", "not json", "[[[", '{"v":2,"e":[]}', '{"v":1,"e":[[1,2]]}', "[" * 5000):
+        assert (
+            EpisodeTracker(schema="kdd", model_version="v1", quiet_s=10, update_s=5, clock=clock).restore(
+                "in", 0, junk
+            )
+            == 0
+        )

@@ -301,3 +301,22 @@ def test_timestamps_outside_1970_to_2100_in_seconds_are_rejected(ts, ok):
     if not ok:
         (err,) = b.rejected
         assert err.code == "bad_timestamp" and err.field == "ts" and "not a valid timestamp" in str(err)
+
+
+def test_yaml_aliases_are_refused_so_a_billion_laughs_cannot_expand(tmp_path):
+    """575 bytes of nested aliases under a schema key ran 86 s into a MemoryError."""
+    lines = ["name: bomb", 'a: &a ["x","x","x","x","x","x","x","x","x"]']
+    for prev, cur in zip("abcdefgh", "bcdefghi", strict=True):
+        lines.append(f"{cur}: &{cur} [{','.join([f'*{prev}'] * 9)}]")
+    lines.append("numeric: *i")
+    path = tmp_path / "bomb.yaml"
+    path.write_text("\n".join(lines) + "\n")
+    with pytest.raises(SchemaError, match=r"line 3: YAML aliases \(\*a\) are not allowed in schema files"):
+        load_schema(path)
+
+
+def test_a_schema_file_is_bounded_in_size(tmp_path):
+    path = tmp_path / "big.toml"
+    path.write_text('name = "x"\n' + "# padding\n" * 200_000)
+    with pytest.raises(SchemaError, match="bytes: more than a schema file holds"):
+        load_schema(path)
