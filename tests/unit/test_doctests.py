@@ -12,7 +12,7 @@ import importlib
 import pytest
 
 # Modules whose examples all need a model directory, a data file or a broker: usage only, all +SKIP.
-USAGE_ONLY = ["detector.artifact", "detector.pipeline", "flowsentinel.broker"]
+USAGE_ONLY = ["detector.artifact", "detector.pipeline", "detector.store", "flowsentinel.broker"]
 MODULES = [
     "detector.errors",
     "detector.feedback",
