@@ -152,11 +152,19 @@ class DetectorService:
         s = self.settings
         if not s.model_path:
             raise ConfigError("setting model is empty: pass --model MODEL_DIR (or --model-store STORE)")
-        identity = artifact_identity(
-            s.model_path
-        )  # before reading: a change during the read is seen next time
-        model = load_artifact(s.model_path, key=s.signing_key(), max_params=s.model_max_params)
+        identity = artifact_identity(s.model_path)  # before reading: a change during the read is seen next
+        model = self._read_model(s.model_path)
         self._model_identity = identity
+        return model
+
+    def _read_model(self, path: str) -> TrainedModel:
+        """The model in ``path``, checked as the settings ask (signature, size); once a model is live, one for
+        another schema is refused too (the live model's and the shadow's reloads alike)."""
+        s = self.settings
+        model = load_artifact(path, key=s.signing_key(), max_params=s.model_max_params)
+        live = getattr(self, "model", None)
+        if live is not None and model.schema.name != live.schema.name:
+            raise ArtifactError(f"the model is for schema {model.schema.name!r}, not {live.schema.name!r}")
         return model
 
     def _install_model(self, model: TrainedModel) -> None:
@@ -304,10 +312,6 @@ class DetectorService:
         identity, live = artifact_identity(self.settings.model_path), self._model_identity
         try:
             model = self._load_model()
-            if model.schema.name != self.model.schema.name:
-                raise ArtifactError(
-                    f"the new model is for schema {model.schema.name!r}, not {self.model.schema.name!r}"
-                )
         except Exception as exc:  # whatever a broken model raises, the live one keeps scoring
             self._model_identity = live  # not taken: the next check tries again
             if identity != self._refused_identity or forced:
@@ -348,9 +352,7 @@ class DetectorService:
             self._set_shadow(None)
             return
         try:
-            model = load_artifact(s.shadow_path, key=s.signing_key(), max_params=s.model_max_params)
-            if model.schema.name != self.model.schema.name:
-                raise ArtifactError(f"it is for schema {model.schema.name!r}, not {self.model.schema.name!r}")
+            model = self._read_model(s.shadow_path)
         except Exception as exc:  # a broken candidate never stops the live model
             self.metrics.shadow_loads.labels(result="refused").inc()
             log.error("shadow model refused: %s", _one_line(exc))
