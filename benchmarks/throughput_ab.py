@@ -9,6 +9,15 @@ Every detector scores with the same model, trained once here.
     git worktree add ../before HEAD~3
     python benchmarks/throughput_ab.py --rounds 3 before=../before after=.
     python benchmarks/throughput_ab.py one=.:FLOWSENTINEL_TORCH_THREADS=1 two=.:FLOWSENTINEL_TORCH_THREADS=2
+    python benchmarks/throughput_ab.py --verdicts-per-10k 100 \
+        off=.:FLOWSENTINEL_FEEDBACK_TOPIC= on=.:FLOWSENTINEL_FEEDBACK_TOPIC=throughput-ab.feedback
+
+``--verdicts-per-10k N`` first runs one detector over the backlog (feedback on, so that its alerts carry
+what a verdict joins to; q = 0.02, so that there are enough alerts to judge), then writes N verdicts per
+10,000 backlog records to ``throughput-ab.feedback``, each on one of those alerts (``attack`` where the
+alert's record was an attack, else ``benign``). A variant whose ``FLOWSENTINEL_FEEDBACK_TOPIC`` names that
+topic reads them, and the alerts they judge, while it works
+through the backlog: its verdict memory fills as it goes (up to its capacity of each kind).
 
 A variant is ``LABEL=CHECKOUT[:VAR=VALUE,...]``, the variables added to that detector's environment. The
 interpreter is this one (the checkouts share its installed packages). Writes ``--out`` if given.
@@ -21,7 +30,11 @@ import json
 import signal
 import sys
 import tempfile
+import time
 from pathlib import Path
+
+import numpy as np
+from kafka import KafkaConsumer, KafkaProducer
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # run as a script from a checkout
@@ -54,6 +67,7 @@ def main() -> None:
     ap.add_argument("variants", nargs="+", type=variant, metavar="LABEL=CHECKOUT[:VAR=VALUE,...]")
     ap.add_argument("--backlog", type=int, default=150_000)
     ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--verdicts-per-10k", type=int, default=0)
     ap.add_argument("--out", default=None)
     args = ap.parse_args()
     if len({label for label, _, _ in args.variants}) != len(args.variants):
@@ -64,8 +78,15 @@ def main() -> None:
     rates: dict[str, list[int]] = {label: [] for label, _, _ in args.variants}
     with EmbeddedBroker(log_path=work / "tansu.log") as broker:
         topic = "throughput-ab"
-        ensure_topics(broker.bootstrap, {topic: 4, topic + ".alerts": 1, topic + ".dead": 1})
+        ensure_topics(
+            broker.bootstrap, {topic: 4, topic + ".alerts": 1, topic + ".dead": 1, topic + ".feedback": 1}
+        )
         produce(broker.bootstrap, topic, args.backlog, rate=None, hosts=2000, seed=1)
+        verdicts = 0
+        if args.verdicts_per_10k:
+            verdicts = seed_verdicts(
+                broker.bootstrap, topic, work, args.backlog, args.backlog * args.verdicts_per_10k // 10_000
+            )
         for r in range(args.rounds):
             for label, checkout, env in args.variants:
                 log, port = work / f"{label}-{r}.log", free_port()
@@ -81,7 +102,41 @@ def main() -> None:
     summary = {label: {"runs": v, "mean": round(sum(v) / len(v))} for label, v in rates.items()}
     print(json.dumps(summary))
     if args.out:
-        Path(args.out).write_text(json.dumps({"backlog": args.backlog, "variants": summary}, indent=1) + "\n")
+        result = {"backlog": args.backlog, "verdicts": verdicts, "variants": summary,
+                  "command": "python benchmarks/throughput_ab.py " + " ".join(sys.argv[1:]),
+                  "measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}  # fmt: skip
+        Path(args.out).write_text(json.dumps(result, indent=1) + "\n")
+
+
+def seed_verdicts(bootstrap: str, topic: str, work: Path, backlog: int, n: int) -> int:
+    """Raise alerts on the backlog with one detector (feedback off), then write ``n`` verdicts on them to
+    ``TOPIC.feedback``, spread evenly over the alerts. Returns the number written."""
+    log, port = work / "seed.log", free_port()
+    proc = start_detector(bootstrap, topic, "seed-verdicts", work / "model", port, log,
+                          env={"FLOWSENTINEL_FEEDBACK_TOPIC": topic + ".feedback"}, state_dir=str(work / "seed.state"), risk="0.02")  # fmt: skip
+    try:
+        time_backlog(port, backlog)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(60)
+    consumer = KafkaConsumer(topic + ".alerts", bootstrap_servers=bootstrap, auto_offset_reset="earliest",
+                             enable_auto_commit=False, consumer_timeout_ms=5_000)  # fmt: skip
+    alerts = [json.loads(m.value) for m in consumer]
+    consumer.close()
+    if not alerts:
+        raise SystemExit("the seeding detector raised no alerts: no verdicts to send")
+    alerts = [a for a in alerts if "field_shares" in a]  # what a verdict can join to
+    pick = [alerts[i] for i in np.linspace(0, len(alerts) - 1, min(n, len(alerts))).astype(int)]
+    producer = KafkaProducer(bootstrap_servers=bootstrap)
+    for a in pick:
+        verdict = "benign" if a.get("label", "normal") == "normal" else "attack"
+        producer.send(topic + ".feedback", json.dumps({"alert_id": a["id"], "verdict": verdict}).encode())
+    producer.flush()
+    producer.close()
+    attacks = sum(1 for a in pick if a.get("label", "normal") != "normal")
+    print(f"{len(pick)} verdicts ({attacks} attack) on {len(alerts)} alert messages written to {topic}.feedback",
+          flush=True)  # fmt: skip
+    return len(pick)
 
 
 if __name__ == "__main__":
