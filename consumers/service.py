@@ -137,8 +137,6 @@ class DetectorService:
             names = list(model.encoder.field_names)
             memory = VerdictMemory(len(names), feedback_policy(settings))
             self.feedback = FeedbackState(memory, names, settings.feedback_store_entries)
-            for result in self.feedback.counts:  # series from the start: increase() sees the first verdict
-                metrics.feedback_verdicts.labels(result=result)
         self._install_model(model)
         self.check_state_dir()
         self._restore_threshold()
@@ -864,6 +862,8 @@ class DetectorService:
         for field_name, n in v.unknown_categories.items():
             self.metrics.unknown_categories.labels(field=field_name).inc(n)
         self.metrics.score.observe_many(v.scores)
+        judged = np.isfinite(v.thresholds) & (v.thresholds > 0)  # (always, once the threshold has warmed up)
+        self.metrics.score_ratio.observe_many(v.scores[judged] / v.thresholds[judged])
         alerts = []
         for i in np.flatnonzero(v.alerts).tolist():
             m = kept[i]
@@ -1030,11 +1030,12 @@ class DetectorService:
     def _update_gauges(self, polled: dict) -> None:
         th = self.detector.thresholder
         self.metrics.threshold.set(th.threshold)
-        self.metrics.threshold_rebaselines.set(th.rebaselines)
-        self.metrics.threshold_rejected_shifts.set(th.rejected_shifts)
+        self.metrics.count_up(self.metrics.threshold_rebaselines, th, th.rebaselines)
+        self.metrics.count_up(self.metrics.threshold_rejected_shifts, th, th.rejected_shifts)
         self.metrics.threshold_quarantine.set(1 if th.in_quarantine else 0)
         self.metrics.window_keys.set(len(self.detector.windows))
-        self.metrics.window_evictions.set(self.detector.windows.evictions)
+        windows = self.detector.windows
+        self.metrics.count_up(self.metrics.window_evictions, windows, windows.evictions)
         self.metrics.episodes_open.set(len(self.episodes.open))
         assert self._consumer is not None
         for tp in self._consumer.assignment():
