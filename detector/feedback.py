@@ -47,7 +47,6 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
-import torch
 
 from detector.errors import ConfigError
 
@@ -161,6 +160,9 @@ class VerdictMemory:
         # The product runs in torch, on the thread pool the model already uses: numpy's bundled OpenBLAS
         # starts threads of its own that spin after each product and, on a small machine, slowed the
         # model's next forward pass threefold (benchmarks/feedback.py --speed: 0.35x before, see docs).
+        import torch  # here, not at the top: the CLI imports this module for its settings before a signal
+        # handler is installed, and torch takes seconds to import (tests/unit/consumers/test_settings_hardening.py)
+
         x = torch.from_numpy(rows.astype(np.float32))
         y = torch.from_numpy(protos.astype(np.float32))
         offset = torch.from_numpy(
