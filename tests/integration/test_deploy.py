@@ -6,6 +6,7 @@ from __future__ import annotations
 import configparser
 import json
 import os
+import re
 import shutil
 import subprocess
 import time
@@ -63,6 +64,36 @@ def test_alert_rules_check_and_unit_tests_pass():
         text=True,
     )
     assert r.returncode == 0, r.stdout + r.stderr
+
+
+def test_alertmanager_config_is_valid():
+    amtool = need("amtool")
+    r = subprocess.run(
+        [amtool, "check-config", str(DEPLOY / "alertmanager" / "alertmanager.yml")], capture_output=True, text=True
+    )
+    assert r.returncode == 0, r.stdout + r.stderr
+
+
+def test_every_rule_has_a_firing_unit_test_and_a_runbook_that_exists():
+    import yaml
+
+    rules_dir = DEPLOY / "prometheus" / "rules"
+    rules = [
+        r for g in yaml.safe_load((rules_dir / "flowsentinel.rules.yml").read_text())["groups"] for r in g["rules"]
+    ]
+    tests = yaml.safe_load((rules_dir / "flowsentinel.rules.test.yml").read_text())["tests"]
+    fired = {c["alertname"] for t in tests for c in t.get("alert_rule_test", []) if c["exp_alerts"]}
+    quiet = {c["alertname"] for t in tests for c in t.get("alert_rule_test", []) if not c["exp_alerts"]}
+    names = {r["alert"] for r in rules}
+    assert names - fired == set(), "rules no test fires"
+    assert names - quiet == set(), "rules no test shows silent"
+    runbooks = (REPO / "docs" / "runbooks.md").read_text()
+    anchors = {h.strip().lower() for h in re.findall(r"^## (\w+)$", runbooks, flags=re.M)}
+    for rule in rules:
+        url = rule["annotations"]["runbook_url"]
+        assert url == f"docs/runbooks.md#{rule['alert'].lower()}", url
+        assert url.split("#")[1] in anchors, f"{rule['alert']}: no runbook section"
+        assert "{{ $value }}" not in str(rule["annotations"]), "print values through humanize"
 
 
 def test_systemd_unit_stops_with_sigterm_and_reloads_with_sighup():
