@@ -69,7 +69,9 @@ def test_alert_rules_check_and_unit_tests_pass():
 def test_alertmanager_config_is_valid():
     amtool = need("amtool")
     r = subprocess.run(
-        [amtool, "check-config", str(DEPLOY / "alertmanager" / "alertmanager.yml")], capture_output=True, text=True
+        [amtool, "check-config", str(DEPLOY / "alertmanager" / "alertmanager.yml")],
+        capture_output=True,
+        text=True,
     )
     assert r.returncode == 0, r.stdout + r.stderr
 
@@ -79,7 +81,9 @@ def test_every_rule_has_a_firing_unit_test_and_a_runbook_that_exists():
 
     rules_dir = DEPLOY / "prometheus" / "rules"
     rules = [
-        r for g in yaml.safe_load((rules_dir / "flowsentinel.rules.yml").read_text())["groups"] for r in g["rules"]
+        r
+        for g in yaml.safe_load((rules_dir / "flowsentinel.rules.yml").read_text())["groups"]
+        for r in g["rules"]
     ]
     tests = yaml.safe_load((rules_dir / "flowsentinel.rules.test.yml").read_text())["tests"]
     fired = {c["alertname"] for t in tests for c in t.get("alert_rule_test", []) if c["exp_alerts"]}
