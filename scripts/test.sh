@@ -3,13 +3,15 @@
 # unit, real-data and integration tests. Extra arguments go to pytest, e.g. scripts/test.sh -k thresholds
 set -euo pipefail
 # Real tools the integration tests drive: kcat (a non-Python Kafka client), Prometheus + promtool,
-# amtool (Alertmanager's configuration check), docker-compose (to validate deploy/docker-compose.yml; no Docker engine is needed for that), openssl
+# amtool (Alertmanager's configuration check), systemd-analyze (the unit's security exposure),
+# docker-compose (to validate deploy/docker-compose.yml; no Docker engine is needed for that), openssl
 # (test certificates for the TLS tests).
 missing=()
 command -v openssl >/dev/null || missing+=(openssl)
 command -v kcat >/dev/null || missing+=(kcat)
 command -v prometheus >/dev/null || missing+=(prometheus)
 command -v promtool >/dev/null || missing+=(prometheus)
+command -v systemd-analyze >/dev/null || missing+=(systemd)
 command -v amtool >/dev/null || missing+=(prometheus-alertmanager)
 command -v docker-compose >/dev/null || docker compose version >/dev/null 2>&1 || missing+=(docker-compose)
 if [ ${#missing[@]} -gt 0 ]; then

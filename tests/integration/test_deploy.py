@@ -100,6 +100,15 @@ def test_every_rule_has_a_firing_unit_test_and_a_runbook_that_exists():
         assert "{{ $value }}" not in str(rule["annotations"]), "print values through humanize"
 
 
+def test_systemd_unit_exposure_is_at_most_3():
+    analyze = need("systemd-analyze")
+    unit = DEPLOY / "systemd" / "flowsentinel-detector.service"
+    r = subprocess.run([analyze, "security", "--offline=true", str(unit)], capture_output=True, text=True)
+    found = re.search(r"Overall exposure level for \S+: ([0-9.]+)", r.stdout + r.stderr)
+    assert found, r.stdout + r.stderr
+    assert float(found.group(1)) <= 3.0, r.stdout
+
+
 def test_systemd_unit_stops_with_sigterm_and_reloads_with_sighup():
     unit = configparser.ConfigParser(strict=False, interpolation=None)
     unit.optionxform = str  # type: ignore[assignment,method-assign]
