@@ -17,20 +17,26 @@ commit's metadata, :meth:`EpisodeTracker.state_for`): whoever resumes the partit
 crash, or another instance — continues them (:meth:`EpisodeTracker.restore`), so a replay never opens an
 episode a second time under a new id.
 
-Alert message (JSON), example::
+Alert message (JSON, format 2: ``docs/alert.schema.json``), example::
 
-    {"id": "5f0c…", "event": "opened", "episode_id": "5f0c…", "key": "10.0.3.7", "schema": "kdd",
-     "model_version": "3a9e51c2b7d0", "score": 0.84, "threshold": 0.012, "severity": "critical",
-     "top_features": [{"field": "service", "share": 0.41}, …], "event_time": "2026-11-29T17:40:02Z",
-     "kafka_timestamp": "2026-11-29T17:40:02.113Z", "detected_at": "2026-11-29T17:40:02.190Z",
-     "source": {"topic": "flowsentinel.records", "partition": 2, "offset": 88412},
-     "first_source": {…}, "alerts_in_episode": 1, "max_score": 0.84, "max_severity": "critical",
-     "label": "neptune"}
+    {"alert_format": 2, "id": "5f0c…", "event": "opened", "episode_id": "5f0c…", "key": "10.0.3.7",
+     "schema": "kdd", "model_version": "3a9e51c2b7d0", "score": 0.84, "threshold": 0.012,
+     "severity": "critical", "top_features": [{"field": "service", "share": 0.41, "value": "private"}, …],
+     "event_time": "2026-11-29T17:40:02Z", "kafka_timestamp": "2026-11-29T17:40:02.113Z",
+     "detected_at": "2026-11-29T17:40:02.190Z",
+     "kafka": {"topic": "flowsentinel.records", "partition": 2, "offset": 88412}, "first_kafka": {…},
+     "observer": {"name": "flowsentinel", "hostname": "detector-0", "version": "0.1.0"},
+     "alerts_in_episode": 1, "max_score": 0.84, "max_severity": "critical", "label": "neptune"}
+
+``kafka`` is where the record that raised it lies (format 1 called it ``source``, which in ECS and OCSF means
+the network source). :func:`to_ecs` maps a message onto the Elastic Common Schema for a SIEM
+(``docs/alert-ecs.schema.json``): ECS fields at the top, this message whole under ``flowsentinel``.
 """
 
 from __future__ import annotations
 
 import hashlib
+import ipaddress
 import json
 import math
 from collections.abc import Callable, Iterable
@@ -39,6 +45,10 @@ from datetime import UTC, datetime
 from typing import Any
 
 SEVERITIES = ("low", "medium", "high", "critical")
+ALERT_FORMAT = 2  # the alert message's version (docs/alert.schema.json); 1 had no version field
+# ECS event.severity for each severity (ECS leaves the scale to the source: these are Elastic's risk bands)
+ECS_SEVERITY = {"low": 21, "medium": 47, "high": 73, "critical": 99}
+ECS_VERSION = "8.11.0"
 # Kafka brokers refuse commit metadata over offset.metadata.max.bytes (4,096 by default): the open episodes of
 # a partition are written in at most this many bytes, the most recently active first
 EPISODE_STATE_BYTES = 3_800
@@ -81,9 +91,10 @@ class AlertRecord:
     label: str | None = None
     raw_score: float | None = None  # before verdicts adjusted it (None: not adjusted)
     field_shares: dict[str, float] | None = None  # every field's share of the error: what a verdict learns
+    top_values: tuple[Any, ...] = ()  # the record's value of each of top_features' fields
 
     @property
-    def source(self) -> dict[str, Any]:
+    def kafka(self) -> dict[str, Any]:
         return {"topic": self.topic, "partition": self.partition, "offset": self.offset}
 
 
@@ -113,8 +124,10 @@ class EpisodeTracker:
         update_s: float,
         clock: Callable[[], float],
         max_open: int = 10_000,
+        observer: dict[str, str] | None = None,
     ) -> None:
         self.schema = schema
+        self.observer = observer or {}
         self.model_version = model_version
         self.quiet_s = quiet_s
         self.update_s = update_s
@@ -254,6 +267,7 @@ class EpisodeTracker:
 
     def _message(self, ep: Episode, a: AlertRecord, event: str, now: float) -> dict[str, Any]:
         msg: dict[str, Any] = {
+            "alert_format": ALERT_FORMAT,
             "id": message_id(a.topic, a.partition, a.offset, event),
             "event": event,
             "episode_id": ep.id,
@@ -263,12 +277,20 @@ class EpisodeTracker:
             "score": a.score,
             "threshold": a.threshold,
             "severity": severity(a.score, a.threshold),
-            "top_features": [{"field": f, "share": round(s, 4)} for f, s in a.top_features],
+            "top_features": [
+                {
+                    "field": f,
+                    "share": round(s, 4),
+                    **({"value": a.top_values[i]} if i < len(a.top_values) else {}),
+                }
+                for i, (f, s) in enumerate(a.top_features)
+            ],
             "event_time": iso(a.event_time),
             "kafka_timestamp": iso(a.kafka_timestamp_ms / 1000.0) if a.kafka_timestamp_ms else None,
             "detected_at": iso(now),
-            "source": a.source,
-            "first_source": ep.first.source,
+            "kafka": a.kafka,
+            "first_kafka": ep.first.kafka,
+            "observer": self.observer,
             "alerts_in_episode": ep.alerts,
             "max_score": ep.max_score,
             "max_severity": ep.max_severity,
@@ -281,3 +303,70 @@ class EpisodeTracker:
         if ep.labels:
             msg["labels_in_episode"] = dict(ep.labels)
         return msg
+
+
+def alert_body(message: Any) -> Any:
+    """The flowsentinel alert in a message of either form: the ECS form (:func:`to_ecs`) carries it under
+    ``flowsentinel``."""
+    if isinstance(message, dict) and isinstance(message.get("flowsentinel"), dict):
+        return message["flowsentinel"]
+    return message
+
+
+def publishable(message: dict[str, Any], min_severity: str) -> bool:
+    """Whether an episode message reaches the alerts topic: its episode has reached ``min_severity``."""
+    return SEVERITIES.index(message["max_severity"]) >= SEVERITIES.index(min_severity)
+
+
+def _ip(text: str) -> str | None:
+    try:
+        return str(ipaddress.ip_address(text))
+    except ValueError:
+        return None
+
+
+def to_ecs(msg: dict[str, Any]) -> dict[str, Any]:
+    """An alert message as an Elastic Common Schema document (``event.kind: alert``): ``@timestamp`` when
+    detected, ``event.severity`` numeric (:data:`ECS_SEVERITY`), ``source.address`` the entity key and
+    ``source.ip`` where the key is an IP address, ``observer`` the detector instance, the top features with
+    their values under ``flowsentinel.top_features``, and the whole message under ``flowsentinel``."""
+    start = msg.get("event_time") or msg.get("kafka_timestamp")
+    doc: dict[str, Any] = {
+        "@timestamp": msg["detected_at"],
+        "ecs": {"version": ECS_VERSION},
+        "message": (
+            f"flowsentinel {msg['severity']} anomaly from {msg['key']}: score {msg['score']:.4g}, "
+            f"{msg['score'] / msg['threshold'] if msg['threshold'] > 0 else math.inf:.3g}x the threshold"
+        ),
+        "event": {
+            "kind": "alert",
+            "category": ["network"],
+            "type": ["info"],
+            "module": "flowsentinel",
+            "dataset": "flowsentinel.alert",
+            "action": f"episode-{msg['event']}",
+            "id": msg["id"],
+            "severity": ECS_SEVERITY[msg["severity"]],
+            "risk_score": round(min(100.0, 100.0 * msg["score"] / (msg["score"] + msg["threshold"])), 2)
+            if msg["threshold"] > 0
+            else 100.0,
+            "created": msg["detected_at"],
+            **({"start": start} if start else {}),
+        },
+        "source": {"address": msg["key"], **({"ip": ip} if (ip := _ip(msg["key"])) else {})},
+        "observer": {
+            "vendor": "flowsentinel",
+            "product": "flowsentinel",
+            "type": "ids",
+            **{k: v for k, v in msg.get("observer", {}).items() if k in ("name", "hostname", "version")},
+        },
+        "rule": {
+            "name": "flowsentinel anomaly score",
+            "version": msg["model_version"],
+            "ruleset": msg["schema"],
+        },
+        "flowsentinel": msg,
+    }
+    if msg.get("label"):
+        doc["labels"] = {"flowsentinel_label": msg["label"]}
+    return doc

@@ -31,6 +31,7 @@ from typing import Any
 
 import numpy as np
 
+from consumers.alerts import alert_body
 from consumers.decode import DeadLetter, InputMessage
 from detector.feedback import VERDICTS, VerdictMemory, shares_profile
 from detector.text import printable, shown
@@ -161,7 +162,7 @@ class FeedbackState:
         """An alert message (by this instance or another): remember its profile. One without a profile (an
         older version) or not parseable is skipped: alert messages are not verdicts."""
         try:
-            event = json.loads(value or b"")
+            event = alert_body(json.loads(value or b""))
             shares, score = event["field_shares"], float(event["raw_score"])
             if not (isinstance(shares, dict) and math.isfinite(score) and score > 0):
                 return

@@ -130,6 +130,7 @@ class Metrics:
     records_invalid: Counter
     alerts: Counter
     episodes: Counter
+    episodes_withheld: Counter
     episodes_open: Gauge
     score: BulkHistogram
     score_ratio: BulkHistogram
@@ -208,7 +209,15 @@ class Metrics:
                 p + "alerts", "Records that crossed the threshold, by severity", ["severity"], registry=r
             ),
             episodes=Counter(
-                p + "episode_events", "Episode messages published, by event", ["event"], registry=r
+                p + "episode_events",
+                "Episode messages, by event (published or withheld)",
+                ["event"],
+                registry=r,
+            ),
+            episodes_withheld=Counter(
+                p + "episode_messages_withheld",
+                "Episode messages not published: their episode is below min_publish_severity",
+                registry=r,
             ),
             episodes_open=Gauge(p + "episodes_open", "Alert episodes currently open", registry=r),
             score=BulkHistogram(p + "score", "Anomaly scores (reconstruction error)", SCORE_BUCKETS, r),

@@ -16,6 +16,7 @@ import gc
 import json
 import logging
 import operator
+import socket
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -30,7 +31,7 @@ from kafka.consumer.subscription_state import ConsumerRebalanceListener
 from kafka.errors import CommitFailedError, KafkaConfigurationError, KafkaError
 from kafka.structs import OffsetAndMetadata, TopicPartition
 
-from consumers.alerts import AlertRecord, EpisodeTracker, severity
+from consumers.alerts import AlertRecord, EpisodeTracker, publishable, severity, to_ecs
 from consumers.decode import DeadLetter, InputMessage, decode_messages
 from consumers.feedback import FeedbackState
 from consumers.kafka_conn import KafkaUnreachable
@@ -41,6 +42,7 @@ from detector.artifact import TrainedModel, artifact_identity, load_artifact
 from detector.errors import ArtifactError, ConfigError
 from detector.feedback import VerdictMemory
 from detector.pipeline import Detector
+from detector.schema import RecordBatch
 from detector.store import ModelStore
 from detector.text import clean_text, printable, utf8
 from detector.thresholds import make_thresholder
@@ -177,7 +179,13 @@ class DetectorService:
             quiet_s=s.episode_quiet_s,
             update_s=s.episode_update_s,
             clock=self.clock,
+            observer={"name": s.client_id, "hostname": socket.gethostname(), "version": VERSION},
         )
+        fields = model.schema
+        self._field_columns = {
+            **{f: (False, j) for j, f in enumerate(fields.numeric)},
+            **{f: (True, j) for j, f in enumerate(fields.categorical)},
+        }
         self.metrics.model_info.clear()
         self.metrics.model_info.labels(version=model.version, schema=model.schema.name).set(1)
         self.metrics.threshold.set(self.detector.thresholder.threshold)
@@ -884,6 +892,7 @@ class DetectorService:
                     label=None if batch.labels is None else clean_text(str(batch.labels[i])) or None,
                     raw_score=None if v.raw_scores is None else v.raw_score(i),
                     field_shares=None if self.feedback is None else v.field_shares(i),
+                    top_values=self._values(batch, i, v.top_features(i)),
                 )
             )
         events = self.episodes.observe(alerts)
@@ -891,12 +900,26 @@ class DetectorService:
             self.shadow.note_events(events)
         return events, dead
 
+    def _values(self, batch: RecordBatch, i: int, top: list[tuple[str, float]]) -> tuple[Any, ...]:
+        """Record ``i``'s values of the ``top`` fields, as an analyst would read them in the alert."""
+        out: list[Any] = []
+        for name, _ in top:
+            categorical, j = self._field_columns[name]
+            out.append(
+                clean_text(str(batch.categorical[i, j])) if categorical else float(batch.numeric[i, j])
+            )
+        return tuple(out)
+
     # ------------------------------------------------------------------ output
     def _publish(self, events: list[dict[str, Any]], dead: list[DeadLetter]) -> None:
         assert self._producer is not None
-        self._pending.extend(self.outgoing(events, dead))
         for e in events:
             self.metrics.episodes.labels(event=e["event"]).inc()
+        least = self.settings.min_publish_severity
+        shown = [e for e in events if publishable(e, least)]
+        if len(shown) < len(events):
+            self.metrics.episodes_withheld.inc(len(events) - len(shown))
+        self._pending.extend(self.outgoing(shown, dead))
         self.metrics.episodes_open.set(len(self.episodes.open))
 
     def outgoing(
@@ -907,8 +930,10 @@ class DetectorService:
         letter: the reason, the detail, where it came from); the dead letter's value and key are the
         original bytes, cut to the configured sizes."""
         s = self.settings
+        form = to_ecs if s.alert_format == "ecs" else (lambda e: e)
         out: list[tuple[str, bytes | None, bytes, Any]] = [
-            (s.alerts_topic, utf8(e["key"]), utf8(json.dumps(e, ensure_ascii=False)), None) for e in events
+            (s.alerts_topic, utf8(e["key"]), utf8(json.dumps(form(e), ensure_ascii=False)), None)
+            for e in events
         ]
         for d in dead:
             m = d.message

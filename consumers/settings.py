@@ -19,6 +19,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from consumers.alerts import SEVERITIES
 from consumers.kafka_conn import TLS_PROTOCOLS, build_ssl_context, probe
 from detector.errors import ConfigError
 from detector.feedback import FeedbackPolicy
@@ -166,6 +167,9 @@ class Settings:
     # one oversized record must not be too large for the dead-letter topic and wedge the service
     dead_letter_max_bytes: int = 900_000
     allow_extra_fields: bool = False
+    # episodes reach the alerts topic once they reach this severity (all are counted in the metrics)
+    min_publish_severity: str = "medium"
+    alert_format: str = "flowsentinel"  # or "ecs": Elastic Common Schema documents (consumers.alerts.to_ecs)
     episode_quiet_s: float = 60.0
     episode_update_s: float = 30.0
     # analysts' verdicts (consumers.feedback); "" turns the feedback loop off
@@ -270,6 +274,10 @@ class Settings:
             if isinstance(value, str) and any(ord(c) < 32 or ord(c) == 127 for c in value):
                 shown = "***" if isinstance(value, Secret) else repr(value)
                 raise ConfigError(f"setting {f.name} = {shown}: holds a control character (a newline?)")
+        if self.min_publish_severity not in SEVERITIES:
+            raise bad("min_publish_severity", "must be one of " + ", ".join(SEVERITIES))
+        if self.alert_format not in ("flowsentinel", "ecs"):
+            raise bad("alert_format", "must be 'flowsentinel' or 'ecs'")
         if self.auto_offset_reset not in ("earliest", "latest"):
             raise bad("auto_offset_reset", "must be 'earliest' or 'latest'")
         if self.compression not in ("none", "gzip", "snappy", "lz4", "zstd"):

@@ -121,7 +121,7 @@ class Shadow:
         """The live alert messages built from the batch last scored: remember whether the shadow flagged
         each one's record, for the verdicts to come."""
         for e in events:
-            src = e.get("source") or {}
+            src = e.get("kafka") or {}
             pos = (src.get("topic"), src.get("partition"), src.get("offset"))
             if pos not in self._batch_flags or e["id"] in self.flags:
                 continue

@@ -137,6 +137,7 @@ def run_demo(args: argparse.Namespace) -> int:
             episode_update_s=10.0,
             state_dir=str(workdir / "state"),
             risk=0.002,
+            min_publish_severity="low",  # the demo counts the low-only episodes on its status line
             **security_settings,
         )
         running = start_service(settings)

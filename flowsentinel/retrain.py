@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from consumers.alerts import alert_body
 from consumers.decode import InputMessage, decode_messages
 from consumers.feedback import VerdictError, parse_verdict
 from detector.artifact import TrainedModel
@@ -77,8 +78,12 @@ def judged_positions(alerts: Iterable[InputMessage], verdicts: Iterable[InputMes
     spans: dict[str, Span] = {}
     for m in alerts:
         try:
-            event = json.loads(m.value or b"")
-            pos, first = _position(event["source"]), _position(event.get("first_source") or event["source"])
+            event = alert_body(json.loads(m.value or b""))
+            here = event["kafka"] if "kafka" in event else event["source"]  # (format 1 called it source)
+            pos, first = (
+                _position(here),
+                _position(event.get("first_kafka") or event.get("first_source") or here),
+            )
             by_alert[str(event["id"])] = pos
             ep = str(event["episode_id"])
             lo, hi = min(first[2], pos[2]), max(first[2], pos[2])

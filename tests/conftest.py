@@ -65,9 +65,10 @@ def toy_table(n: int, rng: np.random.Generator, *, attack_rate: float = 0.0, hos
     }
 
 
-def toy_batch(n: int, seed: int = 0, **kw: float) -> RecordBatch:
+def toy_batch(n: int, seed: int = 0, *, attack_rate: float = 0.0, hosts: int = 20) -> RecordBatch:
     rng = np.random.default_rng(seed)
-    return parse_table(TOY, toy_table(n, rng, **kw), [f"row {i}" for i in range(n)])
+    table = toy_table(n, rng, attack_rate=attack_rate, hosts=hosts)
+    return parse_table(TOY, table, [f"row {i}" for i in range(n)])
 
 
 @pytest.fixture(scope="session")

@@ -23,6 +23,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from consumers.settings import Settings
 from flowsentinel.broker import EmbeddedBroker
 from flowsentinel.kafka_admin import ensure_topics
+from tests.alert_schema import check_alert
 
 T = TypeVar("T")
 
@@ -98,6 +99,7 @@ def make_settings(bootstrap: str, names: dict[str, str], model_dir: Path, **over
         batch_size=500,
         risk=0.002,
         state_dir="",  # no threshold snapshots unless a test asks for them
+        min_publish_severity="low",  # every episode on the alerts topic, for the tests to count
     )
     base.update(over)
     return Settings(**base)
@@ -155,6 +157,9 @@ def read_topic(
         if expect is None and out and time.monotonic() - last_new > settle:
             break
     c.close()
+    if topic.startswith("alerts-"):  # every alert an integration test reads fits the published schema
+        for m in out:
+            check_alert(json.loads(m.value))
     return out
 
 

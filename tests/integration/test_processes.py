@@ -122,7 +122,7 @@ def test_sigkill_mid_stream_then_restart_scores_everything_and_alert_ids_repeat(
     assert alerts
     ids_by_source = defaultdict(set)
     for a in alerts:
-        src = a["source"]
+        src = a["kafka"]
         ids_by_source[(src["partition"], src["offset"], a["event"])].add(a["id"])
     # ids repeat rather than multiply: one source record and event → exactly one id, however often sent
     assert all(len(ids) == 1 for ids in ids_by_source.values())

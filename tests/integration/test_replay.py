@@ -81,5 +81,5 @@ def test_a_crash_between_publishing_and_committing_never_reopens_an_episode(
     assert len(opened) == 1 and opened == {attacker[0]["episode_id"]}
     by_id: dict[str, set[tuple]] = {}
     for a in attacker:  # one id, one event at one source record
-        by_id.setdefault(a["id"], set()).add((a["event"], json.dumps(a["source"], sort_keys=True)))
+        by_id.setdefault(a["id"], set()).add((a["event"], json.dumps(a["kafka"], sort_keys=True)))
     assert all(len(v) == 1 for v in by_id.values())

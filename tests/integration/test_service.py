@@ -41,8 +41,9 @@ ALERT_FIELDS = {
     "event_time",
     "kafka_timestamp",
     "detected_at",
-    "source",
-    "first_source",
+    "kafka",
+    "first_kafka",
+    "observer",
     "alerts_in_episode",
     "max_score",
     "max_severity",
@@ -80,7 +81,7 @@ def test_records_in_alerts_out_with_the_documented_schema(bootstrap, names, mode
         assert a["event"] in ("opened", "updated", "closed")
         assert a["severity"] in ("low", "medium", "high", "critical")
         assert a["score"] > a["threshold"] > 0
-        assert a["source"]["topic"] == names["input"] and a["source"]["offset"] >= 0
+        assert a["kafka"]["topic"] == names["input"] and a["kafka"]["offset"] >= 0
         assert len(a["top_features"]) == 3 and all(0 <= f["share"] <= 1 for f in a["top_features"])
     attacker = [a for a in alerts if a["key"] == "203.0.113.66"]
     opened = [a for a in attacker if a["event"] == "opened"]
@@ -91,6 +92,32 @@ def test_records_in_alerts_out_with_the_documented_schema(bootstrap, names, mode
     assert closed and closed[-1]["alerts_in_episode"] >= 190
     false_keys = {a["key"] for a in alerts if a["event"] == "opened"} - {"203.0.113.66"}
     assert len(false_keys) <= 10  # risk q = 0.002 on 1,500 normal records
+
+
+def test_ecs_alerts_of_medium_episodes_and_up_with_every_episode_counted(bootstrap, names, model_dir):
+    create_topics(bootstrap, names)
+    records = attack_stream(1500, 200)
+    produce_records(bootstrap, names["input"], records)
+    settings = make_settings(bootstrap, names, model_dir, alert_format="ecs", min_publish_severity="medium")
+    running = start_service(settings)
+    try:
+        wait_for(lambda: running.service.scored >= len(records), 60, "all records scored")
+        docs = [json.loads(m.value) for m in read_topic(bootstrap, names["alerts"], settle=3.0, timeout=20)]
+        wait_for(lambda: not running.service.episodes.open, 20, "every episode closed")
+        m = scrape(running.server.port)
+    finally:
+        running.shutdown()
+    assert docs and all(d["event"]["kind"] == "alert" for d in docs)  # (read_topic checked the ECS schema)
+    attacker = [d for d in docs if d["source"]["address"] == "203.0.113.66"]
+    assert (
+        attacker[0]["source"]["ip"] == "203.0.113.66" and attacker[0]["event"]["action"] == "episode-opened"
+    )
+    assert all(d["flowsentinel"]["max_severity"] != "low" for d in docs)
+    published = len(docs)
+    counted = sum(v for k, v in m.items() if k.startswith("flowsentinel_episode_events_total"))
+    withheld = m["flowsentinel_episode_messages_withheld_total"]
+    assert withheld > 0, "the normal traffic's own tail opens low episodes at q = 0.002"
+    assert counted >= published + withheld  # (episodes closed at shutdown come on top)
 
 
 POISON = [
@@ -242,8 +269,8 @@ def test_several_input_topics_are_consumed_with_episodes_and_lag_per_topic(boots
         mine = [k for k in lags if f'topic="{topic}"' in k]
         assert len(mine) == parts and all(lags[k] == 0 for k in mine), lags
     opened = [a for a in alerts if a["key"] == "203.0.113.66" and a["event"] == "opened"]
-    assert sorted(a["source"]["topic"] for a in opened) == sorted([names["input"], other["input"]])
-    assert {a["source"]["topic"]: a["labels_in_episode"] for a in opened} == {
+    assert sorted(a["kafka"]["topic"] for a in opened) == sorted([names["input"], other["input"]])
+    assert {a["kafka"]["topic"]: a["labels_in_episode"] for a in opened} == {
         names["input"]: {"neptune": 1},
         other["input"]: {"smurf": 1},
     }

@@ -49,7 +49,7 @@ def test_a_run_of_alerts_is_one_episode_opened_updated_closed():
     (closed,) = t.expire()
     assert closed["event"] == "closed" and closed["close_reason"] == "quiet"
     assert closed["alerts_in_episode"] == 101 and closed["labels_in_episode"] == {"neptune": 101}
-    assert closed["first_source"]["offset"] == 0 and closed["source"]["offset"] == 100
+    assert closed["first_kafka"]["offset"] == 0 and closed["kafka"]["offset"] == 100
 
 
 def test_ids_depend_only_on_the_triggering_record():
@@ -71,10 +71,10 @@ def test_one_key_in_two_input_topics_is_two_episodes():
     episode is per topic and key too, and revoking one topic's partition closes only that topic's."""
     t = EpisodeTracker(schema="kdd", model_version="v1", quiet_s=60, update_s=5, clock=Clock())
     msgs = t.observe([alert("h", 0, topic="a"), alert("h", 0, topic="b"), alert("h", 1, topic="a")])
-    assert [(m["event"], m["source"]["topic"]) for m in msgs] == [("opened", "a"), ("opened", "b")]
+    assert [(m["event"], m["kafka"]["topic"]) for m in msgs] == [("opened", "a"), ("opened", "b")]
     assert msgs[0]["id"] != msgs[1]["id"]
     (closed,) = t.close_where(lambda ep: ep.first.topic == "b", "rebalance")
-    assert closed["source"]["topic"] == "b" and list(t.open) == [("a", "h")]
+    assert closed["kafka"]["topic"] == "b" and list(t.open) == [("a", "h")]
 
 
 def test_open_episodes_travel_with_the_commit_and_resume_under_the_same_ids():
@@ -90,7 +90,7 @@ def test_open_episodes_travel_with_the_commit_and_resume_under_the_same_ids():
     clock.t += 6
     msgs = after.observe([alert("h", 9)])
     assert [m["event"] for m in msgs] == ["updated"] and msgs[0]["episode_id"] == opened[0]["id"]
-    assert msgs[0]["alerts_in_episode"] == 2 and msgs[0]["first_source"]["offset"] == 7
+    assert msgs[0]["alerts_in_episode"] == 2 and msgs[0]["first_kafka"]["offset"] == 7
     clock.t += 11
     closed = {m["key"]: m for m in after.expire()}
     assert closed["g"]["id"] == message_id("in", 0, 8, "closed") and closed["g"]["max_severity"] == "critical"
