@@ -35,6 +35,7 @@ from consumers.alerts import AlertRecord, EpisodeTracker, publishable, severity,
 from consumers.decode import DeadLetter, InputMessage, decode_messages
 from consumers.feedback import FeedbackState
 from consumers.kafka_conn import KafkaUnreachable
+from consumers.kafka_options import GROUP_ONLY_OPTIONS, parse_kafka_options
 from consumers.metrics import Metrics
 from consumers.settings import Settings, feedback_policy, probe_kafka, probe_writable_dir, shift_policy
 from consumers.shadow import PromotionRule, Shadow, promotion_decision
@@ -474,6 +475,7 @@ class DetectorService:
 
     def _connect(self, common: dict[str, Any]) -> None:
         s = self.settings
+        extra = parse_kafka_options(s.kafka_options)  # (checked when the settings were made)
         self._consumer = KafkaConsumer(
             **common,
             group_id=s.group,
@@ -484,24 +486,32 @@ class DetectorService:
             heartbeat_interval_ms=s.heartbeat_interval_ms,
             max_poll_interval_ms=s.max_poll_interval_ms,
             fetch_max_wait_ms=s.fetch_max_wait_ms,  # bounds the idle wait of a fetch: latency at low rates
+            **extra["consumer"],
         )
+        # the side consumer is in no group: group membership options are not for it
+        side_extra = {k: v for k, v in extra["consumer"].items() if k not in GROUP_ONLY_OPTIONS}
         self._consumer.subscribe(list(s.input_topics), listener=_Rebalance(self))
         if self.feedback is not None:
-            self._side = KafkaConsumer(
-                **common, group_id=None, enable_auto_commit=False, auto_offset_reset="earliest",
-                allow_auto_create_topics=False,  # asking for the feedback topic must not create it
-                fetch_max_wait_ms=s.fetch_max_wait_ms,
-            )  # fmt: skip
+            self._side = KafkaConsumer(**{
+                **common, "group_id": None, "enable_auto_commit": False, "auto_offset_reset": "earliest",
+                "allow_auto_create_topics": False,  # asking for the feedback topic must not create it
+                "fetch_max_wait_ms": s.fetch_max_wait_ms, **side_extra,
+            })  # fmt: skip
             self._assign_side()
         self._producer = KafkaProducer(
-            **common,
-            acks="all",
-            linger_ms=5,
-            compression_type=None if s.compression == "none" else s.compression,
-            enable_idempotence=False,
-            max_block_ms=10_000,
-            # room for a dead letter of dead_letter_max_bytes with its key and headers
-            max_request_size=max(1_048_576, s.dead_letter_max_bytes + DEAD_LETTER_MAX_KEY_BYTES + 65_536),
+            **{
+                **common,
+                "acks": "all",
+                "linger_ms": 5,
+                "compression_type": None if s.compression == "none" else s.compression,
+                "enable_idempotence": False,
+                "max_block_ms": 10_000,
+                # room for a dead letter of dead_letter_max_bytes with its key and headers
+                "max_request_size": max(
+                    1_048_576, s.dead_letter_max_bytes + DEAD_LETTER_MAX_KEY_BYTES + 65_536
+                ),
+                **extra["producer"],
+            }
         )
 
     # ------------------------------------------------------------------ feedback (verdicts)
@@ -724,8 +734,10 @@ class DetectorService:
 
     def _on_assigned(self, partitions: set[tuple[str, int]]) -> None:
         self.metrics.rebalances.labels(kind="assigned").inc()
-        self.state.assigned = len(partitions)
-        self.metrics.assigned_partitions.set(len(partitions))
+        # cooperative rebalancing hands over only the partitions that move: count what is owned now
+        owned = self._consumer.assignment() if self._consumer is not None else partitions
+        self.state.assigned = len(owned)
+        self.metrics.assigned_partitions.set(len(owned))
         log.info("partitions assigned: %s", _partition_list(partitions))
 
     # ------------------------------------------------------------------ the loop

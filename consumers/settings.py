@@ -21,6 +21,7 @@ from typing import Any
 
 from consumers.alerts import SEVERITIES
 from consumers.kafka_conn import TLS_PROTOCOLS, build_ssl_context, probe
+from consumers.kafka_options import parse_kafka_options
 from detector.errors import ConfigError
 from detector.feedback import FeedbackPolicy
 from detector.thresholds import AdaptPolicy
@@ -207,6 +208,8 @@ class Settings:
     ssl_keyfile: str = ""
     ssl_password: Secret = field(default_factory=lambda: Secret(""))
     ssl_check_hostname: bool = True
+    # KEY=VALUE;... passed to the Kafka consumer and producer (consumers.kafka_options)
+    kafka_options: str = ""
     log_level: str = "INFO"
 
     @property
@@ -286,6 +289,8 @@ class Settings:
         if missing:
             raise bad("compression", missing)
         check_security(self)
+        if self.kafka_options:
+            parse_kafka_options(self.kafka_options)
         if self.log_level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):
             raise bad("log_level", "must be DEBUG, INFO, WARNING or ERROR")
 
@@ -364,6 +369,13 @@ class Settings:
             sources[name] = "command line"
         values = {}
         for name, raw in merged.items():
+            if name == "kafka_options":  # several --kafka-option flags, or a TOML table or list
+                if isinstance(raw, dict):
+                    raw = [
+                        f"{k}={str(v).lower() if isinstance(v, bool) else v}" for k, v in _flat(raw).items()
+                    ]
+                if isinstance(raw, list | tuple):
+                    raw = ";".join(str(r) for r in raw)
             values[name] = _coerce(name, raw, types[name], sources[name])
         try:
             return cls(**values)
@@ -378,6 +390,17 @@ class Settings:
 
 
 MAX_CONFIG_BYTES = 1 << 20
+
+
+def _flat(table: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """A TOML table's dotted keys (``group.instance.id = "x"`` nests tables) as flat ``a.b.c`` keys."""
+    out: dict[str, Any] = {}
+    for k, v in table.items():
+        if isinstance(v, Mapping):
+            out.update(_flat(v, f"{prefix}{k}."))
+        else:
+            out[prefix + k] = v
+    return out
 
 
 def _n(v: float) -> str:

@@ -489,7 +489,18 @@ def _add_settings_flags(
             continue
         flag = "--" + f.name.replace("_", "-")
         default = "" if f.default is dataclasses.MISSING else f.default
-        if f.type == "bool":
+        if f.name == "kafka_options":
+            parser.add_argument(
+                "--kafka-option",
+                dest=f.name,
+                action="append",
+                default=None,
+                metavar="KEY=VALUE",
+                help="a Kafka client option, e.g. group.instance.id=detector-0 or "
+                "partition_assignment_strategy=cooperative-sticky; consumer.KEY / producer.KEY for one client; "
+                "repeat the flag for several (env FLOWSENTINEL_KAFKA_OPTIONS='K=V;K=V')",
+            )
+        elif f.type == "bool":
             parser.add_argument(
                 flag,
                 dest=f.name,
