@@ -12,6 +12,7 @@ Kafka the same way.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -118,6 +119,13 @@ class EmbeddedBroker:
     def resume(self) -> None:
         if self._proc:
             self._proc.send_signal(signal.SIGCONT)
+
+    def kill(self) -> None:
+        """SIGKILL the broker at once, without waiting (for a process about to exit itself)."""
+        proc = self._proc
+        if proc is not None and proc.poll() is None:
+            with contextlib.suppress(OSError):
+                proc.kill()
 
     def stop(self) -> None:
         proc, self._proc = self._proc, None

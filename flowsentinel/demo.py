@@ -15,17 +15,45 @@ import signal
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from flowsentinel.progress import progress_bar
+
+if TYPE_CHECKING:
+    from flowsentinel.broker import EmbeddedBroker
 
 log = logging.getLogger(__name__)
 
 RECORDS, ALERTS, DEAD = "flowsentinel.records", "flowsentinel.alerts", "flowsentinel.dead-letter"
 
 
-def _train_demo_model(workdir: Path) -> Path:
+class Interrupted(Exception):
+    """Ctrl+C during a phase that does not poll the stop flag itself (training)."""
+
+
+def _stoppable(progress: Callable[..., Any], stop: threading.Event) -> Callable[..., Any]:
+    """``progress`` whose bar raises :class:`Interrupted` at its next step once ``stop`` is set: training
+    reports a step every batch, so the first Ctrl+C stops it within a batch."""
+
+    def factory(**kw: Any) -> Any:
+        bar = progress(**kw)
+        update = bar.update
+
+        def checked(n: int = 1) -> Any:
+            if stop.is_set():
+                bar.close()
+                raise Interrupted
+            return update(n)
+
+        bar.update = checked
+        return bar
+
+    return factory
+
+
+def _train_demo_model(workdir: Path, stop: threading.Event) -> Path:
     from detector.artifact import load_artifact, save_artifact
     from detector.errors import ArtifactError
     from detector.train import TrainConfig, train
@@ -40,7 +68,7 @@ def _train_demo_model(workdir: Path) -> Path:
         pass
     print("training a demo model on 60,000 synthetic normal records …", flush=True)
     batch = to_batch(normal_training_records(60_000, seed=1, hosts=500))
-    model = train(batch, TrainConfig(epochs=15, seed=0), progress=progress_bar)
+    model = train(batch, TrainConfig(epochs=15, seed=0), progress=_stoppable(progress_bar, stop))
     save_artifact(model, out)
     print(f"model {model.version} saved to {out} ({model.training['seconds']:.0f}s)", flush=True)
     return out
@@ -102,26 +130,33 @@ def run_demo(args: argparse.Namespace) -> int:
 
     logging.getLogger("kafka").setLevel(logging.ERROR)
     workdir = Path(args.workdir)
-    broker = None
+    broker: EmbeddedBroker | None = None
     security: dict[str, Any] = {}  # client options
     security_settings: dict[str, Any] = {}  # the same, as the service's settings
-    if args.bootstrap_servers:
-        bootstrap = args.bootstrap_servers
-        chosen, security = client_security(bootstrap, vars(args))
-        security_settings = {name: getattr(chosen, name) for name in SECURITY_SETTINGS}
-    else:
-        broker = EmbeddedBroker(log_path=None).start()
-        bootstrap = broker.bootstrap
-        print(f"embedded Kafka-protocol broker (Tansu) on {bootstrap}", flush=True)
+    # the first Ctrl+C (or SIGTERM) stops whatever phase is running and cleans up; a second exits at once,
+    # killing the embedded broker first (it runs in its own session: nothing else would stop it)
     stop = threading.Event()
-    signal.signal(signal.SIGINT, lambda *_: _second_interrupt(stop))
+    signal.signal(signal.SIGINT, lambda *_: _second_interrupt(stop, broker))
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     running = None
     publisher = None
     threads: list[threading.Thread] = []
     try:
+        if args.bootstrap_servers:
+            bootstrap = args.bootstrap_servers
+            chosen, security = client_security(bootstrap, vars(args))
+            security_settings = {name: getattr(chosen, name) for name in SECURITY_SETTINGS}
+        else:
+            broker = EmbeddedBroker(log_path=None)
+            broker.start()
+            bootstrap = broker.bootstrap
+            print(f"embedded Kafka-protocol broker (Tansu) on {bootstrap}", flush=True)
+        if stop.is_set():
+            raise Interrupted
         ensure_topics(bootstrap, {RECORDS: 4, ALERTS: 1, DEAD: 1}, security=security)
-        model_dir = Path(args.model) if args.model else _train_demo_model(workdir)
+        model_dir = Path(args.model) if args.model else _train_demo_model(workdir, stop)
+        if stop.is_set():
+            raise Interrupted
         settings = Settings(
             bootstrap_servers=bootstrap,
             input_topic=RECORDS,
@@ -191,6 +226,8 @@ def run_demo(args: argparse.Namespace) -> int:
             )
             if args.duration and now - started >= args.duration:
                 break
+    except Interrupted:
+        pass
     finally:
         stop.set()
         for t in threads:
@@ -206,11 +243,13 @@ def run_demo(args: argparse.Namespace) -> int:
     return 0
 
 
-def _second_interrupt(stop: threading.Event) -> None:
+def _second_interrupt(stop: threading.Event, broker: EmbeddedBroker | None) -> None:
     if stop.is_set():
         print("interrupted twice: exiting now", file=sys.stderr)
         import os
 
+        if broker is not None:
+            broker.kill()
         os._exit(130)
     print("\nstopping … (Ctrl+C again to exit at once)", flush=True)
     stop.set()
