@@ -128,6 +128,13 @@ def test_systemd_unit_stops_with_sigterm_and_reloads_with_sighup():
     assert set(env_keys) <= names, set(env_keys) - names
 
 
+def _as_run(expr: str) -> str:
+    """A panel's query as Grafana sends it with every variable at 'All'."""
+    for name, value in (("$__rate_interval", "15s"), ("$__range", "1m"), ("$instance", ".*"), ("$topic", ".*")):
+        expr = expr.replace(name, value)
+    return expr
+
+
 def _query(port: int, expr: str) -> dict:
     url = f"http://127.0.0.1:{port}/api/v1/query?" + urllib.parse.urlencode({"query": expr})
     return json.loads(urllib.request.urlopen(url, timeout=10).read())
@@ -142,8 +149,10 @@ def test_every_dashboard_panel_query_returns_data_from_a_live_prometheus(
     running = start_service(make_settings(bootstrap, names, model_dir))
     prom_port = free_port()
     config = tmp_path / "prometheus.yml"
+    rules = DEPLOY / "prometheus" / "rules" / "flowsentinel.rules.yml"  # for the firing-alerts panel
     config.write_text(
-        f"global: {{scrape_interval: 1s}}\nscrape_configs:\n  - job_name: flowsentinel\n"
+        f"global: {{scrape_interval: 1s, evaluation_interval: 1s}}\nrule_files: ['{rules}']\n"
+        f"scrape_configs:\n  - job_name: flowsentinel\n"
         f"    static_configs: [{{targets: ['127.0.0.1:{running.server.port}']}}]\n"
     )
     prom = subprocess.Popen(
@@ -180,13 +189,32 @@ def test_every_dashboard_panel_query_returns_data_from_a_live_prometheus(
         time.sleep(3)
         empty = []
         for panel in dashboard["panels"]:
-            for target in panel["targets"]:
-                expr = target["expr"].replace("$__rate_interval", "15s").replace("$__range", "1m")
+            for target in panel.get("targets", []):  # (rows have none)
+                expr = _as_run(target["expr"])
                 reply = _query(prom_port, expr)
                 assert reply["status"] == "success", (panel["title"], expr, reply)
                 if not reply["data"]["result"]:
                     empty.append((panel["title"], expr))
         assert not empty, f"panels without data: {empty}"
+        # annotations fire on events this run may not have: each query must run, and every metric it
+        # reads must exist
+        for note in dashboard["annotations"]["list"]:
+            if "expr" not in note:
+                continue
+            reply = _query(prom_port, _as_run(note["expr"]))
+            assert reply["status"] == "success", (note["name"], reply)
+            for name in set(re.findall(r"flowsentinel_\w+", note["expr"])):
+                assert _query(prom_port, name)["data"]["result"], (note["name"], name)
+        # the variables list this instance and the input topic
+        for var in dashboard["templating"]["list"]:
+            m = re.fullmatch(r"label_values\((.+), (\w+)\)", var["query"]["query"])
+            assert m, var["query"]
+            url = f"http://127.0.0.1:{prom_port}/api/v1/label/{m[2]}/values?" + urllib.parse.urlencode(
+                {"match[]": m[1]}
+            )
+            values = json.loads(urllib.request.urlopen(url, timeout=10).read())["data"]
+            expected = f"127.0.0.1:{running.server.port}" if m[2] == "instance" else names["input"]
+            assert expected in values, (var["name"], values)
     finally:
         prom.terminate()
         prom.wait(10)
@@ -200,5 +228,15 @@ def test_dashboard_is_provisioned_from_the_compose_file():
     assert "/var/lib/grafana/dashboards" in provider
     dash = json.loads((DEPLOY / "grafana" / "dashboards" / "flowsentinel.json").read_text())
     assert dash["uid"] == "flowsentinel" and len(dash["panels"]) >= 12
-    assert {t["datasource"]["uid"] for p in dash["panels"] for t in p["targets"]} == {"prometheus"}
+    assert {t["datasource"]["uid"] for p in dash["panels"] for t in p.get("targets", [])} == {"prometheus"}
+    ids = [p["id"] for p in dash["panels"]]
+    assert len(ids) == len(set(ids))
+    for p in dash["panels"]:  # no two panels overlap on Grafana's 24-column grid
+        g = p["gridPos"]
+        assert 0 <= g["x"] and g["x"] + g["w"] <= 24, p["title"]
+    cells = [(p["gridPos"]["x"] + dx, p["gridPos"]["y"] + dy, p["title"]) for p in dash["panels"]
+             for dx in range(p["gridPos"]["w"]) for dy in range(p["gridPos"]["h"])]  # fmt: skip
+    assert len({c[:2] for c in cells}) == len(cells), "overlapping panels"
+    queries = " ".join(t["expr"] for p in dash["panels"] for t in p.get("targets", []))
+    assert queries.count('instance=~"$instance"') >= 20, "every panel follows the instance variable"
     assert Path(DEPLOY / "grafana" / "provisioning" / "datasources" / "prometheus.yml").is_file()
