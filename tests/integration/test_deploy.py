@@ -130,7 +130,12 @@ def test_systemd_unit_stops_with_sigterm_and_reloads_with_sighup():
 
 def _as_run(expr: str) -> str:
     """A panel's query as Grafana sends it with every variable at 'All'."""
-    for name, value in (("$__rate_interval", "15s"), ("$__range", "1m"), ("$instance", ".*"), ("$topic", ".*")):
+    for name, value in (
+        ("$__rate_interval", "15s"),
+        ("$__range", "1m"),
+        ("$instance", ".*"),
+        ("$topic", ".*"),
+    ):
         expr = expr.replace(name, value)
     return expr
 
@@ -233,7 +238,7 @@ def test_dashboard_is_provisioned_from_the_compose_file():
     assert len(ids) == len(set(ids))
     for p in dash["panels"]:  # no two panels overlap on Grafana's 24-column grid
         g = p["gridPos"]
-        assert 0 <= g["x"] and g["x"] + g["w"] <= 24, p["title"]
+        assert g["x"] >= 0 and g["x"] + g["w"] <= 24, p["title"]
     cells = [(p["gridPos"]["x"] + dx, p["gridPos"]["y"] + dy, p["title"]) for p in dash["panels"]
              for dx in range(p["gridPos"]["w"]) for dy in range(p["gridPos"]["h"])]  # fmt: skip
     assert len({c[:2] for c in cells}) == len(cells), "overlapping panels"
