@@ -40,6 +40,12 @@ class StreamResult:
     rejected: int = 0
     policy: dict[str, Any] = field(default_factory=dict)
 
+    def take(self, mask: np.ndarray) -> StreamResult:
+        """The records where ``mask`` holds, in stream order (the metrics of a part of the stream: the
+        records left out were still scored and still moved the threshold)."""
+        return StreamResult(self.scores[mask], self.thresholds[mask], self.alerts[mask], self.labels[mask],
+                            self.is_attack[mask], self.rejected, self.policy)  # fmt: skip
+
 
 def run_stream(
     detector: StreamDetector,
@@ -166,7 +172,15 @@ def summarize(result: StreamResult, *, detector: str, extra: dict[str, Any] | No
 
 def markdown_summary(report: dict[str, Any]) -> str:
     lines = [
-        f"### {report['detector']}: {report['records']:,} records, {report['attacks']:,} attacks",
+        f"### {report['detector']}: {report['records']:,} records, {report['attacks']:,} attacks"
+        + (f" ({report['rejected']:,} rejected rows left out)" if report.get("rejected") else "")
+        + (
+            " (scored, left out of the metrics: "
+            + ", ".join(f"{k} {v:,}" for k, v in report["ignored_labels"].items())
+            + ")"
+            if report.get("ignored_labels")
+            else ""
+        ),
         "",
         "| AUROC | AUPRC | precision | recall | F1 | FPR | alerts/10k |",
         "|---|---|---|---|---|---|---|",
@@ -191,6 +205,13 @@ def markdown_summary(report: dict[str, Any]) -> str:
             )
             + "."
         )
+    if report.get("per_file"):
+        lines += ["", "| file | records | attacks | AUROC | AUPRC | recall @ FPR ≤ 1% | alerts/10k |",
+                  "|---|---|---|---|---|---|---|"]  # fmt: skip
+        for f, r in report["per_file"].items():
+            at1 = (r.get("recall_at_fpr") or {}).get("0.01", {}).get("recall", float("nan"))
+            lines.append(f"| {f} | {r['records']:,} | {r['attacks']:,} | {r['auroc']:.4f} | {r['auprc']:.4f} "
+                         f"| {at1:.3f} | {r['alerts_per_10k']} |")  # fmt: skip
     th = report["threshold"]
     if th.get("kind"):
         lines.append(

@@ -40,6 +40,8 @@ import pandas as pd
 
 from detector.errors import RecordError, SchemaError
 
+# what a feature listed in optional_columns reads as where the data has no such column
+ABSENT = "(absent)"
 GLOBAL_KEY = "*"
 """Entity key used when a schema has no key field or a record lacks it: one shared window stream."""
 # an entity key longer than this is shortened (see bounded_key): keys are held per window and sent in alerts,
@@ -148,7 +150,10 @@ class Schema:
     def resolve_header(self, header: Sequence[str]) -> dict[str, int]:
         """Map canonical field names to column positions of a file header, using aliases.
 
-        Raises :class:`SchemaError` naming the first feature the header lacks.
+        Raises :class:`SchemaError` naming the first feature the header lacks, or the key field when the
+        header lacks it: windows per key are what the model learnt, and one stream of all records scores
+        differently. A field listed in ``optional_columns`` may be absent (an absent feature reads as
+        :data:`ABSENT`, an absent key puts all records in one stream).
         """
         position = {normalize_name(h): i for i, h in reversed(list(enumerate(header)))}
         out: dict[str, int] = {}
@@ -158,12 +163,19 @@ class Schema:
                 if idx is not None:
                     out[f] = idx
                     break
-        missing = [f for f in self.features if f not in out]
+        missing = [f for f in self.features if f not in out and f not in self.optional_columns]
         if missing:
             spellings = ", ".join(repr(a) for a in (missing[0], *self.aliases.get(missing[0], ())))
             raise SchemaError(
                 f"schema {self.name}: the header has no column for field {missing[0]!r} "
                 f"(looked for {spellings}); {len(missing)} feature(s) missing in all"
+            )
+        if self.key is not None and self.key not in out and self.key not in self.optional_columns:
+            spellings = ", ".join(repr(a) for a in (self.key, *self.aliases.get(self.key, ())))
+            raise SchemaError(
+                f"schema {self.name}: the header has no column for the key field {self.key!r} (looked for "
+                f"{spellings}): set key to another column, or list {self.key!r} in optional_columns to score "
+                "all records as one stream"
             )
         return out
 
@@ -210,6 +222,8 @@ class Schema:
             if isinstance(value, str) or not isinstance(value, Iterable):
                 raise SchemaError(f"{source}: schema key {key!r} must be a list of names, got {value!r}")
             items = tuple(value)
+            if key == "normal_labels":  # labels 0/1 written as numbers: the files hold them as the text "0"
+                items = tuple(str(i) if isinstance(i, int) and not isinstance(i, bool) else i for i in items)
             for item in items:
                 if not isinstance(item, str) or not item:
                     raise SchemaError(f"{source}: schema key {key!r} holds {item!r}, not a field name")
@@ -369,7 +383,9 @@ def parse_table(
     n = len(positions)
     for f in schema.features:
         if f not in table:
-            raise SchemaError(f"schema {schema.name}: the data has no field {f!r}")
+            if f not in schema.optional_columns:
+                raise SchemaError(f"schema {schema.name}: the data has no field {f!r}")
+            table = {**table, f: [ABSENT if f in schema.categorical else "0"] * n}
     errors: list[RecordError | None] = [None] * n
     bad = np.zeros(n, dtype=bool)
     repaired: dict[str, int] = {}
@@ -816,6 +832,8 @@ _CIC = Schema(
     version=1,
     format="csv",
     has_header=True,
+    # the MachineLearningCVE CSVs (CIC-IDS2017's most used files) have no protocol, source address or time
+    optional_columns=("Protocol", "Src IP", "Timestamp"),
     numeric=tuple(_CIC_NUMERIC),
     categorical=("Dst Port", "Protocol"),
     key="Src IP",
@@ -833,7 +851,8 @@ _CIC = Schema(
     description=(
         "CICFlowMeter flow CSV (CIC-IDS2017 style). Accepts the original MachineLearningCVE/TrafficLabelling "
         "column names (stray spaces included) and the re-extracted 'improved' names; columns only one variant "
-        "has are ignored. NaN/Infinity in rate fields (0-µs flows) are repaired to 0."
+        "has are ignored. NaN/Infinity in rate fields (0-µs flows) are repaired to 0. MachineLearningCVE files "
+        "carry no Protocol, Src IP or Timestamp: Protocol reads as '(absent)' and all records form one stream."
     ),
 )
 

@@ -65,6 +65,9 @@ import numpy as np
 
 from detector.errors import ConfigError
 
+# a threshold is warmed up from at least this many scores of normal traffic (the model's calibration)
+MIN_CALIBRATION_SCORES = 50
+
 _EPS = 1e-12
 _SHAPE_POINTS = 1_000
 _CENSOR_BUDGET = 10.0
@@ -180,8 +183,11 @@ class OnlineThresholder(ABC):
         """Initialise from scores of normal traffic (the calibration scores stored in the artifact)."""
         arr = np.asarray(scores, dtype=np.float64)
         arr = arr[np.isfinite(arr)]
-        if arr.size < 50:
-            raise ConfigError(f"need at least 50 finite calibration scores to warm up, got {arr.size}")
+        if arr.size < MIN_CALIBRATION_SCORES:
+            raise ConfigError(
+                f"the model holds {arr.size} finite calibration score(s); a threshold needs at least "
+                f"{MIN_CALIBRATION_SCORES}: retrain it on more normal records (train says how many)"
+            )
         self._fit(arr)
         self._set_baseline(arr)
         self.warmed = True

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import copy
 import logging
+import math
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -29,6 +30,7 @@ from detector.features import FeatureEncoder
 from detector.model import AutoencoderEnsemble, LSTMAutoencoder, ModelConfig, squared_errors
 from detector.pipeline import SCORINGS, field_scales, field_scores, score_windows
 from detector.schema import RecordBatch
+from detector.thresholds import MIN_CALIBRATION_SCORES
 from detector.windows import gather_windows, window_indices
 
 log = logging.getLogger(__name__)
@@ -266,6 +268,14 @@ def train(
     n = len(batch)
     if n < 10:
         raise ConfigError(f"need at least 10 normal records to train, got {n}")
+    n_val = max(1, round(n * cfg.val_fraction))
+    if n_val < MIN_CALIBRATION_SCORES:  # said before training, not when a detector cannot use the model
+        need = math.ceil((MIN_CALIBRATION_SCORES - 0.5) / cfg.val_fraction)
+        raise ConfigError(
+            f"{n:,} normal records are too few: the validation split (val_fraction {cfg.val_fraction:g}, "
+            f"{n_val} records) calibrates the alert threshold, which needs {MIN_CALIBRATION_SCORES} scores. "
+            f"Train on at least {need:,} normal records, or raise --val-fraction (below 0.5)"
+        )
     started = time.monotonic()
     set_determinism(cfg.seed)
     rng = np.random.default_rng(cfg.seed)

@@ -7,11 +7,13 @@ a traceback means a bug.
 from __future__ import annotations
 
 import argparse
+import collections
 import csv
 import json
 import logging
 import math
 import os
+import re
 import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -73,10 +75,21 @@ def _fraction(low: float, high: float) -> Callable[[str], float]:
         except ValueError:
             raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
         if not (math.isfinite(value) and low < value < high):
-            raise argparse.ArgumentTypeError(f"{text!r} must be between {low} and {high}")
+            raise argparse.ArgumentTypeError(f"{text!r} must be above {low:g} and below {high:g}")
         return value
 
     return parse
+
+
+def _share(text: str) -> float:
+    """An argparse ``type``: a share from 0 to 1, both included."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not (math.isfinite(value) and 0.0 <= value <= 1.0):
+        raise argparse.ArgumentTypeError(f"{text!r} must be from 0 to 1")
+    return value
 
 
 def _add_policy_flags(parser: argparse.ArgumentParser) -> None:
@@ -106,6 +119,14 @@ def _add_policy_flags(parser: argparse.ArgumentParser) -> None:
 DETECTORS = ("lstm-ae", "dense-ae", "iforest", "river-hst")  # eval --detector: ours first, then baselines
 
 
+def _names(text: str) -> list[str]:
+    """An argparse ``type``: comma-separated names."""
+    names = [t.strip() for t in text.split(",") if t.strip()]
+    if not names:
+        raise argparse.ArgumentTypeError(f"{text!r} names nothing")
+    return names
+
+
 def _detector_list(text: str) -> list[str]:
     names = list(DETECTORS) if text.strip() == "all" else [t.strip() for t in text.split(",") if t.strip()]
     for name in names:
@@ -124,6 +145,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     t = sub.add_parser("train", help="train a model on the normal records of labelled files")
+    _add_reject_flag(t)
     t.add_argument(
         "--schema", required=True, help="kdd, cicflowmeter, zeek-conn, or a schema file (.toml/.yaml)"
     )
@@ -210,6 +232,24 @@ def build_parser() -> argparse.ArgumentParser:
     ms.add_argument("--live", action="store_true", help="add: make it the live model as well")
     ms.add_argument("--reason", default="operator", help="written to the store's history (default operator)")
 
+    si = sub.add_parser(
+        "schema",
+        help="draft a schema file from a sample of your CSV flows (schema infer)",
+        description="Reads the first --rows rows of a CSV file (gzip or plain, with or without a header) and "
+        "writes a commented schema file: numeric and categorical features, the key, the timestamp and the "
+        "label with its normal values, each with the reason, and the columns left out and why. Edit it, "
+        "then train with --schema FILE.",
+    )
+    si.add_argument("action", choices=("infer",))
+    si.add_argument("--data", required=True, metavar="FILE", help="a CSV file of flows (gzip or plain)")
+    si.add_argument("--label", default=None, metavar="COLUMN", help="the label column (default: guessed)")
+    si.add_argument("--name", default=None, help="the schema's name (default: from the file name)")
+    si.add_argument("--rows", type=int_at_least(10), default=20_000, help="rows to sample (default 20,000)")
+    si.add_argument("--delimiter", default=None, help="the field separator (default: guessed: , ; tab |)")
+    si.add_argument("--header", choices=("auto", "yes", "no"), default="auto",
+                    help="whether the first row names the columns (default: guessed)")  # fmt: skip
+    si.add_argument("--out", default=None, metavar="FILE", help="write the draft here (default: stdout)")
+
     rt = sub.add_parser(
         "retrain",
         help="train a candidate on the original data and recent normal traffic; run it in shadow",
@@ -218,6 +258,7 @@ def build_parser() -> argparse.ArgumentParser:
         "through the alerts topic), never one judged attack; trains a candidate on them and the original "
         "training data with the live model's settings; adds it to the store as the shadow model.",
     )
+    _add_reject_flag(rt)
     rt.add_argument("--model-store", required=True, metavar="STORE")
     rsrc = rt.add_mutually_exclusive_group(required=True)
     rsrc.add_argument("--data", nargs="+", metavar="PATH", help="the original training files")
@@ -243,6 +284,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
 
     s = sub.add_parser("score", help="score files with a trained model and the online threshold")
+    _add_reject_flag(s)
     s.add_argument("--model", required=True, metavar="MODEL_DIR")
     s.add_argument("--data", required=True, nargs="+", metavar="PATH")
     s.add_argument("--schema", default=None, help="schema of the data (default: the model's)")
@@ -261,6 +303,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_key_flag(s, "refuse a model not signed with the HMAC key in this file")
 
     tu = sub.add_parser("tune", help="search model settings on a validation split of the training data")
+    _add_reject_flag(tu)
     tu.add_argument("--schema", required=True)
     tu.add_argument(
         "--data", required=True, nargs="+", metavar="PATH", help="TRAINING files (never test files)"
@@ -278,6 +321,9 @@ def build_parser() -> argparse.ArgumentParser:
     tu.add_argument("--limit", type=_positive_int, default=None, help="read at most N records per file")
 
     ev = sub.add_parser("eval", help="evaluate a detector on labelled files through the service path")
+    _add_reject_flag(ev)
+    ev.add_argument("--ignore-labels", type=_names, default=[], metavar="LABEL[,LABEL...]",
+                    help="records with these labels are scored but left out of the metrics (e.g. Background)")  # fmt: skip
     ev.add_argument("--model", required=True, metavar="MODEL_DIR")
     ev.add_argument("--schema", required=True, help="schema of the data files")
     ev.add_argument("--data", required=True, nargs="+", metavar="PATH")
@@ -590,7 +636,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
         batches.append(to_batch(normal_training_records(args.synthetic, seed=cfg.seed)))
     if args.data:
-        batches.append(_read_files(args.data, schema, "--data", args.limit))
+        batches.append(_read_files(args.data, schema, "--data", args.limit, args.max_reject_share))
     data = RecordBatch.concat(batches)
     normal = data.is_normal
     if normal is None:
@@ -600,6 +646,15 @@ def cmd_train(args: argparse.Namespace) -> int:
         train_batch = data
     else:
         train_batch = data.take(np.flatnonzero(normal))
+        labels = data.labels if data.labels is not None else np.zeros(0, dtype=object)
+        if len(train_batch) < max(10, 0.001 * len(data)):  # the normal labels match (almost) nothing
+            seen: list[tuple[str, int]] = collections.Counter(labels.tolist()).most_common(8)
+            shown = ", ".join(f"{label!r} {n:,}" for label, n in seen)
+            raise UsageError(
+                f"only {len(train_batch):,} of {len(data):,} records are labelled normal "
+                f"({sorted(schema.normal_labels)} in field {schema.label!r}); the labels seen: {shown}. "
+                "Name the normal label(s) in the schema's normal_labels"
+            )
     read_s = time.monotonic() - started
     print(f"read {len(data):,} records ({len(train_batch):,} normal) in {read_s:.1f}s", file=sys.stderr)
     model = train(train_batch, cfg, progress=partial(progress_bar, quiet=args.quiet))
@@ -636,24 +691,37 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+DEFAULT_MAX_REJECT_SHARE = 0.01
+
+
 def _file_batches(
-    path: str, schema: Any, flag: str, limit: int | None = None, max_rows: int | None = None
+    path: str,
+    schema: Any,
+    flag: str,
+    limit: int | None = None,
+    max_rows: int | None = None,
+    max_share: float = DEFAULT_MAX_REJECT_SHARE,
 ) -> Iterator[Any]:
-    """One file's validated batches, as :func:`producers.files.iter_batches` reads them; its rejected rows are
-    logged (count, first few) once the file is read. A file that does not fit the schema as a whole (e.g.
-    its header lacks a field), or of which not one record parses (another schema's file, not a data file,
-    empty), is a one-line usage error naming it and the first reason. With ``max_rows`` only the file's first
-    rows are read, as a check, and nothing is logged."""
+    """One file's validated batches, as :func:`producers.files.iter_batches` reads them. Once the file is
+    read, its rejected rows are said on stderr (count, share, top reasons, the first one), and above
+    ``max_share`` of its rows they stop the command with one line naming the reason and the flag that
+    accepts it: rows left out of a training or an evaluation change its results. A file that does not fit
+    the schema as a whole (e.g. its header lacks a field), or of which not one record parses (another
+    schema's file, not a data file, empty), is a one-line usage error naming it and the first reason. With
+    ``max_rows`` only the file's first rows are read, as a check, and nothing is said."""
     from detector.errors import SchemaError
     from producers.files import iter_batches
 
     parsed, rejected = 0, 0
     examples: list[Any] = []  # the first few rejections
+    reasons: dict[str, int] = {}
     try:
         for batch in iter_batches(path, schema, limit=limit, max_rows=max_rows):
             parsed += len(batch)
             rejected += len(batch.rejected)
             examples += batch.rejected[: 5 - len(examples)]
+            for err in batch.rejected:
+                reasons[err.code] = reasons.get(err.code, 0) + 1
             yield batch
     except SchemaError as exc:
         raise UsageError(f"{flag} {str(path)!r}: {exc}") from None
@@ -664,17 +732,46 @@ def _file_batches(
             f"{flag} {str(path)!r}: no record parsed as schema {schema.name!r}{part}: {rejected:,} rejected{why}"
         )
     if rejected and max_rows is None:
-        log.warning("%s: %d record(s) rejected; first: %s", path, rejected, examples[0])
+        share = rejected / (parsed + rejected)
+        top = sorted(reasons.items(), key=lambda kv: -kv[1])
+        said = ", ".join(f"{code} {n:,}" for code, n in top[:3])
+        if share > max_share:
+            raise UsageError(
+                f"{flag} {str(path)!r}: {rejected:,} of {parsed + rejected:,} rows ({share:.1%}) rejected, more than "
+                f"--max-reject-share {max_share:g}; most for {top[0][0]} ({top[0][1]:,}), first: {examples[0]}. "
+                f"Fix the schema (e.g. `flowsentinel schema infer`) or the data, or accept them with "
+                f"--max-reject-share {math.ceil(share * 100) / 100:g}"
+            )
+        print(f"{path}: {rejected:,} of {parsed + rejected:,} rows rejected ({share:.2%}; {said}); first: "
+              f"{examples[0]}", file=sys.stderr)  # fmt: skip
         for err in examples[1:]:
             log.info("rejected: %s", err)
 
 
-def _read_files(paths: list[str], schema: Any, flag: str, limit: int | None = None) -> Any:
+def _read_files(
+    paths: list[str],
+    schema: Any,
+    flag: str,
+    limit: int | None = None,
+    max_share: float = DEFAULT_MAX_REJECT_SHARE,
+) -> Any:
     """Every file read whole (see :func:`_file_batches`) and concatenated."""
     from detector.schema import RecordBatch
 
     _check_files(paths, flag)
-    return RecordBatch.concat([b for path in paths for b in _file_batches(path, schema, flag, limit)])
+    return RecordBatch.concat(
+        [b for path in paths for b in _file_batches(path, schema, flag, limit, max_share=max_share)]
+    )
+
+
+def _add_reject_flag(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--max-reject-share",
+        type=_share,
+        default=DEFAULT_MAX_REJECT_SHARE,
+        metavar="SHARE",
+        help="stop when more than this share of a file's rows is rejected (default 0.01; 1 accepts any)",
+    )
 
 
 TRAIN_FLAGS = (
@@ -711,7 +808,7 @@ def cmd_tune(args: argparse.Namespace) -> int:
 
     schema = load_schema(args.schema)
     _check_out_dir(args.out)
-    data = _read_files(args.data, schema, "--data", args.limit)
+    data = _read_files(args.data, schema, "--data", args.limit, args.max_reject_share)
     base = TrainConfig(epochs=args.epochs, seed=args.seed)
     out = Path(args.out)
 
@@ -779,7 +876,7 @@ def cmd_score(args: argparse.Namespace) -> int:
             writer = csv.writer(out_fh)
             writer.writerow(["position", "key", "score", "threshold", "alert", "label", "top_features"])
         for path in args.data:
-            for batch in _file_batches(path, schema, "--data", args.limit):
+            for batch in _file_batches(path, schema, "--data", args.limit, max_share=args.max_reject_share):
                 rejected += len(batch.rejected)
                 bar.update(len(batch) + len(batch.rejected))
                 if len(batch) == 0:
@@ -874,13 +971,13 @@ def cmd_eval(args: argparse.Namespace) -> int:
     model = load_artifact(args.model, key=_model_key(args))
     schema = load_schema(args.schema)
     model.encoder.check_schema(schema)
-    data = _read_files(args.data, schema, "--data", args.limit)
+    data = _read_files(args.data, schema, "--data", args.limit, args.max_reject_share)
     if data.labels is None:
         raise UsageError(f"--data has no label field {schema.label!r}: evaluation needs labelled records")
     data = _ordered(data, args.order, args.seed)
     normal = None
     if baselines:
-        train = _read_files(args.train, schema, "--train")
+        train = _read_files(args.train, schema, "--train", max_share=args.max_reject_share)
         normal = train if train.is_normal is None else train.take(np.flatnonzero(train.is_normal))
     out = Path(args.out)
     side_by_side = len(args.detector) > 1
@@ -938,6 +1035,22 @@ def _eval_one(
             "seconds": round(time.monotonic() - started, 2),
         }
     )
+    files = np.array([p.rsplit(" line ", 1)[0] for p in data.positions], dtype=object)
+    if (
+        args.ignore_labels
+    ):  # scored like all traffic, left out of the metrics (e.g. Stratosphere's Background)
+        wanted = {schema.clean_label(v) for v in args.ignore_labels}
+        ignored = np.isin(result.labels, list(wanted))
+        extra["ignored_labels"] = {v: int((result.labels == v).sum()) for v in sorted(wanted)}
+        result, files = result.take(~ignored), files[~ignored]
+    names = sorted(set(files.tolist()))
+    if len(names) > 1:
+        per_file = {}
+        for f in names:
+            part = summarize(result.take(files == f), detector=name)
+            per_file[f] = {k: part[k] for k in ("records", "attacks", "auroc", "auprc", "recall_at_fpr", "fpr",
+                                                "recall", "alerts_per_10k")}  # fmt: skip
+        extra["per_file"] = per_file
     return summarize(result, detector=name, extra=extra), result
 
 
@@ -1167,7 +1280,7 @@ def cmd_retrain(args: argparse.Namespace) -> int:
 
         original = to_batch(normal_training_records(args.synthetic, seed=args.seed or 0))
     else:
-        data = _read_files(args.data, live.schema, "--data", args.limit)
+        data = _read_files(args.data, live.schema, "--data", args.limit, args.max_reject_share)
         normal = data.is_normal
         original = data if normal is None else data.take(np.flatnonzero(normal))
     try:
@@ -1202,6 +1315,47 @@ def cmd_sign(args: argparse.Namespace) -> int:
     return 0
 
 
+# ------------------------------------------------------------------------------------------ schema
+def cmd_schema(args: argparse.Namespace) -> int:
+    from detector.infer import draft_schema
+    from detector.schema import parse_table
+    from producers.files import sample_csv
+
+    header, rows, delimiter = sample_csv(args.data, args.rows, delimiter=args.delimiter, header=args.header)
+    stem = Path(args.data).name.split(".")[0]
+    name = args.name or (re.sub(r"[^a-z0-9_.-]+", "-", stem.lower()).strip("-.") or "my-flows")
+    if not name[0].isalpha():
+        name = "flows-" + name
+    draft = draft_schema(header, rows, name=name[:64], label=args.label, delimiter=delimiter)
+    schema = draft.schema()  # the draft must be a valid schema before anyone edits it
+    table: dict[str, list[str]] = {}
+    names = list(header) if header is not None else [c.name for c in draft.columns]
+    wanted = set(schema.fields)
+    for i, column in enumerate(names):
+        if column in wanted:
+            table[column] = [r[i] for r in rows if len(r) == len(names)]
+    batch = parse_table(schema, table, [f"row {i + 1}" for i in range(len(table[schema.features[0]]))])
+    text = draft.toml(args.data, args.out or "")
+    if args.out:
+        Path(args.out).write_text(text)
+    else:
+        print(text, end="")
+    reasons: dict[str, int] = {}
+    for err in batch.rejected:
+        reasons[err.code] = reasons.get(err.code, 0) + 1
+    shown = ", ".join(f"{k} {v:,}" for k, v in sorted(reasons.items(), key=lambda kv: -kv[1])[:3])
+    print(
+        f"schema infer: {len(schema.numeric)} numeric, {len(schema.categorical)} categorical, key "
+        f"{schema.key!r}, timestamp {schema.timestamp!r}, label {schema.label!r} (normal: "
+        f"{sorted(schema.normal_labels) or 'none found'}); {len(draft.by_role('left out'))} column(s) left out. "
+        f"{len(batch):,} of {len(batch) + len(batch.rejected):,} sampled rows parse with it"
+        + (f" (rejected: {shown})" if shown else "")
+        + (f"; written to {args.out}" if args.out else ""),
+        file=sys.stderr,
+    )
+    return 0
+
+
 # -------------------------------------------------------------------------------------------- demo
 def cmd_demo(args: argparse.Namespace) -> int:
     from flowsentinel.demo import run_demo
@@ -1221,6 +1375,7 @@ COMMANDS = {
     "sign": cmd_sign,
     "models": cmd_models,
     "retrain": cmd_retrain,
+    "schema": cmd_schema,
     "demo": cmd_demo,
 }
 

@@ -76,6 +76,51 @@ def iter_batches(
         yield _to_batch(schema, header, pending, pending_errors, name)
 
 
+def sample_csv(
+    path: str | Path, rows: int, *, delimiter: str | None = None, header: str = "auto"
+) -> tuple[list[str] | None, list[list[str]], str]:
+    """The header (None if the file has none), the first ``rows`` rows and the delimiter of a CSV file, for
+    ``schema infer``. ``header``: ``auto`` takes the first row as a header when it has no number in a column
+    whose other rows are numbers, or when every one of its cells is text."""
+    with open_text(path) as fh:
+        head = fh.read(65_536)
+    if delimiter is None:
+        try:
+            delimiter = csv.Sniffer().sniff(head.split("\n", 1)[0], delimiters=",;\t|").delimiter
+        except csv.Error:
+            delimiter = ","
+    out: list[list[str]] = []
+    with open_text(path) as fh:
+        reader = csv.reader(fh, delimiter=delimiter)
+        try:
+            for row in reader:
+                if row and any(c.strip() for c in row):
+                    out.append(row)
+                if len(out) > rows:
+                    break
+        except csv.Error as exc:
+            raise SchemaError(f"{Path(path).name} line {reader.line_num}: not CSV ({exc})") from None
+    if not out:
+        raise SchemaError(f"{Path(path).name}: no rows to look at")
+    first = out[0]
+    if header == "auto":
+
+        def number(text: str) -> bool:
+            try:
+                float(text)
+            except ValueError:
+                return False
+            return True
+
+        numeric_below = [all(number(r[i]) for r in out[1:50] if i < len(r)) for i in range(len(first))]
+        has = not any(number(c) for c in first) and (any(numeric_below) or len(out) == 1)
+    else:
+        has = header == "yes"
+    if has:
+        return [c.strip() for c in first], out[1 : rows + 1], delimiter
+    return None, out[:rows], delimiter
+
+
 def read_records(path: str | Path, schema: Schema, *, limit: int | None = None) -> RecordBatch:
     """Read a whole file into one batch (rejected rows listed in ``rejected``)."""
     batches = list(iter_batches(path, schema, limit=limit))

@@ -55,7 +55,7 @@ def test_train_then_score_end_to_end(toy_files, tmp_path):
     )
     assert r.returncode == 0, r.stderr
     assert "trained toy model (3 members) on 1,500 normal records" in r.stdout
-    assert "1 record(s) rejected" in r.stderr and "not a number" in r.stderr
+    assert "1 of 1,501 rows rejected (0.07%; wrong_type 1)" in r.stderr and "not a number" in r.stderr
     assert (model / "metadata.json").is_file() and (model / "training-summary.json").is_file()
     out = tmp_path / "scores.csv"
     r = run(
@@ -102,7 +102,10 @@ def test_train_then_score_end_to_end(toy_files, tmp_path):
             ["score", "--model", "/no/model", "--data", "/etc/hostname"],
             "model directory '/no/model' does not exist",
         ),
-        (["score", "--model", "m", "--data", "x", "--risk", "0.9"], "argument --risk: '0.9' must be between"),
+        (
+            ["score", "--model", "m", "--data", "x", "--risk", "0.9"],
+            "argument --risk: '0.9' must be above 0 and below 0.5",
+        ),
         (
             ["score", "--model", "m", "--data", "x", "--shift-max-alert-share", "-1"],
             "argument --shift-max-alert-share: '-1' must be >= 0",

@@ -81,7 +81,7 @@ def test_a_signature_does_not_carry_over_to_another_model(tiny_model, saved, tmp
     from tests.conftest import toy_batch
 
     sign_artifact(saved, KEY)
-    other = train(toy_batch(300, seed=4), TrainConfig(hidden=8, latent=4, members=1, epochs=1, seed=2),
+    other = train(toy_batch(600, seed=4), TrainConfig(hidden=8, latent=4, members=1, epochs=1, seed=2),
                   progress=False)  # fmt: skip
     signature = (saved / SIGNATURE).read_bytes()
     save_artifact(other, saved)  # a new model, the old signature left beside it
