@@ -955,4 +955,62 @@ def load_schema(name_or_path: str | Path) -> Schema:
         raise SchemaError(f"schema file {text!r} is not valid: {exc}".splitlines()[0]) from None
     if not isinstance(data, Mapping):
         raise SchemaError(f"schema file {text!r} must hold a table of schema keys")
+    if "extends" in data:
+        data = extended(data, source=f"schema file {text!r}")
     return Schema.from_dict(data, source=f"schema file {text!r}")
+
+
+def extended(data: Mapping[str, Any], *, source: str) -> dict[str, Any]:
+    """A schema file that ``extends`` a built-in schema, as a whole schema: the built-in's keys, then the
+    file's. ``add_numeric`` / ``add_categorical`` add features, ``drop`` removes fields (features, or the
+    key/timestamp/label role they hold), ``optional_columns`` and ``aliases`` add to the built-in's; any other
+    key (``numeric`` and ``categorical`` included) replaces the built-in's value. The name defaults to
+    ``<built-in>-custom``: a schema that differs must not pass for the built-in."""
+    base_name = data["extends"]
+    if not isinstance(base_name, str):
+        raise SchemaError(f"{source}: extends = {base_name!r} must name a built-in schema")
+    try:
+        merged = builtin_schema(base_name).to_dict()
+    except SchemaError as exc:
+        raise SchemaError(f"{source}: extends: {exc}") from None
+    merged["name"] = f"{merged['name']}-custom"
+    merged["description"] = f"{merged['name']}: {merged['description']}"
+
+    def names(key: str) -> list[str]:
+        value = data.get(key, [])
+        if (
+            isinstance(value, str)
+            or not isinstance(value, list)
+            or not all(isinstance(v, str) for v in value)
+        ):
+            raise SchemaError(f"{source}: {key} must be a list of field names, got {value!r}")
+        return list(value)
+
+    for key, value in data.items():
+        if key in ("extends", "add_numeric", "add_categorical", "drop", "optional_columns", "aliases"):
+            continue
+        merged[key] = value
+    merged["numeric"] = [*merged["numeric"], *names("add_numeric")]
+    merged["categorical"] = [*merged["categorical"], *names("add_categorical")]
+    dropped = set(names("drop"))
+    known = {
+        *merged["numeric"],
+        *merged["categorical"],
+        *(merged[r] for r in ("key", "timestamp", "label") if merged[r]),
+    }
+    unknown = sorted(dropped - known)
+    if unknown:
+        raise SchemaError(f"{source}: drop names {unknown[0]!r}, not a field of {base_name!r}")
+    for key in ("numeric", "categorical", "signed", "optional_columns"):
+        merged[key] = [f for f in merged[key] if f not in dropped]
+    for role in ("key", "timestamp", "label"):
+        if merged[role] in dropped:
+            merged[role] = None
+    merged["optional_columns"] = [*merged["optional_columns"], *names("optional_columns")]
+    aliases = data.get("aliases", {})
+    if not isinstance(aliases, Mapping):
+        raise SchemaError(f"{source}: aliases must be a table of name = [spellings]")
+    merged["aliases"] = {k: v for k, v in merged["aliases"].items() if k not in dropped}
+    for k, v in aliases.items():
+        merged["aliases"][k] = [*merged["aliases"].get(k, []), *([v] if isinstance(v, str) else v)]
+    return merged
