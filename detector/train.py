@@ -94,6 +94,12 @@ class TrainConfig:
     lr: float = 2e-3
     weight_decay: float = 1e-5
     patience: int = 4
+    # an epoch counts as progress for early stopping when it lowers the best validation loss by at least this
+    # share of it (0: any decrease; the loss creeps down for many epochs, so early stopping rarely fires)
+    min_improvement: float = 0.0
+    # a time budget for the whole training in minutes, shared evenly by the members (0: none); a member out of
+    # its share stops after the epoch it is in, keeping its best weights
+    max_minutes: float = 0.0
     val_fraction: float = 0.1
     # Which records are held out for early stopping and calibration: "random" (default) or "last", the last
     # val_fraction of the records in the order given (file order = arrival order for replayed sources), so
@@ -117,6 +123,10 @@ class TrainConfig:
             raise ConfigError(f"lr = {self.lr!r} must be in (0, 1)")
         if not (0.0 < self.val_fraction < 0.5):
             raise ConfigError(f"val_fraction = {self.val_fraction!r} must be in (0, 0.5)")
+        if not (0.0 <= self.min_improvement < 0.5):
+            raise ConfigError(f"min_improvement = {self.min_improvement!r} must be from 0 to below 0.5")
+        if not (0.0 <= self.max_minutes < 1e6):
+            raise ConfigError(f"max_minutes = {self.max_minutes!r} must be 0 (no budget) or more")
         for name in ("p_truncate", "p_shuffle", "p_corrupt"):
             value = getattr(self, name)
             if not (0.0 <= value <= 1.0):
@@ -185,6 +195,7 @@ def _fit_member(
     bar: Any,  # a tqdm bar, or what ``progress`` made: update / set_postfix / close
     on_epoch: Callable[[dict[str, float]], None] | None,
     member: int,
+    deadline: float = math.inf,
 ) -> dict[str, Any]:
     """Train one member in place (AdamW, LR halved on plateau, early stopping restoring the best weights)."""
     opt = torch.optim.AdamW(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
@@ -206,6 +217,8 @@ def _fit_member(
     steps_per_epoch = (len(train_rows) + cfg.batch_size - 1) // cfg.batch_size
     initial_val = val_loss()
     stale = 0
+    reference = math.inf  # the best loss when progress was last made
+    stopped = "epoch cap"
     for epoch in range(1, cfg.epochs + 1):
         net.train()
         order = rng.permutation(train_rows)
@@ -233,17 +246,23 @@ def _fit_member(
             on_epoch(row)
         if v < best[0] - 1e-7:
             best = (v, copy.deepcopy(net.state_dict()), epoch)
-            stale = 0
+        if v < reference * (1.0 - cfg.min_improvement) - 1e-7:
+            reference, stale = v, 0
         else:
             stale += 1
             if stale >= cfg.patience:
+                stopped = "early stopping"
                 break
+        if time.monotonic() >= deadline and epoch < cfg.epochs:
+            stopped = "time budget"
+            break
     bar.update(steps_per_epoch * (cfg.epochs - len(history)))  # epochs skipped by early stopping
     net.load_state_dict(best[1])
     net.eval()
     return {
         "history": history,
         "best_epoch": best[2],
+        "stopped": stopped,
         "initial_val_loss": initial_val,
         "best_val_loss": best[0],
     }
@@ -323,8 +342,20 @@ def train(
             torch.manual_seed(cfg.seed * 1_000_003 + i)
             member.load_state_dict(LSTMAutoencoder(mcfg).state_dict())
         member_rng = rng if i == 0 else np.random.default_rng((cfg.seed, i))
+        budget = cfg.max_minutes * 60.0 / cfg.members
+        deadline = started + budget * (i + 1) if cfg.max_minutes > 0 else math.inf
         fit = _fit_member(
-            member, x, win_idx, train_rows, (val_windows, val_mask), cfg, member_rng, bar, on_epoch, i
+            member,
+            x,
+            win_idx,
+            train_rows,
+            (val_windows, val_mask),
+            cfg,
+            member_rng,
+            bar,
+            on_epoch,
+            i,
+            deadline,
         )
         fits.append(fit)
     bar.close()
@@ -342,6 +373,7 @@ def train(
         "members": len(fits),
         "epochs_run": sum(len(f["history"]) for f in fits),
         "best_epoch": [f["best_epoch"] for f in fits],
+        "stopped": [f["stopped"] for f in fits],
         "initial_val_loss": float(np.mean([f["initial_val_loss"] for f in fits])),
         "best_val_loss": float(np.mean([f["best_val_loss"] for f in fits])),  # = the ensemble's val MSE
         "seconds": round(elapsed, 2),

@@ -192,6 +192,11 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--batch-size", type=_positive_int, default=None, help="training batch size (default 256)")
     t.add_argument("--lr", type=_fraction(0.0, 1.0), default=None, help="learning rate (default 0.002)")
     t.add_argument("--patience", type=_positive_int, default=None, help="early-stopping patience (default 4)")
+    t.add_argument("--min-improvement", type=_share, default=None, metavar="SHARE",
+                   help="share by which an epoch must lower the best validation loss to count as progress "
+                   "(default 0: any decrease)")  # fmt: skip
+    t.add_argument("--max-minutes", type=_number_at_least(0.0), default=None, metavar="M",
+                   help="time budget for the training (default 0: none); the best weights so far are kept")  # fmt: skip
     t.add_argument(
         "--val-fraction", type=_fraction(0.0, 0.5), default=None, help="validation split (default 0.1)"
     )
@@ -675,6 +680,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         "weights_bytes": weights.stat().st_size,
         "epochs_run": tr["epochs_run"],
         "best_epoch": tr["best_epoch"],
+        "stopped": tr.get("stopped"),
         "val_loss_initial": tr["initial_val_loss"],
         "val_loss_best": tr["best_val_loss"],
         "train_seconds": tr["seconds"],
@@ -683,7 +689,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     }
     print(
         f"trained {schema.name} model ({tr['members']} members) on {len(train_batch):,} normal records: "
-        f"{tr['epochs_run']} epochs (best {', '.join(map(str, tr['best_epoch']))}), val loss {tr['initial_val_loss']:.5f} → {tr['best_val_loss']:.5f}, "
+        f"{tr['epochs_run']} epochs (best {', '.join(map(str, tr['best_epoch']))}; stopped by "
+        f"{', '.join(sorted(set(tr.get('stopped') or ['?'])))}), val loss {tr['initial_val_loss']:.5f} → {tr['best_val_loss']:.5f}, "
         f"{tr['seconds']:.1f}s; {n_params:,} parameters, {weights.stat().st_size / 1024:.0f} KiB; "
         f"saved to {args.out} (version {model.version})"
     )
@@ -775,7 +782,7 @@ def _add_reject_flag(parser: argparse.ArgumentParser) -> None:
 
 
 TRAIN_FLAGS = (
-    "window", "hidden", "latent", "members", "record_path", "scoring", "epochs", "batch_size", "lr", "patience", "val_fraction", "val_split", "seed",
+    "window", "hidden", "latent", "members", "record_path", "scoring", "epochs", "batch_size", "lr", "patience", "min_improvement", "max_minutes", "val_fraction", "val_split", "seed",
 )  # fmt: skip
 
 

@@ -94,3 +94,25 @@ def test_integer_normal_labels_are_the_text_the_files_hold():
 
     s = Schema.from_dict({"name": "x", "numeric": ["a"], "label": "y", "normal_labels": [0]})
     assert s.normal_labels == {"0"} and list(s.is_normal(["0", "1"])) == [True, False]
+
+
+def test_a_time_budget_and_a_minimum_improvement_stop_training(tmp_path, capsys):
+    import json
+
+    schema, data = write(tmp_path, 2000)
+    fast = ["--epochs", "40", "--hidden", "8", "--latent", "4", "--members", "2", "--window", "2", "--quiet"]
+    out = tmp_path / "budget"
+    assert (
+        main(
+            ["train", "--schema", schema, "--data", data, "--out", str(out), "--max-minutes", "0.0001", *fast]
+        )
+        == 0
+    )
+    summary = json.loads((out / "training-summary.json").read_text())
+    assert summary["stopped"] == ["time budget", "time budget"] and summary["epochs_run"] == 2
+    assert "stopped by time budget" in capsys.readouterr().out
+    out = tmp_path / "improve"
+    args = ["--min-improvement", "0.3", "--patience", "1", *fast]
+    assert main(["train", "--schema", schema, "--data", data, "--out", str(out), *args]) == 0
+    summary = json.loads((out / "training-summary.json").read_text())
+    assert summary["stopped"] == ["early stopping", "early stopping"] and summary["epochs_run"] < 20

@@ -16,7 +16,10 @@ def write(tmp_path, text: str) -> str:
 
 def test_extending_cicflowmeter_adds_drops_and_makes_optional(tmp_path):
     base = builtin_schema("cicflowmeter")
-    s = load_schema(write(tmp_path, """
+    s = load_schema(
+        write(
+            tmp_path,
+            """
 extends = "cicflowmeter"
 add_categorical = ["Src Port"]
 drop = ["Fwd URG Flags", "Timestamp"]
@@ -24,7 +27,9 @@ optional_columns = ["Flow Bytes/s"]
 normal_labels = ["BENIGN", "Benign"]
 [aliases]
 "Src Port" = ["Source Port"]
-"""))
+""",
+        )
+    )
     assert s.name == "cicflowmeter-custom"
     assert "Fwd URG Flags" not in s.features and "Src Port" in s.categorical
     assert s.numeric == tuple(f for f in base.numeric if f != "Fwd URG Flags")
