@@ -290,6 +290,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("score", help="score files with a trained model and the online threshold")
     _add_reject_flag(s)
+    s.add_argument("--order", choices=("file", "time", "shuffled"), default="file",
+                   help="file (default, streams in flat memory), time (by the records' timestamps), shuffled "
+                   "(--seed): the last two read all files first")  # fmt: skip
+    s.add_argument("--seed", type=int, default=0, help="for --order shuffled")
     s.add_argument("--model", required=True, metavar="MODEL_DIR")
     s.add_argument("--data", required=True, nargs="+", metavar="PATH")
     s.add_argument("--schema", default=None, help="schema of the data (default: the model's)")
@@ -855,6 +859,23 @@ def cmd_tune(args: argparse.Namespace) -> int:
 
 
 # ------------------------------------------------------------------------------------------- score
+def _score_batches(args: argparse.Namespace, schema: Any) -> Iterator[Any]:
+    """What ``score`` scores: each file's batches as read (flat memory), or with ``--order time|shuffled``
+    all files read, then ordered, in batches of :data:`EVAL_BATCH`."""
+    if args.order == "file":
+        for path in args.data:
+            yield from _file_batches(path, schema, "--data", args.limit, max_share=args.max_reject_share)
+        return
+    data = _ordered(
+        _read_files(args.data, schema, "--data", args.limit, args.max_reject_share), args.order, args.seed
+    )
+    rejected = data.rejected
+    for s in range(0, len(data), EVAL_BATCH):
+        batch = data.take(np.arange(s, min(s + EVAL_BATCH, len(data))))
+        batch.rejected = rejected if s == 0 else []  # counted once
+        yield batch
+
+
 def cmd_score(args: argparse.Namespace) -> int:
     from detector.artifact import load_artifact
     from detector.metrics import at_threshold, auprc, auroc
@@ -882,32 +903,31 @@ def cmd_score(args: argparse.Namespace) -> int:
         if out_fh is not None:
             writer = csv.writer(out_fh)
             writer.writerow(["position", "key", "score", "threshold", "alert", "label", "top_features"])
-        for path in args.data:
-            for batch in _file_batches(path, schema, "--data", args.limit, max_share=args.max_reject_share):
-                rejected += len(batch.rejected)
-                bar.update(len(batch) + len(batch.rejected))
-                if len(batch) == 0:
-                    continue
-                v = det.process_batch(batch)
-                scores.append(v.scores)
-                alerts.append(v.alerts)
-                if batch.labels is not None:
-                    labels.append(~schema.is_normal(batch.labels))
-                if writer is not None:
-                    for i in range(len(batch)):
-                        top = ";".join(f"{f}={share:.2f}" for f, share in v.top_features(i))
-                        label = "" if batch.labels is None else batch.labels[i]
-                        writer.writerow(
-                            [
-                                batch.positions[i],
-                                batch.keys[i],
-                                f"{v.scores[i]:.6g}",
-                                f"{v.thresholds[i]:.6g}",
-                                int(v.alerts[i]),
-                                label,
-                                top,
-                            ]
-                        )
+        for batch in _score_batches(args, schema):
+            rejected += len(batch.rejected)
+            bar.update(len(batch) + len(batch.rejected))
+            if len(batch) == 0:
+                continue
+            v = det.process_batch(batch)
+            scores.append(v.scores)
+            alerts.append(v.alerts)
+            if batch.labels is not None:
+                labels.append(~schema.is_normal(batch.labels))
+            if writer is not None:
+                for i in range(len(batch)):
+                    top = ";".join(f"{f}={share:.2f}" for f, share in v.top_features(i))
+                    label = "" if batch.labels is None else batch.labels[i]
+                    writer.writerow(
+                        [
+                            batch.positions[i],
+                            batch.keys[i],
+                            f"{v.scores[i]:.6g}",
+                            f"{v.thresholds[i]:.6g}",
+                            int(v.alerts[i]),
+                            label,
+                            top,
+                        ]
+                    )
     finally:
         bar.close()
         if out_fh is not None:

@@ -59,3 +59,21 @@ def test_eval_reports_each_file_and_leaves_ignored_labels_out(tmp_path, capsys):
     assert main([*args, "--quiet"]) == 0
     report = json.loads((out / "report.json").read_text())
     assert report["records"] == 1400 and "ignored_labels" not in report
+
+
+def test_score_orders_the_stream_like_eval(tmp_path):
+    schema = tmp_path / "toy.toml"
+    schema.write_text(SCHEMA)
+    model = str(tmp_path / "m")
+    assert main(["train", "--schema", str(schema), "--data", write(tmp_path / "t.csv", 1000, 0, 0.0), "--out",
+                 model, *TINY]) == 0  # fmt: skip
+    data = write(tmp_path / "a.csv", 500, 1, 0.05)
+    orders = {}
+    for order in ("file", "shuffled"):
+        out = tmp_path / f"{order}.csv"
+        args = ["score", "--model", model, "--schema", str(schema), "--data", data, "--out", str(out)]
+        assert main([*args, "--order", order, "--quiet"]) == 0
+        with out.open() as fh:
+            orders[order] = [row[0] for row in csv.reader(fh)][1:]
+    assert len(orders["file"]) == 500 and sorted(orders["file"]) == sorted(orders["shuffled"])
+    assert orders["file"] != orders["shuffled"]
