@@ -182,10 +182,9 @@ class DetectorService:
             clock=self.clock,
             observer={"name": s.client_id, "hostname": socket.gethostname(), "version": VERSION},
         )
-        fields = model.schema
-        self._field_columns = {
-            **{f: (False, j) for j, f in enumerate(fields.numeric)},
-            **{f: (True, j) for j, f in enumerate(fields.categorical)},
+        self._field_columns = {  # field -> (categorical?, its column in a batch's array)
+            **{f: (False, j) for j, f in enumerate(model.schema.numeric)},
+            **{f: (True, j) for j, f in enumerate(model.schema.categorical)},
         }
         self.metrics.model_info.clear()
         self.metrics.model_info.labels(version=model.version, schema=model.schema.name).set(1)
@@ -890,6 +889,7 @@ class DetectorService:
             sev = severity(float(v.scores[i]), float(v.thresholds[i]))
             self.metrics.alerts.labels(severity=sev).inc()
             ts = float(batch.timestamps[i])
+            top = v.top_features(i)
             alerts.append(
                 AlertRecord(
                     key=clean_text(str(batch.keys[i])),
@@ -898,13 +898,13 @@ class DetectorService:
                     offset=m.offset,
                     score=float(v.scores[i]),
                     threshold=float(v.thresholds[i]),
-                    top_features=v.top_features(i),
+                    top_features=top,
                     event_time=ts if np.isfinite(ts) else None,
                     kafka_timestamp_ms=m.timestamp_ms,
                     label=None if batch.labels is None else clean_text(str(batch.labels[i])) or None,
                     raw_score=None if v.raw_scores is None else v.raw_score(i),
                     field_shares=None if self.feedback is None else v.field_shares(i),
-                    top_values=self._values(batch, i, v.top_features(i)),
+                    top_values=self._values(batch, i, top),
                 )
             )
         events = self.episodes.observe(alerts)
