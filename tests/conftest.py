@@ -83,3 +83,18 @@ def tiny_model():
     batch = toy_batch(3000, seed=1)
     cfg = TrainConfig(window=4, hidden=16, latent=4, members=1, epochs=12, batch_size=128, lr=5e-3, seed=3)
     return train(batch, cfg, progress=False)
+
+
+@pytest.fixture(autouse=True)
+def _no_log_redaction_left_behind():
+    """A command run in-process (``flowsentinel.cli.main``) puts the secret-redacting filter on the root
+    logger's handlers, pytest's log capture among them; a later test in the same process would then read
+    its log lines with every secret an earlier test remembered (e.g. "x") cut out of them."""
+    yield
+    import logging
+
+    from consumers.settings import RedactSecrets
+
+    for handler in logging.getLogger().handlers:
+        for f in [f for f in handler.filters if isinstance(f, RedactSecrets)]:
+            handler.removeFilter(f)
