@@ -978,11 +978,7 @@ def extended(data: Mapping[str, Any], *, source: str) -> dict[str, Any]:
 
     def names(key: str) -> list[str]:
         value = data.get(key, [])
-        if (
-            isinstance(value, str)
-            or not isinstance(value, list)
-            or not all(isinstance(v, str) for v in value)
-        ):
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
             raise SchemaError(f"{source}: {key} must be a list of field names, got {value!r}")
         return list(value)
 

@@ -725,14 +725,13 @@ def _file_batches(
 
     parsed, rejected = 0, 0
     examples: list[Any] = []  # the first few rejections
-    reasons: dict[str, int] = {}
+    reasons: collections.Counter[str] = collections.Counter()
     try:
         for batch in iter_batches(path, schema, limit=limit, max_rows=max_rows):
             parsed += len(batch)
             rejected += len(batch.rejected)
             examples += batch.rejected[: 5 - len(examples)]
-            for err in batch.rejected:
-                reasons[err.code] = reasons.get(err.code, 0) + 1
+            reasons.update(err.code for err in batch.rejected)
             yield batch
     except SchemaError as exc:
         raise UsageError(f"{flag} {str(path)!r}: {exc}") from None
@@ -744,8 +743,8 @@ def _file_batches(
         )
     if rejected and max_rows is None:
         share = rejected / (parsed + rejected)
-        top = sorted(reasons.items(), key=lambda kv: -kv[1])
-        said = ", ".join(f"{code} {n:,}" for code, n in top[:3])
+        top = reasons.most_common()
+        said = _reasons_said(reasons)
         if share > max_share:
             raise UsageError(
                 f"{flag} {str(path)!r}: {rejected:,} of {parsed + rejected:,} rows ({share:.1%}) rejected, more than "
@@ -757,6 +756,11 @@ def _file_batches(
               f"{examples[0]}", file=sys.stderr)  # fmt: skip
         for err in examples[1:]:
             log.info("rejected: %s", err)
+
+
+def _reasons_said(reasons: collections.Counter[str]) -> str:
+    """The three most common rejection reasons with their counts, e.g. ``negative_value 50, wrong_type 2``."""
+    return ", ".join(f"{code} {n:,}" for code, n in reasons.most_common(3))
 
 
 def _read_files(
@@ -1063,9 +1067,8 @@ def _eval_one(
         }
     )
     files = np.array([p.rsplit(" line ", 1)[0] for p in data.positions], dtype=object)
-    if (
-        args.ignore_labels
-    ):  # scored like all traffic, left out of the metrics (e.g. Stratosphere's Background)
+    # ignored labels are scored like all traffic, and left out of the metrics (e.g. Stratosphere's Background)
+    if args.ignore_labels:
         wanted = {schema.clean_label(v) for v in args.ignore_labels}
         ignored = np.isin(result.labels, list(wanted))
         extra["ignored_labels"] = {v: int((result.labels == v).sum()) for v in sorted(wanted)}
@@ -1367,10 +1370,7 @@ def cmd_schema(args: argparse.Namespace) -> int:
         Path(args.out).write_text(text)
     else:
         print(text, end="")
-    reasons: dict[str, int] = {}
-    for err in batch.rejected:
-        reasons[err.code] = reasons.get(err.code, 0) + 1
-    shown = ", ".join(f"{k} {v:,}" for k, v in sorted(reasons.items(), key=lambda kv: -kv[1])[:3])
+    shown = _reasons_said(collections.Counter(err.code for err in batch.rejected))
     print(
         f"schema infer: {len(schema.numeric)} numeric, {len(schema.categorical)} categorical, key "
         f"{schema.key!r}, timestamp {schema.timestamp!r}, label {schema.label!r} (normal: "

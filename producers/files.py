@@ -13,6 +13,7 @@ from __future__ import annotations
 import csv
 import gzip
 import io
+import itertools
 import json
 import sys
 import zlib
@@ -80,18 +81,17 @@ def sample_csv(
     path: str | Path, rows: int, *, delimiter: str | None = None, header: str = "auto"
 ) -> tuple[list[str] | None, list[list[str]], str]:
     """The header (None if the file has none), the first ``rows`` rows and the delimiter of a CSV file, for
-    ``schema infer``. ``header``: ``auto`` takes the first row as a header when it has no number in a column
-    whose other rows are numbers, or when every one of its cells is text."""
-    with open_text(path) as fh:
-        head = fh.read(65_536)
-    if delimiter is None:
-        try:
-            delimiter = csv.Sniffer().sniff(head.split("\n", 1)[0], delimiters=",;\t|").delimiter
-        except csv.Error:
-            delimiter = ","
+    ``schema infer``. ``header``: ``auto`` takes the first row as a header when none of its cells is a number
+    and some column holds only numbers below it (or it is the only row)."""
     out: list[list[str]] = []
     with open_text(path) as fh:
-        reader = csv.reader(fh, delimiter=delimiter)
+        first_line = fh.readline()
+        if delimiter is None:
+            try:
+                delimiter = csv.Sniffer().sniff(first_line, delimiters=",;\t|").delimiter
+            except csv.Error:
+                delimiter = ","
+        reader = csv.reader(itertools.chain([first_line], fh), delimiter=delimiter)
         try:
             for row in reader:
                 if row and any(c.strip() for c in row):
