@@ -1,7 +1,10 @@
 """Kafka message bytes → validated records, or a dead letter with the reason.
 
 Input records are JSON objects whose keys are the schema's field names plus ``schema`` (and optionally
-``schema_version``; absent means current). Bad messages are data, not exceptions: each becomes a
+``schema_version``; absent means current). With ``schema_field="optional"`` a record without ``schema``
+is taken to be the model's (an exporter such as Suricata or goflow2 does not tag its records). A schema
+with dotted field names reads nested objects by path (``flow.bytes_toserver``), and a feature the schema
+lists as optional reads as absent where a record lacks it. Bad messages are data, not exceptions: each becomes a
 :class:`DeadLetter` with a reason code from a fixed set (a metric label) and a one-line detail.
 """
 
@@ -20,7 +23,7 @@ except ImportError:  # pragma: no cover
     from json import JSONDecodeError as _JSONError  # type: ignore[assignment]
     from json import loads as _loads  # type: ignore[assignment]
 
-from detector.schema import SCHEMA_ALIASES, RecordBatch, Schema, parse_table
+from detector.schema import SCHEMA_ALIASES, RecordBatch, Schema, absent_value, flatten_record, parse_table
 from detector.text import shown
 
 REASONS = (
@@ -42,6 +45,7 @@ REASONS = (
     "internal_error",  # handling it raised (a defect): isolated by the service's crash-loop breaker
 )
 META_FIELDS = ("schema", "schema_version")
+SCHEMA_FIELD_MODES = ("required", "optional")
 
 
 class InputMessage(NamedTuple):
@@ -79,11 +83,15 @@ def decode_messages(
     *,
     max_bytes: int,
     allow_extra_fields: bool = False,
+    schema_field: str = "required",
 ) -> tuple[RecordBatch, list[InputMessage], list[DeadLetter]]:
     """Decode and validate. Returns the batch of good records, the message of each batch row, and the
     dead letters (in input order)."""
     allowed = set(schema.fields) | set(META_FIELDS)
-    features = set(schema.features)
+    optional = set(schema.optional_columns) & set(schema.features)
+    features = set(schema.features) - optional  # those every record must carry
+    nested = any("." in f for f in schema.fields)
+    untagged_ok = schema_field == "optional"
     names = _schema_names(schema)
     dead: list[DeadLetter] = []
     objects: list[dict] = []
@@ -116,11 +124,16 @@ def decode_messages(
             reject(msg, "not_object", f"JSON {type(obj).__name__} where an object was expected")
             continue
         name = obj.get("schema")
-        if not (isinstance(name, str) and name in names):
+        if not (isinstance(name, str) and name in names) and not (untagged_ok and "schema" not in obj):
+            hint = "" if "schema" in obj else " (untagged records need --schema-field optional)"
             reject(
-                msg, "wrong_schema", f"schema {shown(name)} but this detector's model is for {schema.name!r}"
+                msg,
+                "wrong_schema",
+                f"schema {shown(name)} but this detector's model is for {schema.name!r}{hint}",
             )
             continue
+        if nested and any(isinstance(v, dict) for v in obj.values()):
+            obj = flatten_record(obj)
         version = obj.get("schema_version", schema.version)
         if version != schema.version:
             reject(
@@ -132,7 +145,7 @@ def decode_messages(
         fields = obj.keys()
         if fields != passed:  # the fields of the last record that passed these checks pass them again
             if not features <= fields:
-                missing = [f for f in schema.features if f not in obj]
+                missing = [f for f in schema.features if f not in obj and f not in optional]
                 reject(
                     msg,
                     "missing_field",
@@ -149,7 +162,9 @@ def decode_messages(
         kept.append(msg)
 
     table: dict[str, Sequence[object]] = {}
-    if objects:  # every feature is present (checked above): transpose them in C
+    if objects and optional:  # a record may lack an optional feature: it reads as absent
+        table = {f: [o.get(f, absent_value(schema, f)) for o in objects] for f in schema.features}
+    elif objects:  # every feature is present (checked above): transpose them in C
         columns = zip(*map(operator.itemgetter(*schema.features), objects), strict=True)
         table = (
             dict(zip(schema.features, columns, strict=True))

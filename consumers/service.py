@@ -858,7 +858,11 @@ class DetectorService:
     def _detect(self, messages: list[InputMessage]) -> tuple[list[dict[str, Any]], list[DeadLetter]]:
         s = self.settings
         batch, kept, dead = decode_messages(
-            messages, self.model.schema, max_bytes=s.max_record_bytes, allow_extra_fields=s.allow_extra_fields
+            messages,
+            self.model.schema,
+            max_bytes=s.max_record_bytes,
+            allow_extra_fields=s.allow_extra_fields,
+            schema_field=s.schema_field,
         )
         for d in dead:
             self.metrics.records_invalid.labels(reason=d.reason).inc()

@@ -168,6 +168,9 @@ class Settings:
     # one oversized record must not be too large for the dead-letter topic and wedge the service
     dead_letter_max_bytes: int = 900_000
     allow_extra_fields: bool = False
+    # "optional": a record without a "schema" field is taken to be the model's (exporters such as Suricata
+    # and goflow2 write untagged records); one that names another schema is still dead-lettered
+    schema_field: str = "required"
     # episodes reach the alerts topic once they reach this severity (all are counted in the metrics)
     min_publish_severity: str = "medium"
     alert_format: str = "flowsentinel"  # or "ecs": Elastic Common Schema documents (consumers.alerts.to_ecs)
@@ -279,6 +282,8 @@ class Settings:
                 raise ConfigError(f"setting {f.name} = {shown}: holds a control character (a newline?)")
         if self.min_publish_severity not in SEVERITIES:
             raise bad("min_publish_severity", "must be one of " + ", ".join(SEVERITIES))
+        if self.schema_field not in ("required", "optional"):
+            raise bad("schema_field", "must be 'required' or 'optional'")
         if self.alert_format not in ("flowsentinel", "ecs"):
             raise bad("alert_format", "must be 'flowsentinel' or 'ecs'")
         if self.auto_offset_reset not in ("earliest", "latest"):

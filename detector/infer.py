@@ -1,4 +1,4 @@
-"""A schema file drafted from a sample of a CSV file, for the user to read, edit and use.
+"""A schema file drafted from a sample of a CSV or JSON-lines file, for the user to read, edit and use.
 
 :func:`draft_schema` looks at each column of a sample and decides, with the reason written beside it in the
 draft: a numeric feature (every value a number, or a token meaning "unset" or a non-finite number; signed
@@ -7,7 +7,9 @@ ports, numbers that are codes), the entity key (a source address), the timestamp
 date-time text), the label (named, or the text column holding ``normal``/``benign``) with its values and the
 normal ones named, or left out: identifiers (one value per row, flow ids, source ports), constant
 columns, other addresses, columns after the label in a header-less file (NSL-KDD's difficulty: ground
-truth, not traffic) and names that say they are ground truth (``attack_cat``). Nothing is read from disk
+truth, not traffic) and names that say they are ground truth (``attack_cat``). JSON lines come as dotted
+field names (nested objects flattened) with the count of records that lack each one: a feature some
+records lack is listed in ``optional_columns`` (it reads as absent there). Nothing is read from disk
 here: the caller passes the header and the rows (``flowsentinel schema infer`` reads them).
 """
 
@@ -34,12 +36,19 @@ KEY_NAMES = ("srcip", "sourceip", "srcaddr", "sourceaddress", "srcaddress", "sad
              "ipsrc", "ipv4srcaddr", "srcipaddr", "origh", "src")  # fmt: skip
 TIME_NAMES = ("ts", "timestamp", "time", "stime", "starttime", "flowstarttime", "firstseen", "timereceived",
               "start", "datetime", "date")  # fmt: skip
-ID_NAMES = ("id", "uid", "flowid", "index", "no", "rowid", "recordid", "connuid", "communityid")
+ID_NAMES = ("id", "uid", "flowid", "index", "no", "rowid", "recordid", "connuid", "communityid", "sequencenum",
+            "seqnum")  # fmt: skip
 SOURCE_PORT_NAMES = ("srcport", "sourceport", "sport", "idorigp", "origp", "l4srcport", "srcpt")
-CODE_NAMES = ("proto", "protocol", "protocolname", "ipproto", "dstport", "destinationport", "dport",
+CODE_NAMES = ("proto", "protocol", "protocolname", "ipproto", "dstport", "destport", "destinationport", "dport",
               "idrespp", "respp", "l4dstport", "dstpt", "service", "state", "connstate", "flags", "tcpflags")  # fmt: skip
 NORMAL_VALUES = re.compile(r"^(normal|benign|legitimate|clean|background-?normal)\.?$", re.I)
 MAX_CATEGORIES = 1_000
+TIME_KINDS = {
+    "date-time": "datetime",
+    "milliseconds": "epoch_ms",
+    "nanoseconds": "epoch_ns",
+    "seconds": "epoch",
+}
 
 
 @dataclass
@@ -65,6 +74,8 @@ class Draft:
     normal_labels: list[str] = field(default_factory=list)
     label_strip: str = ""
     rows: int = 0
+    format: str = "csv"  # or "json": JSON lines
+    optional: list[str] = field(default_factory=list)  # fields some sampled records lack (JSON lines)
 
     def by_role(self, role: str) -> list[Column]:
         return [c for c in self.columns if c.role == role]
@@ -76,18 +87,18 @@ class Draft:
     def as_dict(self) -> dict[str, Any]:
         numeric = self.by_role("numeric")
         unset = sorted({t for c in numeric for t in c.unset})
-        out: dict[str, Any] = {
-            "name": self.name,
-            "version": 1,
-            "format": "csv",
-            "delimiter": self.delimiter,
-            "has_header": self.has_header,
+        out: dict[str, Any] = {"name": self.name, "version": 1, "format": self.format}
+        if self.format == "csv":
+            out.update(delimiter=self.delimiter, has_header=self.has_header)
+        out.update({
             "numeric": [c.name for c in numeric],
             "categorical": [c.name for c in self.by_role("categorical")],
             "signed": [c.name for c in numeric if c.signed],
             "unset_tokens": unset,
             "nonfinite": "zero" if any(c.nonfinite for c in numeric) else "reject",
-        }
+        })  # fmt: skip
+        if self.optional:
+            out["optional_columns"] = list(self.optional)
         if not self.has_header:
             out["columns"] = [c.name for c in self.columns]
         for role in ("key", "timestamp", "label"):
@@ -113,10 +124,12 @@ class Draft:
             f"#   flowsentinel train --schema {out or self.name + '.toml'} --data {source} --out models/{self.name}",
             f"name = {_q(d['name'])}",
             "version = 1",
-            'format = "csv"',
-            f"delimiter = {_q(d['delimiter'])}",
-            f"has_header = {str(d['has_header']).lower()}",
+            f"format = {_q(d['format'])}",
         ]
+        if self.format == "csv":
+            lines += [f"delimiter = {_q(d['delimiter'])}", f"has_header = {str(d['has_header']).lower()}"]
+        else:
+            lines.append("# JSON lines: nested objects are read by dotted names (flow.bytes_toserver)")
         if "columns" in d:
             lines.append("# no header row: these names are made up; rename them here and below")
             lines.append(f"columns = {_list(d['columns'])}")
@@ -148,6 +161,9 @@ class Draft:
         lines.append("categorical = [")
         lines += [f"  {_q(c.name)},   # {c.why}" for c in self.by_role("categorical")]
         lines.append("]")
+        if "optional_columns" in d:
+            lines.append(f"optional_columns = {_list(d['optional_columns'])}   # some sampled records lack them: "
+                         "read as '(absent)' (0 for a number) there")  # fmt: skip
         lines.append(f"signed = {_list(d['signed'])}   # numeric fields with negative values in the sample")
         lines.append(f"unset_tokens = {_list(d['unset_tokens'])}   # text meaning 'not set': repaired to 0")
         why = "non-finite numbers seen: repaired to 0 (counted)" if d["nonfinite"] == "zero" else "none seen"
@@ -201,9 +217,11 @@ def draft_schema(
     name: str = "my-flows",
     label: str | None = None,
     delimiter: str = ",",
+    absent: dict[str, int] | None = None,
 ) -> Draft:
     """A draft schema for rows of a CSV file (``header`` None: the file has none). ``label`` names the
-    label column (a header name, or ``col_N`` in a header-less file); otherwise it is guessed."""
+    label column (a header name, or ``col_N`` in a header-less file); otherwise it is guessed. ``absent``
+    (JSON lines: how many records lack each field, where they hold "") makes a JSON-lines draft."""
     if not rows:
         raise SchemaError("schema infer: the sample has no rows to look at")
     width = len(header) if header is not None else max(len(r) for r in rows)
@@ -215,7 +233,7 @@ def draft_schema(
     norm = [normalize_name(n) for n in names]
     label_idx = _label_column(names, norm, values, label)
     cols: list[Column] = []
-    key_found = time_found = False
+    key_found = False
     for i, (col_name, key, vals) in enumerate(zip(names, norm, values, strict=True)):
         col = _column(col_name, key, vals, len(rows))
         if i == label_idx:
@@ -232,12 +250,18 @@ def draft_schema(
             key_found = True
             if col.role == "left out":
                 col.why = "another address (the first source address is the key)"
-        elif col.role == "timestamp?":
-            col.role = "left out" if time_found else "timestamp"
-            if col.role == "left out":
-                col.why = "another time column"
-            time_found = True
         cols.append(col)
+    # one timestamp: one named as such (ts, timestamp), else a flow's start where several time columns are
+    # offered (goflow2: time_received_ns, time_flow_start_ns, time_flow_end_ns), else the first; the others
+    # are left out
+    times = [c for c in cols if c.role == "timestamp?"]
+    named = [c for c in times if normalize_name(c.name) in TIME_NAMES]
+    starts = [c for c in times if any(w in normalize_name(c.name) for w in ("start", "first"))]
+    chosen = (named or starts or times)[0] if times else None
+    for c in times:
+        c.role = "timestamp" if c is chosen else "left out"
+        if c is not chosen:
+            c.why = "another time column"
     # an address column not named as a source becomes the key only where no source was found
     if not key_found:
         for c in cols:
@@ -252,10 +276,20 @@ def draft_schema(
         if c.role == "address":
             c.role, c.why = "left out", "an address column: an identifier, not a feature"
     draft = Draft(name=name, has_header=header is not None, columns=cols, delimiter=delimiter, rows=len(rows))
+    if absent is not None:
+        draft.format = "json"
+        for c in cols:
+            if absent.get(c.name) and c.role in ("numeric", "categorical", "key"):
+                draft.optional.append(c.name)
+                c.unset.discard("")
+                c.why = c.why.replace(
+                    ", empty cells seen (rejected unless listed in unset_tokens)", ""
+                ).replace(": empty cells seen (rejected unless listed in unset_tokens)", "")
+                c.why += f"; absent from {absent[c.name]:,} of {len(rows):,} records: optional"
     ts = draft.one("timestamp")
     if ts is not None:
         kind = next(c for c in cols if c.name == ts).why
-        draft.timestamp_kind = "datetime" if "date-time" in kind else "epoch"
+        draft.timestamp_kind = next((k for w, k in TIME_KINDS.items() if w in kind), "epoch")
     if label_idx is not None:
         counts = Counter(values[label_idx])
         draft.label_values = counts.most_common()
@@ -317,18 +351,26 @@ def _column(name: str, key: str, vals: list[str], n: int) -> Column:
         if key in KEY_NAMES or any(s in key for s in ("src", "source", "orig")):
             return Column(name, "key?", "a source address: windows are kept per key")
         return Column(name, "address", "")
-    if key in TIME_NAMES or (not text and numbers and min(numbers) >= 1e8 and max(numbers) <= 1e10 and
+    if key in TIME_NAMES or (not text and numbers and min(numbers) >= 1e8 and
                              any(t in key for t in ("time", "ts", "stamp"))):  # fmt: skip
         if not text and numbers:
-            if min(numbers) >= 1e11:
+            low, high = min(numbers), max(numbers)
+            if low >= 1e8 and high <= 1e10:
+                return Column(name, "timestamp?", "epoch seconds")
+            if low >= 1e11 and high <= 1e13:
+                return Column(name, "timestamp?", "epoch milliseconds")
+            if low >= 1e17 and high <= 1e19:
+                return Column(name, "timestamp?", "epoch nanoseconds")
+            if key in TIME_NAMES:
                 return Column(
-                    name, "left out", "epoch milliseconds? the schema reads seconds: convert it first"
+                    name, "left out", "numbers of no epoch unit (seconds, ms or ns): check the column"
                 )
-            return Column(name, "timestamp?", "epoch seconds")
         if _is_datetime(present):
             return Column(name, "timestamp?", "date-time text")
     if len(distinct) == 1:
         return Column(name, "left out", f"constant in the sample ({next(iter(distinct))!r})")
+    if text and len(text) == len(present) and _is_datetime(present):
+        return Column(name, "timestamp?", "date-time text")
     if not text:
         if key in CODE_NAMES and len(distinct) <= MAX_CATEGORIES:
             return Column(name, "categorical", f"numbers that are codes ({len(distinct)} distinct)")

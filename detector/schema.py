@@ -49,8 +49,9 @@ GLOBAL_KEY = "*"
 MAX_KEY_CHARS = 256
 LATEST_TIMESTAMP_S = 4_102_444_800  # 2100-01-01T00:00:00Z: later is a unit mistake (ms or µs), not a time
 
-Format = Literal["csv", "zeek"]
-TimestampKind = Literal["epoch", "datetime"]
+Format = Literal["csv", "zeek", "json"]
+TimestampKind = Literal["epoch", "epoch_ms", "epoch_ns", "datetime"]
+_EPOCH_DIVISOR = {"epoch": 1.0, "epoch_ms": 1e3, "epoch_ns": 1e9}
 NonFinite = Literal["reject", "zero"]
 
 
@@ -96,8 +97,8 @@ class Schema:
             raise SchemaError(f"schema name {self.name!r} must be lower-case letters, digits, '_', '-', '.'")
         if self.version < 1:
             raise SchemaError(f"schema {self.name}: version {self.version!r} must be >= 1")
-        if self.format not in ("csv", "zeek"):
-            raise SchemaError(f"schema {self.name}: format {self.format!r} must be 'csv' or 'zeek'")
+        if self.format not in ("csv", "zeek", "json"):
+            raise SchemaError(f"schema {self.name}: format {self.format!r} must be 'csv', 'zeek' or 'json'")
         if not self.numeric and not self.categorical:
             raise SchemaError(f"schema {self.name}: needs at least one numeric or categorical field")
         seen: set[str] = set()
@@ -114,8 +115,11 @@ class Schema:
             raise SchemaError(
                 f"schema {self.name}: signed field {sorted(unknown_signed)[0]!r} is not numeric"
             )
-        if self.timestamp_kind not in ("epoch", "datetime"):
-            raise SchemaError(f"schema {self.name}: timestamp_kind {self.timestamp_kind!r} invalid")
+        if self.timestamp_kind not in ("epoch", "epoch_ms", "epoch_ns", "datetime"):
+            raise SchemaError(
+                f"schema {self.name}: timestamp_kind {self.timestamp_kind!r} must be 'epoch' (seconds), "
+                "'epoch_ms', 'epoch_ns' or 'datetime'"
+            )
         if self.nonfinite not in ("reject", "zero"):
             raise SchemaError(f"schema {self.name}: nonfinite {self.nonfinite!r} must be 'reject' or 'zero'")
         if not self.has_header and not self.columns:
@@ -339,6 +343,44 @@ class RecordBatch:
 _NAN_TEXT = {"nan", "+nan", "-nan"}
 
 
+def field_value(record: Mapping[str, object], name: str) -> object:
+    """A JSON record's value for field ``name``, or None: the key itself, else for a dotted name the nested
+    objects' path (``flow.bytes_toserver`` reads ``{"flow": {"bytes_toserver": …}}``, as Suricata writes
+    it; Zeek writes ``id.orig_h`` as one key)."""
+    if name in record:
+        return record[name]
+    if "." not in name:
+        return None
+    value: object = record
+    for part in name.split("."):
+        if not isinstance(value, dict) or part not in value:
+            return None
+        value = value[part]
+    return value
+
+
+def flatten_record(obj: Mapping[str, object], max_depth: int = 4) -> dict[str, object]:
+    """``obj`` with nested objects as dotted keys ({"flow": {"age": 3}} → {"flow.age": 3}), down to
+    ``max_depth`` levels (deeper objects stay objects: a crafted record cannot make this recurse far)."""
+    out: dict[str, object] = {}
+
+    def walk(node: Mapping[str, object], prefix: str, depth: int) -> None:
+        for k, v in node.items():
+            name = f"{prefix}{k}"
+            if isinstance(v, dict) and depth < max_depth:
+                walk(v, f"{name}.", depth + 1)
+            else:
+                out[name] = v
+
+    walk(obj, "", 0)
+    return out
+
+
+def absent_value(schema: Schema, name: str) -> object:
+    """What an optional feature reads as where a record lacks it: :data:`ABSENT`, or 0 for a number."""
+    return ABSENT if name in schema.categorical else 0
+
+
 def _is_missing(v: object) -> bool:
     if v is None:
         return True
@@ -385,7 +427,7 @@ def parse_table(
         if f not in table:
             if f not in schema.optional_columns:
                 raise SchemaError(f"schema {schema.name}: the data has no field {f!r}")
-            table = {**table, f: [ABSENT if f in schema.categorical else "0"] * n}
+            table = {**table, f: [absent_value(schema, f)] * n}
     errors: list[RecordError | None] = [None] * n
     bad = np.zeros(n, dtype=bool)
     repaired: dict[str, int] = {}
@@ -498,7 +540,8 @@ def parse_table(
     if schema.timestamp is not None and schema.timestamp in table:
         types = set(map(type, table[schema.timestamp]))
         raw = as_objects(table[schema.timestamp], types)
-        numbers = _finite_numbers(raw, n) if schema.timestamp_kind == "epoch" else None
+        epoch = schema.timestamp_kind != "datetime"
+        numbers = _finite_numbers(raw, n) if epoch else None
         if numbers is not None:
             timestamps, absent = numbers, np.zeros(n, dtype=bool)
         else:
@@ -508,8 +551,10 @@ def parse_table(
             if bool in types:  # JSON true is not 1970-01-01T00:00:01
                 is_bool = np.fromiter((isinstance(v, bool) for v in raw), dtype=bool, count=n)
                 reject(is_bool, schema.timestamp, raw, "not a valid timestamp (a boolean)")
-            timestamps = _coerced(raw) if schema.timestamp_kind == "epoch" else _parse_datetimes(raw)
+            timestamps = _coerced(raw) if epoch else _parse_datetimes(raw)
             absent = np.fromiter((_is_missing(v) for v in raw), dtype=bool, count=n)  # no time: fine
+        if epoch and schema.timestamp_kind != "epoch":
+            timestamps = timestamps / _EPOCH_DIVISOR[schema.timestamp_kind]
         reject(~np.isfinite(timestamps) & ~absent, schema.timestamp, raw, "not a valid timestamp")
         outside = (timestamps < 0) | (timestamps >= LATEST_TIMESTAMP_S)  # (NaN is neither: rejected above)
         if outside.any():
@@ -885,13 +930,81 @@ _ZEEK = Schema(
     ),
 )
 
-BUILTIN_SCHEMAS: dict[str, Schema] = {s.name: s for s in (_KDD, _CIC, _ZEEK)}
+# Suricata's EVE JSON log, event_type "flow" (one line per finished flow; the counters are nested under
+# "flow", TCP's flags under "tcp"). Field names follow Suricata's EVE format documentation.
+_SURICATA = Schema(
+    name="suricata-flow",
+    version=1,
+    format="json",
+    numeric=(
+        "flow.pkts_toserver",
+        "flow.pkts_toclient",
+        "flow.bytes_toserver",
+        "flow.bytes_toclient",
+        "flow.age",
+    ),
+    categorical=(
+        "proto",
+        "app_proto",
+        "dest_port",
+        "flow.state",
+        "flow.reason",
+        "tcp.tcp_flags_ts",
+        "tcp.tcp_flags_tc",
+        "icmp_type",
+        "icmp_code",
+    ),
+    optional_columns=(
+        "app_proto",
+        "dest_port",
+        "tcp.tcp_flags_ts",
+        "tcp.tcp_flags_tc",
+        "icmp_type",
+        "icmp_code",
+    ),
+    key="src_ip",
+    timestamp="timestamp",
+    timestamp_kind="datetime",
+    label="label",
+    normal_labels=frozenset({"benign", "normal"}),
+    description=(
+        "Suricata EVE JSON, event_type 'flow' (eve-log with types: [flow]; nested 'flow' and 'tcp' objects "
+        "read by dotted names). Fields a flow does not have (app_proto, TCP flags, ports or ICMP type and code) "
+        "read as '(absent)'. An optional 'label' field gives ground truth."
+    ),
+)
+
+# NetFlow v5/v9 and IPFIX as goflow2 writes them with -format=json (one flat object per flow).
+_GOFLOW2 = Schema(
+    name="goflow2",
+    version=1,
+    format="json",
+    numeric=("bytes", "packets"),
+    categorical=("proto", "dst_port", "tcp_flags", "etype", "icmp_type", "icmp_code"),
+    optional_columns=("tcp_flags", "etype", "icmp_type", "icmp_code"),
+    key="src_addr",
+    timestamp="time_flow_start_ns",
+    timestamp_kind="epoch_ns",
+    label="label",
+    normal_labels=frozenset({"benign", "normal"}),
+    description=(
+        "NetFlow v5/v9 and IPFIX flow records as goflow2 writes them (-format=json, JSON lines). Fields a "
+        "collector leaves out (tcp_flags, etype, ICMP type and code) read as '(absent)'. Sampled flows are "
+        "scored as exported (bytes and packets are not multiplied by sampling_rate)."
+    ),
+)
+
+BUILTIN_SCHEMAS: dict[str, Schema] = {s.name: s for s in (_KDD, _CIC, _ZEEK, _SURICATA, _GOFLOW2)}
 SCHEMA_ALIASES = {
     "nsl-kdd": "kdd",
     "kdd99": "kdd",
     "kddcup99": "kdd",
     "cic": "cicflowmeter",
     "zeek": "zeek-conn",
+    "suricata": "suricata-flow",
+    "eve": "suricata-flow",
+    "netflow": "goflow2",
+    "ipfix": "goflow2",
 }
 
 

@@ -139,6 +139,9 @@ def _detector_list(text: str) -> list[str]:
 
 def build_parser() -> argparse.ArgumentParser:
     from consumers.settings import SECURITY_SETTINGS
+    from detector.schema import BUILTIN_SCHEMAS
+
+    builtins = ", ".join(BUILTIN_SCHEMAS)
 
     p = _Parser(prog="flowsentinel", description="Streaming network-traffic anomaly detection.")
     p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
@@ -146,9 +149,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     t = sub.add_parser("train", help="train a model on the normal records of labelled files")
     _add_reject_flag(t)
-    t.add_argument(
-        "--schema", required=True, help="kdd, cicflowmeter, zeek-conn, or a schema file (.toml/.yaml)"
-    )
+    t.add_argument("--schema", required=True, help=f"{builtins}, or a schema file (.toml/.yaml)")
     src = t.add_mutually_exclusive_group(required=True)
     src.add_argument("--data", nargs="+", metavar="PATH", help="data files (plain or .gz)")
     src.add_argument(
@@ -239,14 +240,17 @@ def build_parser() -> argparse.ArgumentParser:
 
     si = sub.add_parser(
         "schema",
-        help="draft a schema file from a sample of your CSV flows (schema infer)",
-        description="Reads the first --rows rows of a CSV file (gzip or plain, with or without a header) and "
+        help="draft a schema file from a sample of your CSV or JSON-lines flows (schema infer)",
+        description="Reads the first --rows rows of a CSV file (gzip or plain, with or without a header) or "
+        "JSON-lines file (nested objects read by dotted names) and "
         "writes a commented schema file: numeric and categorical features, the key, the timestamp and the "
         "label with its normal values, each with the reason, and the columns left out and why. Edit it, "
         "then train with --schema FILE.",
     )
     si.add_argument("action", choices=("infer",))
-    si.add_argument("--data", required=True, metavar="FILE", help="a CSV file of flows (gzip or plain)")
+    si.add_argument(
+        "--data", required=True, metavar="FILE", help="a CSV or JSON-lines file of flows (gzip or plain)"
+    )
     si.add_argument("--label", default=None, metavar="COLUMN", help="the label column (default: guessed)")
     si.add_argument("--name", default=None, help="the schema's name (default: from the file name)")
     si.add_argument("--rows", type=int_at_least(10), default=20_000, help="rows to sample (default 20,000)")
@@ -381,7 +385,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_settings_flags(d)
 
     pr = sub.add_parser("produce", help="replay a file, or synthetic traffic, into a Kafka topic")
-    pr.add_argument("schema", help="kdd, cicflowmeter, zeek-conn, a schema file, or 'synthetic'")
+    pr.add_argument("schema", help=f"{builtins}, a schema file, or 'synthetic'")
     pr.add_argument("--bootstrap-servers", default=_env("BOOTSTRAP_SERVERS", "127.0.0.1:9092"))
     pr.add_argument("--topic", default=_env("TOPIC", "flowsentinel.records"))
     pr.add_argument("--data", nargs="+", metavar="PATH", default=_env_list("DATA"))
@@ -1348,23 +1352,31 @@ def cmd_sign(args: argparse.Namespace) -> int:
 # ------------------------------------------------------------------------------------------ schema
 def cmd_schema(args: argparse.Namespace) -> int:
     from detector.infer import draft_schema
-    from detector.schema import parse_table
-    from producers.files import sample_csv
+    from detector.schema import RecordBatch, parse_table
+    from producers.files import is_json_lines, iter_batches, sample_csv, sample_json
 
-    header, rows, delimiter = sample_csv(args.data, args.rows, delimiter=args.delimiter, header=args.header)
     stem = Path(args.data).name.split(".")[0]
     name = args.name or (re.sub(r"[^a-z0-9_.-]+", "-", stem.lower()).strip("-.") or "my-flows")
     if not name[0].isalpha():
         name = "flows-" + name
-    draft = draft_schema(header, rows, name=name[:64], label=args.label, delimiter=delimiter)
-    schema = draft.schema()  # the draft must be a valid schema before anyone edits it
-    table: dict[str, list[str]] = {}
-    names = list(header) if header is not None else [c.name for c in draft.columns]
-    wanted = set(schema.fields)
-    for i, column in enumerate(names):
-        if column in wanted:
-            table[column] = [r[i] for r in rows if len(r) == len(names)]
-    batch = parse_table(schema, table, [f"row {i + 1}" for i in range(len(table[schema.features[0]]))])
+    if is_json_lines(args.data):
+        fields, rows, absent = sample_json(args.data, args.rows)
+        draft = draft_schema(fields, rows, name=name[:64], label=args.label, absent=absent)
+        schema = draft.schema()  # the draft must be a valid schema before anyone edits it
+        batch = RecordBatch.concat(list(iter_batches(args.data, schema, max_rows=args.rows)))
+    else:
+        header, rows, delimiter = sample_csv(
+            args.data, args.rows, delimiter=args.delimiter, header=args.header
+        )
+        draft = draft_schema(header, rows, name=name[:64], label=args.label, delimiter=delimiter)
+        schema = draft.schema()
+        table: dict[str, list[str]] = {}
+        names = list(header) if header is not None else [c.name for c in draft.columns]
+        wanted = set(schema.fields)
+        for i, column in enumerate(names):
+            if column in wanted:
+                table[column] = [r[i] for r in rows if len(r) == len(names)]
+        batch = parse_table(schema, table, [f"row {i + 1}" for i in range(len(table[schema.features[0]]))])
     text = draft.toml(args.data, args.out or "")
     if args.out:
         Path(args.out).write_text(text)

@@ -127,7 +127,9 @@ def recent_normal(
 ) -> tuple[RecordBatch, dict[str, int]]:
     """The records of ``messages`` to retrain on: those the live model does not alert on, plus those judged
     benign, minus those judged attack. Returns them and the counts of each kind."""
-    batch, kept, dead = decode_messages(messages, model.schema, max_bytes=max_bytes, allow_extra_fields=True)
+    batch, kept, dead = decode_messages(
+        messages, model.schema, max_bytes=max_bytes, allow_extra_fields=True, schema_field="optional"
+    )
     counts = {"read": len(messages), "dead_lettered": len(dead), "alerted": 0, "benign_verdicts": 0}
     if len(batch) == 0:
         return batch, {**counts, "kept": 0}

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import IO
 
 from detector.errors import RecordError, SchemaError
-from detector.schema import RecordBatch, Schema, parse_table
+from detector.schema import RecordBatch, Schema, absent_value, field_value, flatten_record, parse_table
 
 DEFAULT_CHUNK_ROWS = 65_536
 csv.field_size_limit(min(sys.maxsize, 2**31 - 1))
@@ -121,6 +121,53 @@ def sample_csv(
     return None, out[:rows], delimiter
 
 
+def is_json_lines(path: str | Path) -> bool:
+    """Whether a file's first non-blank character opens a JSON object (JSON lines, not CSV)."""
+    with open_text(path) as fh:
+        for line in fh:
+            if line.strip():
+                return line.lstrip().startswith("{")
+    return False
+
+
+def sample_json(path: str | Path, rows: int) -> tuple[list[str], list[list[str]], dict[str, int]]:
+    """The field names (nested objects as dotted names, in the order first seen), the first ``rows``
+    objects as text cells ("" where a record lacks the field) and how many lacked each field, for
+    ``schema infer`` on JSON lines. Lines that are not JSON objects are skipped."""
+    objects: list[dict[str, object]] = []
+    names: dict[str, None] = {}
+    with open_text(path) as fh:
+        for line in fh:
+            if len(objects) >= rows:
+                break
+            if not line.strip():
+                continue
+            try:
+                obj = json.loads(line)
+            except (ValueError, RecursionError):
+                continue
+            if isinstance(obj, dict):
+                flat = flatten_record(obj)
+                objects.append(flat)
+                names.update(dict.fromkeys(flat))
+    if not objects:
+        raise SchemaError(f"{Path(path).name}: no JSON object lines to look at")
+
+    def text(v: object) -> str:
+        if v is None:
+            return ""
+        if isinstance(v, bool):
+            return str(v).lower()
+        if isinstance(v, list | dict):
+            return json.dumps(v, sort_keys=True)
+        return str(v)
+
+    header = list(names)
+    cells = [[text(o.get(n)) for n in header] for o in objects]
+    absent = {n: sum(n not in o for o in objects) for n in header}
+    return header, cells, absent
+
+
 def read_records(path: str | Path, schema: Schema, *, limit: int | None = None) -> RecordBatch:
     """Read a whole file into one batch (rejected rows listed in ``rejected``)."""
     batches = list(iter_batches(path, schema, limit=limit))
@@ -150,6 +197,9 @@ def _iter_rows(path: str | Path, schema: Schema, name: str) -> Iterator[Row | Re
         with fh:
             if schema.format == "zeek":
                 yield from _zeek_rows(fh, schema, name)
+                return
+            if schema.format == "json":
+                yield from _json_rows(fh, name)
                 return
             reader = csv.reader(fh, delimiter=schema.delimiter)
             expected = _expected_widths(schema)
@@ -187,6 +237,24 @@ def _iter_rows(path: str | Path, schema: Schema, name: str) -> Iterator[Row | Re
         )
 
 
+def _json_object(line: str, line_no: int, name: str) -> Row | RecordError:
+    where = f"{name} line {line_no}"
+    try:
+        obj = json.loads(line)
+    except (ValueError, RecursionError) as exc:  # JSONDecodeError; too many digits; nesting too deep
+        return RecordError(f"not valid JSON ({getattr(exc, 'msg', type(exc).__name__)})", where=where)
+    if not isinstance(obj, dict):
+        return RecordError("a JSON line must be an object", where=where)
+    return (line_no, obj)
+
+
+def _json_rows(fh: IO[str], name: str) -> Iterator[Row | RecordError]:
+    """JSON lines: one object per line (nested objects are read by dotted field names)."""
+    for line_no, line in enumerate(fh, start=1):
+        if line.strip():
+            yield _json_object(line, line_no, name)
+
+
 def _zeek_rows(fh: IO[str], schema: Schema, name: str) -> Iterator[Row | RecordError | _Header]:
     separator = "\t"
     width = 0
@@ -195,15 +263,7 @@ def _zeek_rows(fh: IO[str], schema: Schema, name: str) -> Iterator[Row | RecordE
         if not line.strip():
             continue
         if line.startswith("{"):
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as exc:
-                yield RecordError(f"not valid JSON ({exc.msg})", where=f"{name} line {line_no}")
-                continue
-            if not isinstance(obj, dict):
-                yield RecordError("a JSON line must be an object", where=f"{name} line {line_no}")
-                continue
-            yield (line_no, obj)
+            yield _json_object(line, line_no, name)
         elif line.startswith("#"):
             if line.startswith("#separator"):
                 sep = line.split(" ", 1)[1].strip() if " " in line else "\\x09"
@@ -247,13 +307,15 @@ def _to_batch(
         # Zeek's JSON writer omits unset fields; they mean what '-' means in its TSV form.
         unset = min(schema.unset_tokens) if schema.unset_tokens else None
         for f in schema.fields:
-            column = [r.get(f) for r in dict_rows]
+            column = [field_value(r, f) for r in dict_rows]
             if all(v is None for v in column):
-                if f in schema.features and unset is None:
-                    raise SchemaError(f"{name}: schema {schema.name}: the JSON records have no field {f!r}")
-                if f not in schema.features:
+                if f in schema.optional_columns or f not in schema.features:
                     continue
-            if unset is not None and f in schema.features:
+                if unset is None:
+                    raise SchemaError(f"{name}: schema {schema.name}: the JSON records have no field {f!r}")
+            if f in schema.optional_columns and f in schema.features:
+                column = [absent_value(schema, f) if v is None else v for v in column]
+            elif unset is not None and f in schema.features:
                 column = [unset if v is None else v for v in column]
             table[f] = column
     elif rows:

@@ -48,7 +48,7 @@ def test_extending_kdd_keeps_its_columns_and_takes_a_name(tmp_path):
 @pytest.mark.parametrize(
     ("text", "says"),
     [
-        ('extends = "netflow"', "extends: unknown"),
+        ('extends = "sflow"', "extends: unknown"),
         ('extends = "cicflowmeter"\ndrop = ["Flow Duraton"]', "drop names 'Flow Duraton', not a field of"),
         ('extends = "cicflowmeter"\nadd_numeric = "Bytes"', "add_numeric must be a list of field names"),
     ],
