@@ -37,6 +37,7 @@ log = logging.getLogger(__name__)
 
 
 VAL_SPLITS = ("random", "last")
+CALIBRATE_ON = ("validation", "latest")
 
 
 @dataclass(frozen=True)
@@ -106,6 +107,12 @@ class TrainConfig:
     # the kept epoch and the starting threshold describe the most recent traffic. See
     # docs/detection-history.md, "Holding out the most recent training records".
     val_split: str = "random"
+    # What the alert threshold starts from: "validation" (default), the scores of the validation split;
+    # or "latest", the scores of the newest val_fraction of the records in the order given, held out from
+    # training and from early stopping (which then use a random split of the rest): a threshold set on
+    # traffic the model has not seen and that is closest to what comes next. See docs/detection-history.md,
+    # "A threshold that keeps its promise".
+    calibrate_on: str = "validation"
     seed: int = 0
     p_truncate: float = 0.25
     p_shuffle: float = 0.25
@@ -131,6 +138,14 @@ class TrainConfig:
             value = getattr(self, name)
             if not (0.0 <= value <= 1.0):
                 raise ConfigError(f"{name} = {value!r} must be in [0, 1]")
+        if self.calibrate_on not in CALIBRATE_ON:
+            raise ConfigError(
+                f"calibrate_on = {self.calibrate_on!r} must be one of {', '.join(CALIBRATE_ON)}"
+            )
+        if self.calibrate_on == "latest" and self.val_split != "random":
+            raise ConfigError(
+                "calibrate_on = 'latest' holds out the newest records itself: use val_split 'random'"
+            )
         if self.val_split not in VAL_SPLITS:
             raise ConfigError(f"val_split = {self.val_split!r} must be one of {', '.join(VAL_SPLITS)}")
         if self.scoring not in SCORINGS:
@@ -304,7 +319,13 @@ def train(
     win_idx = window_indices(batch.keys, cfg.window)
     perm = rng.permutation(n)  # drawn for either split, so the generator continues alike
     n_val = max(1, round(n * cfg.val_fraction))
-    if cfg.val_split == "last":
+    cal_rows: np.ndarray | None = None
+    if cfg.calibrate_on == "latest":  # the newest n_val records calibrate; the rest split at random
+        cal_rows = np.arange(n - n_val, n)
+        head = perm[perm < n - n_val]
+        n_head_val = max(1, round(len(head) * cfg.val_fraction))
+        val_rows, train_rows = np.sort(head[:n_head_val]), head[n_head_val:]
+    elif cfg.val_split == "last":
         val_rows, train_rows = np.arange(n - n_val, n), perm[perm < n - n_val]
     else:
         val_rows, train_rows = np.sort(perm[:n_val]), perm[n_val:]
@@ -363,13 +384,19 @@ def train(
 
     _, val_field_err = score_windows(net, val_windows, val_mask, encoder.groups)
     scale = field_scales(val_field_err) if cfg.scoring == "field-scaled" else None
-    cal_scores, _ = field_scores(val_field_err, encoder.width, scale)
+    if cal_rows is not None:
+        cal_windows, cal_mask = gather_windows(x, win_idx[cal_rows])
+        _, cal_field_err = score_windows(net, cal_windows, cal_mask, encoder.groups)
+        cal_scores, _ = field_scores(cal_field_err, encoder.width, scale)
+    else:
+        cal_scores, _ = field_scores(val_field_err, encoder.width, scale)
     keep = np.random.default_rng(cfg.seed + 1).permutation(len(cal_scores))[:CALIBRATION_KEEP]
     elapsed = time.monotonic() - started
     training = {
         "records": n,
         "train_records": len(train_rows),
-        "val_records": int(n_val),
+        "val_records": len(val_rows),
+        "calibration_records": len(cal_scores),
         "members": len(fits),
         "epochs_run": sum(len(f["history"]) for f in fits),
         "best_epoch": [f["best_epoch"] for f in fits],

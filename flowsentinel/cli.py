@@ -208,6 +208,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="hold out random records, or the last ones in file order, for early stopping and the "
         "threshold's calibration (default random)",
     )
+    t.add_argument(
+        "--calibrate-on",
+        choices=("validation", "latest"),  # = detector.train.CALIBRATE_ON
+        default=None,
+        help="the scores the alert threshold starts from: the validation split's, or the newest "
+        "--val-fraction of the records in file order, held out from training (default validation)",
+    )
     t.add_argument("--seed", type=_seed, default=None, help="random seed (default 0)")
     t.add_argument("--limit", type=_positive_int, default=None, help="read at most N records per file")
     t.add_argument("--quiet", action="store_true", help="no progress display")
@@ -794,7 +801,7 @@ def _add_reject_flag(parser: argparse.ArgumentParser) -> None:
 
 
 TRAIN_FLAGS = (
-    "window", "hidden", "latent", "members", "record_path", "scoring", "epochs", "batch_size", "lr", "patience", "min_improvement", "max_minutes", "val_fraction", "val_split", "seed",
+    "window", "hidden", "latent", "members", "record_path", "scoring", "epochs", "batch_size", "lr", "patience", "min_improvement", "max_minutes", "val_fraction", "val_split", "calibrate_on", "seed",
 )  # fmt: skip
 
 

@@ -271,6 +271,22 @@ def test_val_split_last_holds_out_and_calibrates_on_the_most_recent_records():
         TrainConfig(val_split="newest")
 
 
+def test_calibrate_on_latest_holds_the_newest_records_out_of_training_and_calibrates_on_them():
+    batch = toy_batch(600, seed=4, attack_rate=0.0)
+    model = train(
+        batch, TrainConfig(calibrate_on="latest", hidden=8, latent=4, epochs=2, members=1), progress=False
+    )
+    tr = model.training
+    assert tr["calibration_records"] == 60 and tr["train_records"] + tr["val_records"] == 540
+    assert tr["val_records"] == 54  # early stopping: a random tenth of the other 540
+    newest, _, _ = Detector(model).score_many(batch.take(np.arange(540, 600)))
+    np.testing.assert_allclose(sorted(model.calibration), sorted(newest), rtol=1e-5)
+    with pytest.raises(ConfigError, match="calibrate_on = 'newest' must be one of validation, latest"):
+        TrainConfig(calibrate_on="newest")
+    with pytest.raises(ConfigError, match="use val_split 'random'"):
+        TrainConfig(calibrate_on="latest", val_split="last")
+
+
 @pytest.mark.parametrize("record_path", [False, True])
 def test_one_record_windows_score_as_the_full_lstm_forward_pass_does(record_path):
     """Scoring takes a shortcut for windows of one record (no recurrent product on the zero state); it
