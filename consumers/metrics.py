@@ -105,7 +105,8 @@ class BulkHistogram(Collector):
         yield HistogramMetricFamily(self.name, self.documentation, buckets=buckets, sum_value=total)
 
 
-def _version() -> str:
+def package_version() -> str:
+    """The installed package's version (pyproject.toml is its one source), "unknown" in a bare checkout."""
     try:
         return importlib.metadata.version("flowsentinel")
     except importlib.metadata.PackageNotFoundError:  # run from a checkout that was never installed
@@ -358,7 +359,7 @@ class Metrics:
             ),
         )
         metrics.build_info.labels(
-            version=_version(), python=platform.python_version(), torch=_torch_version()
+            version=package_version(), python=platform.python_version(), torch=_torch_version()
         ).set(1)
         # Every labelled counter exported at 0 from the start for each value it can take (client_python's
         # advice): a series that first appears at 3 gives increase() nothing, and the first critical alert

@@ -36,7 +36,7 @@ from consumers.decode import DeadLetter, InputMessage, decode_messages
 from consumers.feedback import FeedbackState
 from consumers.kafka_conn import KafkaUnreachable
 from consumers.kafka_options import GROUP_ONLY_OPTIONS, parse_kafka_options
-from consumers.metrics import Metrics
+from consumers.metrics import Metrics, package_version
 from consumers.settings import Settings, feedback_policy, probe_kafka, probe_writable_dir, shift_policy
 from consumers.shadow import PromotionRule, Shadow, promotion_decision
 from detector.artifact import TrainedModel, artifact_identity, load_artifact
@@ -49,7 +49,7 @@ from detector.text import clean_text, printable, utf8
 from detector.thresholds import make_thresholder
 
 log = logging.getLogger(__name__)
-VERSION = "0.1.0"
+VERSION = package_version()  # in alerts' observer and the dead letters' headers
 DEAD_LETTER_MAX_KEY_BYTES = 4_096  # a longer key is cut in the dead letter (its size in a header)
 # a consumed record's fields, in InputMessage's order
 _MESSAGE_FIELDS = operator.attrgetter("topic", "partition", "offset", "key", "value", "timestamp")
