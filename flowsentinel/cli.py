@@ -504,18 +504,39 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+class _FromEnv:
+    """A flag's default taken from ``FLOWSENTINEL_<NAME>``, checked only when the command that has the flag
+    runs (:func:`_resolve_env`): a variable meant for ``produce`` must not stop ``detect --help``."""
+
+    def __init__(self, name: str, raw: str, convert: Any) -> None:
+        self.name, self.raw, self.convert = name, raw, convert
+
+    def __str__(self) -> str:
+        return self.raw
+
+    def resolve(self) -> Any:
+        try:
+            return self.convert(self.raw)
+        except argparse.ArgumentTypeError as exc:  # the flag's own check, e.g. a negative seed
+            print(f"flowsentinel: error: FLOWSENTINEL_{self.name}: {exc}", file=sys.stderr)
+            raise SystemExit(2) from None
+        except ValueError:
+            print(
+                f"flowsentinel: error: FLOWSENTINEL_{self.name} = {self.raw!r} is not valid", file=sys.stderr
+            )
+            raise SystemExit(2) from None
+
+
 def _env(name: str, default: Any, convert: Any = str) -> Any:
     raw = os.environ.get("FLOWSENTINEL_" + name)
-    if raw is None:
-        return default
-    try:
-        return convert(raw)
-    except argparse.ArgumentTypeError as exc:  # the flag's own check, e.g. a negative seed
-        print(f"flowsentinel: error: FLOWSENTINEL_{name}: {exc}", file=sys.stderr)
-        raise SystemExit(2) from None
-    except ValueError:
-        print(f"flowsentinel: error: FLOWSENTINEL_{name} = {raw!r} is not valid", file=sys.stderr)
-        raise SystemExit(2) from None
+    return default if raw is None else _FromEnv(name, raw, convert)
+
+
+def _resolve_env(args: argparse.Namespace) -> None:
+    """Convert the parsed command's environment defaults (the flags it was given need none)."""
+    for key, value in vars(args).items():
+        if isinstance(value, _FromEnv):
+            setattr(args, key, value.resolve())
 
 
 def _env_list(name: str) -> list[str] | None:
@@ -1429,6 +1450,7 @@ COMMANDS = {
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    _resolve_env(args)
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",

@@ -157,14 +157,25 @@ def test_bad_environment_settings_get_the_flags_own_check(name, value, message):
     import os
 
     env = {**os.environ, "FLOWSENTINEL_" + name: value}
-    r = subprocess.run(
-        [sys.executable, "-m", "flowsentinel", "produce", "--limit", "1"],
+    r = subprocess.run(  # nothing listens on port 1: the check must come first
+        [sys.executable, "-m", "flowsentinel", "produce", "synthetic", "--bootstrap-servers", "127.0.0.1:1"],
         capture_output=True, text=True, timeout=60, env=env,
     )  # fmt: skip
     assert r.returncode == 2
     assert message in r.stderr
     assert "Traceback" not in r.stderr
     assert len(r.stderr.strip().splitlines()) == 1
+
+
+def test_a_variable_for_one_command_does_not_touch_another():
+    """FLOWSENTINEL_RATE belongs to produce (and demo): a bad value stops those, not detect or train."""
+    import os
+
+    env = {**os.environ, "FLOWSENTINEL_RATE": "fast", "FLOWSENTINEL_SEED": "-1"}
+    for argv in (["detect", "--help"], ["train", "--help"], ["schema", "--help"]):
+        r = subprocess.run([sys.executable, "-m", "flowsentinel", *argv], capture_output=True, text=True,
+                           timeout=60, env=env)  # fmt: skip
+        assert r.returncode == 0, (argv, r.stderr)
 
 
 def test_schema_mismatch_is_one_line(toy_files, tmp_path):
