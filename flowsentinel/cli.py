@@ -1015,6 +1015,15 @@ def _print_summary(s: dict[str, Any]) -> None:
 EVAL_BATCH = 2_000  # the service's default poll batch
 
 
+def _need_eval_extra(module: str, what: str, *, wanted: bool) -> None:
+    """Say in one line, before any work, that an ``eval`` feature needs the ``eval`` extra (the service's
+    install leaves scikit-learn and matplotlib out)."""
+    import importlib.util
+
+    if wanted and importlib.util.find_spec(module) is None:
+        raise UsageError(f"{what}: {module} is not installed (pip install 'flowsentinel[eval]')")
+
+
 def cmd_eval(args: argparse.Namespace) -> int:
     from detector.artifact import load_artifact
     from detector.evaluation import comparison_table, markdown_summary
@@ -1030,6 +1039,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
     if not baselines and args.train:
         raise UsageError("--train is for baselines; the lstm-ae model is trained with `flowsentinel train`")
     _check_files(args.train or [], "--train")
+    _need_eval_extra("matplotlib", "the pictures (or --no-pictures)", wanted=not args.no_pictures)
+    _need_eval_extra("sklearn", "the iforest baseline", wanted="iforest" in args.detector)
     _check_out_dir(args.out)
     model = load_artifact(args.model, key=_model_key(args))
     schema = load_schema(args.schema)

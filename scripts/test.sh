@@ -25,5 +25,5 @@ if [ ${#missing[@]} -gt 0 ]; then
         echo "note: ${missing[*]} not installed and no apt-get/root here: the tests that drive them will skip" >&2
     fi
 fi
-. "$(dirname "$0")/_venv.sh" dev,broker
+. "$(dirname "$0")/_venv.sh" dev,broker,eval
 exec python -m pytest "$@"
