@@ -45,7 +45,9 @@ class IForestScorer(_Scorer):
         try:
             from sklearn.ensemble import IsolationForest
         except ImportError:
-            raise ConfigError("the iforest baseline needs scikit-learn: pip install 'flowsentinel[eval]'") from None
+            raise ConfigError(
+                "the iforest baseline needs scikit-learn: pip install 'flowsentinel[eval]'"
+            ) from None
         self.model = IsolationForest(n_estimators=200, max_samples=256, random_state=seed, n_jobs=1).fit(x)
 
     def score(self, x: np.ndarray) -> np.ndarray:
