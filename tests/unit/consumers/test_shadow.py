@@ -1,5 +1,5 @@
 """A candidate model in shadow: scored beside the live one, publishing nothing, promoted by the stated rule,
-rolled back by command. The service's Kafka-free seam: batches go to ``_detect``, alert and verdict messages
+rolled back by command. The service's Kafka-free seam: batches go to ``process``, alert and verdict messages
 to the feedback state, as the poll loop hands them over (the real-broker test is in tests/integration)."""
 
 from __future__ import annotations
@@ -85,7 +85,8 @@ def test_a_shadow_publishes_nothing_is_promoted_by_the_rule_and_rolled_back_by_c
         state_dir=str(tmp_path / "state"),
         shadow_promote="auto",
         shadow_min_records=1_000,
-        shadow_min_verdicts=3,  # episodes: one alert message per key and update period
+        shadow_min_verdicts=2,  # two keys judged, one episode each: their opened messages (an update
+        # message comes only when the severity rises or after episode_update_s)
         reload_check_s=0.001,
     )
     service = DetectorService(settings, Metrics.create(registry))
@@ -105,7 +106,8 @@ def test_a_shadow_publishes_nothing_is_promoted_by_the_rule_and_rolled_back_by_c
                 _records(40, seed + 90, host=ATTACKER, attack=1.0),
             ]
         )
-        events, dead = service._detect(_messages(batch, offset))
+        done = service.process(_messages(batch, offset))
+        events, dead = done.events, done.dead_letters
         offset += len(batch)
         assert not dead
         published += events
