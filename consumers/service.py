@@ -19,7 +19,7 @@ import operator
 import socket
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -102,6 +102,17 @@ class _Rebalance(ConsumerRebalanceListener):
 
     def on_partitions_assigned(self, assigned: Any) -> None:
         self.service._on_assigned({(tp.topic, tp.partition) for tp in assigned})
+
+
+@dataclass(frozen=True)
+class Processed:
+    """What :meth:`DetectorService.process` made of a batch of messages."""
+
+    events: list[dict[str, Any]]  # every episode message (opened / updated / closed), published or not
+    dead_letters: list[DeadLetter]
+    # what the poll loop would produce: (topic, key, value, headers) of the alert messages at or above
+    # min_publish_severity, then of the dead letters
+    outgoing: list[tuple[str, bytes | None, bytes, Any]]
 
 
 class DetectorService:
@@ -821,6 +832,16 @@ class DetectorService:
         if self.clock() - self._last_snapshot >= self.settings.snapshot_interval_s:
             self.snapshot_threshold()
         return len(messages)
+
+    def process(self, messages: Sequence[InputMessage]) -> Processed:
+        """The service without Kafka: what one poll batch does between the poll and the publish — decode,
+        score with the live model (and the shadow, when there is one), threshold, episodes, dead letters,
+        with the crash-loop breaker — returning the messages it would produce instead of producing them
+        and committing. Metrics and state move as in the loop. Tests and embedders drive the service
+        through this seam."""
+        events, dead = self._detect_isolating(list(messages)) if messages else ([], [])
+        shown = [e for e in events if publishable(e, self.settings.min_publish_severity)]
+        return Processed(events, dead, self.outgoing(shown, dead))
 
     def _detect_isolating(
         self, messages: list[InputMessage]

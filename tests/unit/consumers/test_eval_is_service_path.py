@@ -33,7 +33,7 @@ def test_eval_path_equals_service_path(tiny_model):
     for start in range(0, len(records), 400):  # three poll batches of 400, one partition
         msgs = [InputMessage("in", 0, start + i, None, json.dumps(r).encode(), 0)
                 for i, r in enumerate(records[start : start + 400])]  # fmt: skip
-        service._detect(msgs)
+        service.process(msgs)
 
     detector = Detector(tiny_model, make_thresholder("spot", 0.01, service.detector.thresholder.policy))
     chunks = (batch.take(np.arange(s, min(s + 400, len(batch)))) for s in range(0, len(batch), 400))

@@ -43,7 +43,8 @@ def check(
 ) -> None:
     msgs = [InputMessage("in", 0, first_offset + i, k, v, 0) for i, (k, v) in enumerate(pairs)]
     scored = svc.scored
-    events, dead = svc._detect_isolating(msgs)
+    done = svc.process(msgs)
+    events, dead = done.events, done.dead_letters
     raised = [d.detail for d in dead if d.reason == "internal_error"]
     assert not raised, f"handling raised (a defect; seed {seed}): {raised}"
     assert svc.scored - scored + len(dead) == len(msgs), "every message scored or dead-lettered"

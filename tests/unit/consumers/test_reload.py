@@ -72,7 +72,9 @@ def test_every_broken_model_is_refused_and_the_live_one_keeps_scoring(
         refusals = [r.getMessage() for r in caplog.records if "model reload refused" in r.getMessage()]
         assert len(refusals) == 1 and BROKEN[case][1] in refusals[0] and "\n" not in refusals[0], case
         caplog.clear()
-        _, dead = service._detect([InputMessage("t", 0, i, None, v, 0) for i, v in enumerate(values)])
+        dead = service.process(
+            [InputMessage("t", 0, i, None, v, 0) for i, v in enumerate(values)]
+        ).dead_letters
         assert not dead
     save_artifact(other_model, live)
     _check(service)

@@ -201,7 +201,7 @@ def test_a_message_that_makes_decoding_raise_is_isolated_and_the_rest_scored(tin
 
     good = [json.dumps(r).encode() for r in batch_to_records(toy_batch(4, seed=5))]  # the toy model's schema
     messages = [msg(v, i) for i, v in enumerate([good[0], good[1], b"boom", good[2], b"{", good[3]])]
-    _, dead = service._detect_isolating(messages)
+    dead = service.process(messages).dead_letters
     assert service.scored == 4
     assert [(d.message.offset, d.reason) for d in dead] == [(2, "internal_error"), (4, "not_json")]
     assert "raised RuntimeError: decoder defect" in dead[0].detail
@@ -219,7 +219,7 @@ def test_revoking_one_topics_partition_drops_its_windows_and_no_other_topics(tin
 
     service = DetectorService(Settings(state_dir=""), Metrics.create(CollectorRegistry()), model=tiny_model)
     values = [json.dumps(r).encode() for r in batch_to_records(toy_batch(40, seed=5))]
-    service._detect([InputMessage(t, 0, i, None, v, 0) for t in ("a", "b") for i, v in enumerate(values)])
+    service.process([InputMessage(t, 0, i, None, v, 0) for t in ("a", "b") for i, v in enumerate(values)])
     windows = service.detector.windows
     keys = set(windows.keys())
     assert {k[:2] for k in keys} == {("a", 0), ("b", 0)}
@@ -250,7 +250,7 @@ def test_a_reload_of_the_same_model_keeps_the_live_state_and_a_switch_back_resto
         Settings(model=str(live), state_dir=str(tmp_path / "state")), Metrics.create(registry)
     )
     values = [json.dumps(r).encode() for r in batch_to_records(toy_batch(300, seed=5))]
-    service._detect([msg(v, i) for i, v in enumerate(values)])
+    service.process([msg(v, i) for i, v in enumerate(values)])
     detector, seen = service.detector, service.detector.thresholder.seen
 
     def reload() -> None:
@@ -369,3 +369,29 @@ def test_settling_the_heap_frees_old_cycles_and_freezes_the_rest():
         assert gc.get_freeze_count() > 0
     finally:
         gc.unfreeze()
+
+
+@pytest.mark.parametrize("least", ["low", "critical"])
+def test_process_is_the_loop_without_kafka(tiny_model, least):
+    """``DetectorService.process``: a batch in, its episode events, dead letters and the Kafka messages the
+    loop would produce out — the alert messages at or above min_publish_severity, then the dead letters."""
+    from prometheus_client import CollectorRegistry
+
+    from consumers.metrics import Metrics
+    from consumers.service import DetectorService
+    from producers.publisher import batch_to_records
+    from tests.conftest import toy_batch
+
+    settings = Settings(state_dir="", risk=0.05, min_publish_severity=least)
+    service = DetectorService(settings, Metrics.create(CollectorRegistry()), model=tiny_model)
+    records = [json.dumps(r).encode() for r in batch_to_records(toy_batch(300, seed=7, attack_rate=0.2))]
+    values = [*records[:150], b"{", b"", *records[150:]]
+    done = service.process([InputMessage("in", 0, i, None, v, 0) for i, v in enumerate(values)])
+    assert service.scored == 300 and [d.reason for d in done.dead_letters] == ["not_json", "empty"]
+    assert done.events and {e["event"] for e in done.events} <= {"opened", "updated", "closed"}
+    alerts = [m for m in done.outgoing if m[0] == settings.alerts_topic]
+    dead = [m for m in done.outgoing if m[0] == settings.dead_letter_topic]
+    shown = [e for e in done.events if least == "low" or e["max_severity"] == "critical"]
+    assert len(alerts) == len(shown) and [json.loads(m[2])["id"] for m in alerts] == [e["id"] for e in shown]
+    assert [dict(m[3])["flowsentinel.error.reason"] for m in dead] == [b"not_json", b"empty"]
+    assert done.outgoing == alerts + dead
