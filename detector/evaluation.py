@@ -165,6 +165,9 @@ def summarize(result: StreamResult, *, detector: str, extra: dict[str, Any] | No
         "max": float(result.thresholds.max()) if n else None,
         **result.policy,
     }
+    q = result.policy.get("q")
+    if q and (~y).any():  # the online threshold aims at q false alarms among normal records: how close
+        report["threshold"]["fpr_over_q"] = round(report["fpr"] / q, 2)
     if extra:
         report.update(extra)
     return report
@@ -217,6 +220,7 @@ def markdown_summary(report: dict[str, Any]) -> str:
         lines.append(
             f"Threshold ({th['kind']}, q={th['q']}): {th['first']:.4g} → {th['last']:.4g}; "
             f"re-baselines {th.get('rebaselines', 0)}, rejected shifts {th.get('rejected_shifts', 0)}."
+            + (f" False positives: {th['fpr_over_q']:g} × q." if "fpr_over_q" in th else "")
         )
     return "\n".join(lines)
 

@@ -264,6 +264,8 @@ def test_eval_writes_report_and_pictures_for_the_model_and_a_baseline(toy_files,
     for key in ("auroc", "auprc", "f1", "confusion", "episodes", "recall_at_fpr"):
         assert first[key] == second[key], "same model, data and seed give the same report"
     assert first["threshold"]["policy"]["max_alert_share"] == 0  # the default policy, shown in the report
+    th = first["threshold"]  # the false-positive rate as a multiple of the q the threshold aims at
+    assert th["fpr_over_q"] == round(first["fpr"] / th["q"], 2)
     # the service's shift-policy settings reach eval's thresholder, under the same names as `detect`'s
     opted = tmp_path / "opted-in"
     r = run("eval", "--model", str(model), "--schema", str(toy_files / "toy.json"), "--data", str(toy_files / "test.csv"),
