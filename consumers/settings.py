@@ -43,8 +43,18 @@ class Secret(str):
     def __repr__(self) -> str:
         return "Secret('***')"
 
+    def __str__(self) -> str:  # str(), %s and logging show the mask; the value only through reveal()
+        return self.masked()
+
+    def __format__(self, spec: str) -> str:  # f-strings and str.format too
+        return format(self.masked(), spec)
+
     def masked(self) -> str:
         return "***" if self else ""
+
+    def reveal(self) -> str:
+        """The secret's text, as a plain ``str``: for the one place that hands it to a client or a check."""
+        return str.__str__(self)
 
 
 _SECRETS: set[str] = set()
@@ -221,6 +231,10 @@ class Settings:
         return tuple(t.strip() for t in self.input_topic.split(","))
 
     def __post_init__(self) -> None:
+        for f in fields(self):  # a secret given in code as a plain str is held as a Secret all the same
+            if f.type == "Secret" and not isinstance(getattr(self, f.name), Secret):
+                object.__setattr__(self, f.name, Secret(getattr(self, f.name)))
+
         def bad(name: str, why: str) -> ConfigError:
             return ConfigError(f"setting {name} = {getattr(self, name)!r}: {why}")
 
@@ -321,7 +335,7 @@ class Settings:
             key = read_key(self.model_key_file)
             Secret(key.decode(errors="replace"))  # remembered: never in a log line
             return key
-        return check_key(str(self.model_key).encode(), "setting model_key")
+        return check_key(self.model_key.reveal().encode(), "setting model_key")
 
     def kafka_common(self) -> dict[str, Any]:
         """Connection and security settings shared by consumer, producer and admin clients."""
@@ -584,13 +598,13 @@ def security_options(s: Settings) -> dict[str, Any]:
     if s.sasl_mechanism:
         out["sasl_mechanism"] = s.sasl_mechanism
         out["sasl_plain_username"] = s.sasl_username
-        out["sasl_plain_password"] = str(s.sasl_password)
+        out["sasl_plain_password"] = s.sasl_password.reveal()
     if s.security_protocol in TLS_PROTOCOLS:
         out["ssl_context"] = build_ssl_context(
             cafile=str(Path(s.ssl_cafile).expanduser()) if s.ssl_cafile else "",
             certfile=str(Path(s.ssl_certfile).expanduser()) if s.ssl_certfile else "",
             keyfile=str(Path(s.ssl_keyfile).expanduser()) if s.ssl_keyfile else "",
-            password=str(s.ssl_password),
+            password=s.ssl_password.reveal(),
             check_hostname=s.ssl_check_hostname,
         )
     return out

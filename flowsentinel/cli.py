@@ -621,7 +621,7 @@ def _model_key(args: argparse.Namespace, *, env: bool = False) -> bytes | None:
         return key
     if env and os.environ.get("FLOWSENTINEL_MODEL_KEY"):
         secret = Secret(os.environ["FLOWSENTINEL_MODEL_KEY"])
-        return check_key(secret.encode(), "FLOWSENTINEL_MODEL_KEY")
+        return check_key(secret.reveal().encode(), "FLOWSENTINEL_MODEL_KEY")
     return None
 
 

@@ -62,6 +62,19 @@ def test_secrets_are_masked_but_passed_through():
     assert s.effective()["sasl_password"] == "***"
     assert "hunter2" not in repr(s)
     assert s.kafka_common()["sasl_plain_password"] == "hunter2"
+    assert type(s.kafka_common()["sasl_plain_password"]) is str  # the client gets plain text
+
+
+def test_a_secret_never_shows_itself_as_text():
+    """str(), %-formatting, f-strings, str.format and logging show the mask; only reveal() gives the value."""
+    import logging
+
+    secret = Secret("hunter2")
+    shown = [str(secret), "%s" % secret, f"{secret}", f"{secret:>10}", "{}".format(secret), repr(secret),  # noqa: UP031, UP032
+             logging.LogRecord("x", logging.INFO, "", 0, "password %s", (secret,), None).getMessage()]  # fmt: skip
+    assert not any("hunter2" in text for text in shown), shown
+    assert secret.reveal() == "hunter2" and type(secret.reveal()) is str
+    assert str(Secret("")) == "" and secret == "hunter2"  # still compares as its text
 
 
 def msg(value: bytes, offset: int = 0) -> InputMessage:
