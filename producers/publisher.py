@@ -14,6 +14,7 @@ import math
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
@@ -23,6 +24,19 @@ from detector.schema import GLOBAL_KEY, RecordBatch
 from detector.text import utf8
 
 log = logging.getLogger(__name__)
+
+
+def timestamp_value(seconds: float, kind: str) -> float | int | str:
+    """A time in epoch seconds written as a schema of ``kind`` reads it: ISO-8601 text (UTC, microseconds)
+    for ``datetime``, whole milliseconds or nanoseconds for ``epoch_ms`` / ``epoch_ns``, seconds for
+    ``epoch``. (Seconds in a datetime field were dead-lettered as ``bad_timestamp`` by the detector.)"""
+    if kind == "datetime":
+        return datetime.fromtimestamp(seconds, UTC).isoformat(timespec="microseconds")
+    if kind == "epoch_ms":
+        return round(seconds * 1e3)
+    if kind == "epoch_ns":
+        return round(seconds * 1e9)
+    return seconds
 
 
 def batch_to_records(batch: RecordBatch) -> list[dict[str, Any]]:
@@ -42,7 +56,7 @@ def batch_to_records(batch: RecordBatch) -> list[dict[str, Any]]:
         if s.key is not None and batch.keys[i] != GLOBAL_KEY:
             rec[s.key] = batch.keys[i]
         if s.timestamp is not None and math.isfinite(batch.timestamps[i]):
-            rec[s.timestamp] = float(batch.timestamps[i])
+            rec[s.timestamp] = timestamp_value(float(batch.timestamps[i]), s.timestamp_kind)
         if s.label is not None and batch.labels is not None:
             rec[s.label] = batch.labels[i]
         rec["schema"] = s.name

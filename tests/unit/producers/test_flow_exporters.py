@@ -271,3 +271,36 @@ def test_every_flowsentinel_command_in_the_readme_parses():
     parser = build_parser()
     for argv in commands:
         parser.parse_args(argv)  # exits 2 on an unknown flag
+
+
+@pytest.mark.parametrize("schema", ["suricata-flow", "goflow2", "cicflowmeter", "zeek-conn"])
+def test_a_replayed_record_reads_back_with_its_time_in_the_detector(schema, tmp_path):
+    """``produce`` writes each record's time as its schema reads it (ISO text, epoch ms/ns or seconds):
+    seconds in a date-time field were dead-lettered as bad_timestamp by ``detect``, so a replayed CIC or
+    Suricata file never scored."""
+    from producers.publisher import batch_to_records
+
+    rng = np.random.default_rng(4)
+    if schema == "suricata-flow":
+        path = write_lines(
+            tmp_path / "f.json", [eve_flow(rng, i, k) for i, k in enumerate(("dns", "https", "ping"))]
+        )
+    elif schema == "goflow2":
+        path = write_lines(tmp_path / "f.json", [goflow2_flow(rng, i, "ipfix") for i in range(3)])
+    elif schema == "zeek-conn":
+        path = write_lines(tmp_path / "f.json", [{"ts": T0 + i * 0.25, "id.orig_h": "10.0.0.1", "proto": "tcp",
+                                                  "conn_state": "SF", "id.resp_p": 80, "duration": 0.5,
+                                                  "orig_bytes": 10, "resp_bytes": 20, "orig_pkts": 2,
+                                                  "resp_pkts": 2, "orig_ip_bytes": 90, "resp_ip_bytes": 100,
+                                                  "missed_bytes": 0, "history": "ShADadFf", "service": "http"}
+                                                 for i in range(3)])  # fmt: skip
+    else:  # a real CICFlowMeter file (Timestamp as date-time text)
+        from tests.conftest import shared_data
+
+        path = shared_data("cicids2017-improved-sample/Botnet_736.csv.gz")
+    batch = read_records(path, builtin_schema(schema), limit=200)
+    assert not batch.rejected
+    records = batch_to_records(batch)
+    back, _, dead = decode_messages(_messages(records), batch.schema, max_bytes=65_536)
+    assert not dead, dead[0].detail
+    np.testing.assert_allclose(back.timestamps, batch.timestamps, rtol=0, atol=1e-6)
