@@ -97,6 +97,7 @@ def decode_messages(
     objects: list[dict] = []
     kept: list[InputMessage] = []
     passed: frozenset[str] | None = None  # records carry the same fields, message after message
+    complete = True  # every kept record carries every optional feature too (the fast transpose below)
 
     def reject(msg: InputMessage, reason: str, detail: str) -> None:
         dead.append(DeadLetter(msg, reason, f"{msg.position}: {detail}"))
@@ -158,11 +159,12 @@ def decode_messages(
                 reject(msg, "unexpected_field", f"unexpected field(s) {', '.join(map(shown, extra[:5]))}")
                 continue
             passed = frozenset(fields)
+            complete = complete and optional <= passed
         objects.append(obj)
         kept.append(msg)
 
     table: dict[str, Sequence[object]] = {}
-    if objects and optional:  # a record may lack an optional feature: it reads as absent
+    if objects and not complete:  # a record lacks an optional feature: it reads as absent
         table = {f: [o.get(f, absent_value(schema, f)) for o in objects] for f in schema.features}
     elif objects:  # every feature is present (checked above): transpose them in C
         columns = zip(*map(operator.itemgetter(*schema.features), objects), strict=True)
