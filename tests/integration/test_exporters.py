@@ -20,13 +20,21 @@ pytestmark = pytest.mark.integration
 ATTACKER = "198.51.100.66"
 
 
-def test_untagged_suricata_flows_are_scored_and_a_scan_alerts(bootstrap, names, tmp_path):
+@pytest.fixture(scope="module")
+def eve_model(tmp_path_factory):
+    """A small suricata-flow model trained on benign EVE flows."""
+    folder = tmp_path_factory.mktemp("eve")
     normal = read_records(
-        write_lines(tmp_path / "train.json", labelled(eve_flow, 1_500, 0, ("dns", "https", "ping"))),
+        write_lines(folder / "train.json", labelled(eve_flow, 1_500, 0, ("dns", "https", "ping"))),
         builtin_schema("suricata-flow"),
     )
-    model = tmp_path / "model"
+    model = folder / "model"
     save_artifact(train(normal, TrainConfig(hidden=32, epochs=20, members=1), progress=False), model)
+    return model
+
+
+def test_untagged_suricata_flows_are_scored_and_a_scan_alerts(bootstrap, names, eve_model):
+    model = eve_model
 
     rng = np.random.default_rng(5)
     stream = [eve_flow(rng, i, ("dns", "https", "ping")[i % 3]) for i in range(900)]
@@ -51,3 +59,30 @@ def test_untagged_suricata_flows_are_scored_and_a_scan_alerts(bootstrap, names, 
     opened = [a for a in alerts if a["event"] == "opened" and a["key"] == ATTACKER]
     assert len(opened) == 1, [(a["key"], a["event"]) for a in alerts]
     assert opened[0]["schema"] == "suricata-flow"
+
+
+def test_a_suricata_file_replayed_by_produce_is_scored_whole(bootstrap, names, eve_model, tmp_path):
+    """``flowsentinel produce suricata-flow`` replays a file (tagged records, times as ISO text) and the
+    service scores every record: none dead-lettered (a replayed date-time field was once bad_timestamp)."""
+    import subprocess
+    import sys
+
+    rng = np.random.default_rng(8)
+    data = write_lines(
+        tmp_path / "eve.json", [eve_flow(rng, i, ("dns", "https", "ping")[i % 3]) for i in range(300)]
+    )
+    create_topics(bootstrap, names)
+    r = subprocess.run(
+        [sys.executable, "-m", "flowsentinel", "produce", "suricata-flow", "--data", str(data),
+         "--bootstrap-servers", bootstrap, "--topic", names["input"]],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    running = start_service(make_settings(bootstrap, names, eve_model, risk=0.01))
+    try:
+        wait_for(lambda: running.service.scored >= 300, 60, "every replayed record scored")
+        metrics = scrape(running.server.port)
+    finally:
+        running.shutdown()
+    invalid = {k: v for k, v in metrics.items() if k.startswith("flowsentinel_records_invalid_total") and v}
+    assert not invalid, invalid
