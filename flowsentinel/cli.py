@@ -628,7 +628,10 @@ def _model_key(args: argparse.Namespace, *, env: bool = False) -> bytes | None:
 # settings given only by the environment or a config file: a key on a command line is visible to every user
 ENV_ONLY_SETTINGS = ("model_key",)
 
-_FLAG_NOTES = {"input_topic": "one topic, or several separated by commas; "}
+_FLAG_NOTES = {
+    "input_topic": "one topic, or several separated by commas; ",
+    "schema_field": "'optional': a record without a \"schema\" field is the model's (Suricata, goflow2); ",
+}
 
 
 def _check_files(paths: Sequence[str], flag: str) -> None:
