@@ -318,7 +318,6 @@ def train(
     x, _ = encoder.transform(batch)
     win_idx = window_indices(batch.keys, cfg.window)
     perm = rng.permutation(n)  # drawn for either split, so the generator continues alike
-    n_val = max(1, round(n * cfg.val_fraction))
     cal_rows: np.ndarray | None = None
     if cfg.calibrate_on == "latest":  # the newest n_val records calibrate; the rest split at random
         cal_rows = np.arange(n - n_val, n)
