@@ -133,7 +133,7 @@ def decode_messages(
                 f"schema {shown(name)} but this detector's model is for {schema.name!r}{hint}",
             )
             continue
-        if nested and any(isinstance(v, dict) for v in obj.values()):
+        if nested:
             obj = flatten_record(obj)
         version = obj.get("schema_version", schema.version)
         if version != schema.version:

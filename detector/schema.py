@@ -343,25 +343,13 @@ class RecordBatch:
 _NAN_TEXT = {"nan", "+nan", "-nan"}
 
 
-def field_value(record: Mapping[str, object], name: str) -> object:
-    """A JSON record's value for field ``name``, or None: the key itself, else for a dotted name the nested
-    objects' path (``flow.bytes_toserver`` reads ``{"flow": {"bytes_toserver": …}}``, as Suricata writes
-    it; Zeek writes ``id.orig_h`` as one key)."""
-    if name in record:
-        return record[name]
-    if "." not in name:
-        return None
-    value: object = record
-    for part in name.split("."):
-        if not isinstance(value, dict) or part not in value:
-            return None
-        value = value[part]
-    return value
-
-
-def flatten_record(obj: Mapping[str, object], max_depth: int = 4) -> dict[str, object]:
+def flatten_record(obj: dict[str, object], max_depth: int = 4) -> dict[str, object]:
     """``obj`` with nested objects as dotted keys ({"flow": {"age": 3}} → {"flow.age": 3}), down to
-    ``max_depth`` levels (deeper objects stay objects: a crafted record cannot make this recurse far)."""
+    ``max_depth`` levels (deeper objects stay objects: a crafted record cannot make this recurse far).
+    This is how a schema's dotted field names read nested JSON (Suricata's ``flow.bytes_toserver``); a
+    record with no nested object (Zeek writes ``id.orig_h`` as one key) is returned as it is."""
+    if not any(isinstance(v, dict) for v in obj.values()):
+        return obj
     out: dict[str, object] = {}
 
     def walk(node: Mapping[str, object], prefix: str, depth: int) -> None:

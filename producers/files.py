@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import IO
 
 from detector.errors import RecordError, SchemaError
-from detector.schema import RecordBatch, Schema, absent_value, field_value, flatten_record, parse_table
+from detector.schema import RecordBatch, Schema, absent_value, flatten_record, parse_table
 
 DEFAULT_CHUNK_ROWS = 65_536
 csv.field_size_limit(min(sys.maxsize, 2**31 - 1))
@@ -245,7 +245,7 @@ def _json_object(line: str, line_no: int, name: str) -> Row | RecordError:
         return RecordError(f"not valid JSON ({getattr(exc, 'msg', type(exc).__name__)})", where=where)
     if not isinstance(obj, dict):
         return RecordError("a JSON line must be an object", where=where)
-    return (line_no, obj)
+    return (line_no, flatten_record(obj))
 
 
 def _json_rows(fh: IO[str], name: str) -> Iterator[Row | RecordError]:
@@ -307,7 +307,7 @@ def _to_batch(
         # Zeek's JSON writer omits unset fields; they mean what '-' means in its TSV form.
         unset = min(schema.unset_tokens) if schema.unset_tokens else None
         for f in schema.fields:
-            column = [field_value(r, f) for r in dict_rows]
+            column = [r.get(f) for r in dict_rows]
             if all(v is None for v in column):
                 if f in schema.optional_columns or f not in schema.features:
                     continue
