@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from consumers.alerts import SEVERITIES
+from consumers.decode import SCHEMA_FIELD_MODES
 from consumers.kafka_conn import TLS_PROTOCOLS, build_ssl_context, probe
 from consumers.kafka_options import parse_kafka_options
 from detector.errors import ConfigError
@@ -296,8 +297,8 @@ class Settings:
                 raise ConfigError(f"setting {f.name} = {shown}: holds a control character (a newline?)")
         if self.min_publish_severity not in SEVERITIES:
             raise bad("min_publish_severity", "must be one of " + ", ".join(SEVERITIES))
-        if self.schema_field not in ("required", "optional"):
-            raise bad("schema_field", "must be 'required' or 'optional'")
+        if self.schema_field not in SCHEMA_FIELD_MODES:
+            raise bad("schema_field", "must be one of " + ", ".join(SCHEMA_FIELD_MODES))
         if self.alert_format not in ("flowsentinel", "ecs"):
             raise bad("alert_format", "must be 'flowsentinel' or 'ecs'")
         if self.auto_offset_reset not in ("earliest", "latest"):

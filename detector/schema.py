@@ -33,7 +33,7 @@ import tomllib
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 import numpy as np
 import pandas as pd
@@ -97,7 +97,7 @@ class Schema:
             raise SchemaError(f"schema name {self.name!r} must be lower-case letters, digits, '_', '-', '.'")
         if self.version < 1:
             raise SchemaError(f"schema {self.name}: version {self.version!r} must be >= 1")
-        if self.format not in ("csv", "zeek", "json"):
+        if self.format not in get_args(Format):
             raise SchemaError(f"schema {self.name}: format {self.format!r} must be 'csv', 'zeek' or 'json'")
         if not self.numeric and not self.categorical:
             raise SchemaError(f"schema {self.name}: needs at least one numeric or categorical field")
@@ -115,7 +115,7 @@ class Schema:
             raise SchemaError(
                 f"schema {self.name}: signed field {sorted(unknown_signed)[0]!r} is not numeric"
             )
-        if self.timestamp_kind not in ("epoch", "epoch_ms", "epoch_ns", "datetime"):
+        if self.timestamp_kind not in get_args(TimestampKind):
             raise SchemaError(
                 f"schema {self.name}: timestamp_kind {self.timestamp_kind!r} must be 'epoch' (seconds), "
                 "'epoch_ms', 'epoch_ns' or 'datetime'"
