@@ -184,7 +184,8 @@ def _list(items: Sequence[str]) -> str:
     return "[" + ", ".join(_q(i) for i in items) + "]"
 
 
-def _number(text: str) -> float | None:
+def as_number(text: str) -> float | None:
+    """``text`` as a number (inf and nan included), or None where it is not one."""
     try:
         value = float(text)
     except ValueError:
@@ -330,7 +331,7 @@ def _column(name: str, key: str, vals: list[str], n: int) -> Column:
     nonfinite = False
     text: list[str] = []
     for v in present:
-        x = _number(v)
+        x = as_number(v)
         if x is None:
             text.append(v)
         elif not math.isfinite(x):

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import IO
 
 from detector.errors import RecordError, SchemaError
+from detector.infer import as_number
 from detector.schema import RecordBatch, Schema, absent_value, flatten_record, parse_table
 
 DEFAULT_CHUNK_ROWS = 65_536
@@ -106,11 +107,7 @@ def sample_csv(
     if header == "auto":
 
         def number(text: str) -> bool:
-            try:
-                float(text)
-            except ValueError:
-                return False
-            return True
+            return as_number(text) is not None
 
         numeric_below = [all(number(r[i]) for r in out[1:50] if i < len(r)) for i in range(len(first))]
         has = not any(number(c) for c in first) and (any(numeric_below) or len(out) == 1)
