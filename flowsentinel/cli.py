@@ -1394,7 +1394,7 @@ def cmd_sign(args: argparse.Namespace) -> int:
 # ------------------------------------------------------------------------------------------ schema
 def cmd_schema(args: argparse.Namespace) -> int:
     from detector.infer import draft_schema
-    from detector.schema import RecordBatch, parse_table
+    from detector.schema import RecordBatch
     from producers.files import is_json_lines, iter_batches, sample_csv, sample_json
 
     stem = Path(args.data).name.split(".")[0]
@@ -1404,21 +1404,14 @@ def cmd_schema(args: argparse.Namespace) -> int:
     if is_json_lines(args.data):
         fields, rows, absent = sample_json(args.data, args.rows)
         draft = draft_schema(fields, rows, name=name[:64], label=args.label, absent=absent)
-        schema = draft.schema()  # the draft must be a valid schema before anyone edits it
-        batch = RecordBatch.concat(list(iter_batches(args.data, schema, max_rows=args.rows)))
     else:
         header, rows, delimiter = sample_csv(
             args.data, args.rows, delimiter=args.delimiter, header=args.header
         )
         draft = draft_schema(header, rows, name=name[:64], label=args.label, delimiter=delimiter)
-        schema = draft.schema()
-        table: dict[str, list[str]] = {}
-        names = list(header) if header is not None else [c.name for c in draft.columns]
-        wanted = set(schema.fields)
-        for i, column in enumerate(names):
-            if column in wanted:
-                table[column] = [r[i] for r in rows if len(r) == len(names)]
-        batch = parse_table(schema, table, [f"row {i + 1}" for i in range(len(table[schema.features[0]]))])
+    schema = draft.schema()  # the draft must be a valid schema before anyone edits it
+    # and it is tried on the sample through the reader train and eval use
+    batch = RecordBatch.concat(list(iter_batches(args.data, schema, max_rows=args.rows)))
     text = draft.toml(args.data, args.out or "")
     if args.out:
         Path(args.out).write_text(text)
