@@ -15,7 +15,6 @@ held-out files. Two splits:
   from the training period (a false-alarm rate the operator meets).
 
     python benchmarks/validation.py [--name NAME] [--config '{"epochs": 80}'] [--only nsl|kdd99]
-                                    [--model DIR]   (a saved model of that config and split: not retrained)
 
 Each split trains once (about 1.5 and 2.5 minutes here with the default hidden-128 ensemble). Appends
 one JSON line per split to benchmarks/results/validation.jsonl and prints it.
@@ -36,7 +35,6 @@ import pandas as pd
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # run as a script from a checkout
 
-from detector.artifact import load_artifact  # noqa: E402
 from detector.errors import ConfigError  # noqa: E402
 from detector.evaluation import first_occurrences  # noqa: E402
 from detector.metrics import auprc, auroc  # noqa: E402
@@ -71,18 +69,11 @@ def kdd99_split() -> tuple[RecordBatch, RecordBatch, None]:
     return data.take(normal[normal < cut]), data.take(np.concatenate([normal[normal >= cut], attacks])), None
 
 
-def measure(
-    name: str, variant: str, cfg: TrainConfig, split_key: str, saved: str | None = None
-) -> dict[str, Any]:
+def measure(name: str, variant: str, cfg: TrainConfig, split_key: str) -> dict[str, Any]:
     fit, val, difficulty = nsl_split() if split_key == "nsl" else kdd99_split()
     t0 = time.monotonic()
-    if saved is None:
-        model = train(fit, cfg, progress=False)
-    else:  # a model another benchmark trained on the same rows with the same config: not trained again
-        model = load_artifact(saved)
-        if model.training["config"] != cfg.to_dict() or model.training["records"] != len(fit):
-            raise SystemExit(f"validation.py: --model {saved}: trained with another config or other rows")
-    seconds = time.monotonic() - t0 if saved is None else float(model.training["seconds"])
+    model = train(fit, cfg, progress=False)
+    seconds = time.monotonic() - t0
     scores, _, _ = Detector(model).score_many(val)
     assert val.is_normal is not None
     y = ~val.is_normal
@@ -110,9 +101,6 @@ def main() -> None:
     ap.add_argument("--name", default="default", help="a label for the variant (default: 'default')")
     ap.add_argument("--config", default="{}", help="TrainConfig fields as JSON, e.g. '{\"epochs\": 80}'")
     ap.add_argument("--only", choices=("nsl", "kdd99"), default=None)
-    ap.add_argument(
-        "--model", default=None, help="score this saved model instead of training (same config and rows)"
-    )
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "validation.jsonl"))
     args = ap.parse_args()
     try:
@@ -123,7 +111,7 @@ def main() -> None:
     for key, name in splits:
         if args.only not in (None, key):
             continue
-        record(measure(name, args.name, cfg, key, args.model), args.out)
+        record(measure(name, args.name, cfg, key), args.out)
 
 
 def record(row: dict[str, Any], out: str) -> None:
