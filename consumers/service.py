@@ -802,7 +802,7 @@ class DetectorService:
             events, batch_dead = self._detect_isolating(messages)
             dead += batch_dead
         events.extend(self.episodes.expire())
-        if events or dead:
+        if events or dead or self._pending:  # pending: episodes closed by a model reload, say
             self._publish(events, dead)
             if not self._flush_until_done(stop):
                 return len(messages)  # stopping during an outage: leave the batch uncommitted
