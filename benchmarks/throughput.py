@@ -1,7 +1,10 @@
 """Throughput, latency and memory of one detector process against a local Kafka-protocol broker.
 
-1. **Backlog throughput**: produce a fixed backlog of synthetic KDD records (JSON, lz4), then start one
-   ``flowsentinel detect`` process and time from its first scored record until every offset is committed.
+1. **Backlog throughput**: produce a fixed backlog of synthetic KDD records (JSON, lz4); then, round after
+   round, a bare consumer of each Kafka client library (confluent-kafka, kafka-python) that only parses
+   each value with orjson reads it, and one ``flowsentinel detect`` process on each library, timed from its
+   first scored record until every offset is committed. Reported: the rates and their ratios (a detector
+   against the bare client it runs on, confluent-kafka against kafka-python), in the same run.
 2. **Latency at a fixed offered rate**: a producer offers N records/s for a while; the detector's
    ``flowsentinel_end_to_end_latency_seconds`` histogram (Kafka timestamp → verdict committed) gives
    p50/p99 (interpolated within buckets, as Prometheus' histogram_quantile does).
@@ -10,6 +13,7 @@
 
     python benchmarks/throughput.py                  # all three; writes benchmarks/results/throughput.json
     python benchmarks/throughput.py --memory-minutes 10
+    python benchmarks/throughput.py --only backlog --rounds 3
 
 Uses the embedded broker (Tansu) unless --bootstrap-servers is given.
 """
@@ -159,24 +163,95 @@ def produce(
     return summary.as_dict()
 
 
-def bench_backlog(bootstrap: str, model: Path, workdir: Path, n: int) -> dict:
+def bare_consumer_rate(bootstrap: str, topic: str, n: int, client: str, group: str) -> float:
+    """Records/s of a bare consumer of ``client`` that only parses each value with orjson: from its first
+    record to its ``n``-th (the ceiling a detector on that client is judged against, same backlog)."""
+    import orjson
+
+    count, first = 0, 0.0
+    deadline = time.monotonic() + 300
+    if client == "confluent":
+        from confluent_kafka import Consumer
+
+        c = Consumer({"bootstrap.servers": bootstrap, "group.id": group, "enable.auto.commit": False,
+                      "auto.offset.reset": "earliest", "session.timeout.ms": 6000,
+                      "heartbeat.interval.ms": 1000})  # fmt: skip
+        c.subscribe([topic])
+        try:
+            while count < n and time.monotonic() < deadline:
+                for m in c.consume(500, 1.0):
+                    if m.error() is None:
+                        orjson.loads(m.value() or b"")
+                        first = first or time.monotonic()
+                        count += 1
+        finally:
+            c.close()
+    else:
+        from kafka import KafkaConsumer
+
+        k = KafkaConsumer(topic, bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False,
+                          auto_offset_reset="earliest", session_timeout_ms=6000, heartbeat_interval_ms=1000,
+                          max_poll_records=500)  # fmt: skip
+        try:
+            while count < n and time.monotonic() < deadline:
+                for records in k.poll(timeout_ms=1000).values():
+                    for r in records:
+                        orjson.loads(r.value)
+                        first = first or time.monotonic()
+                        count += 1
+        finally:
+            k.close()
+    if count < n:
+        raise TimeoutError(f"bare {client} consumer read {count} of {n} records")
+    return (n - 1) / (time.monotonic() - first)
+
+
+def bench_backlog(bootstrap: str, model: Path, workdir: Path, n: int, rounds: int) -> dict:
+    """One backlog, read round after round by a bare consumer of each client library and by ``detect`` on
+    each (its own consumer group each time): the ratios are the figures, this machine's speed drifts."""
     topic = f"bench-backlog-{int(time.time())}"
     ensure_topics(bootstrap, {topic: 4, topic + ".alerts": 1, topic + ".dead": 1})
     prod = produce(bootstrap, topic, n, rate=None, hosts=2000, seed=1)
-    port = free_port()
-    proc = start_detector(bootstrap, topic, "bench-backlog", model, port, workdir / "backlog.log")
-    try:
-        elapsed, rate = time_backlog(port, n)
-        rss = rss_mib(proc.pid)
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        proc.wait(60)
+    runs: dict[str, list[float]] = {}
+    rss: dict[str, list[float]] = {}
+    for r in range(rounds):
+        for client in ("confluent", "kafka-python"):
+            label = f"bare {client}"
+            rate = bare_consumer_rate(bootstrap, topic, n, client, f"bench-bare-{client}-{r}")
+            runs.setdefault(label, []).append(rate)
+            print(f"  round {r + 1}: {label}: {rate:,.0f} records/s", flush=True)
+        for client in ("confluent", "kafka-python"):
+            label = f"detect {client}"
+            port = free_port()
+            proc = start_detector(
+                bootstrap, topic, f"bench-backlog-{client}-{r}", model, port, workdir / f"backlog-{client}.log",
+                kafka_client=client,
+            )  # fmt: skip
+            try:
+                _, rate = time_backlog(port, n)
+                rss.setdefault(label, []).append(rss_mib(proc.pid))
+            finally:
+                proc.send_signal(signal.SIGTERM)
+                proc.wait(60)
+            runs.setdefault(label, []).append(rate)
+            print(f"  round {r + 1}: {label}: {rate:,.0f} records/s", flush=True)
+    mean = {label: sum(v) / len(v) for label, v in runs.items()}
     return {
         "records": n,
+        "rounds": rounds,
         "producer": prod,
-        "seconds": round(elapsed, 2),
-        "records_per_second": round(rate),
-        "rss_mib_end": round(rss),
+        "records_per_second": {label: round(m) for label, m in mean.items()},
+        "runs": {label: [round(x) for x in v] for label, v in runs.items()},
+        "rss_mib_end": {label: round(max(v)) for label, v in rss.items()},
+        "ratios": {
+            "detect confluent / bare confluent": round(mean["detect confluent"] / mean["bare confluent"], 3),
+            "detect kafka-python / bare kafka-python": round(
+                mean["detect kafka-python"] / mean["bare kafka-python"], 3
+            ),
+            "detect confluent / detect kafka-python": round(
+                mean["detect confluent"] / mean["detect kafka-python"], 3
+            ),
+        },
     }
 
 
@@ -289,7 +364,8 @@ def bench_memory(bootstrap: str, model: Path, workdir: Path, rate: float, minute
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--bootstrap-servers", default=None)
-    ap.add_argument("--backlog", type=int, default=200_000)
+    ap.add_argument("--backlog", type=int, default=100_000)
+    ap.add_argument("--rounds", type=int, default=2, help="backlog: rounds of the four readers")
     ap.add_argument("--latency-rate", type=float, default=5_000)
     ap.add_argument("--latency-seconds", type=float, default=60)
     ap.add_argument("--memory-minutes", type=float, default=10)
@@ -325,7 +401,7 @@ def main() -> None:
         results.update({k: v for k, v in previous.items() if k in ("backlog", "latency", "memory")})
     try:
         if args.only in (None, "backlog"):
-            results["backlog"] = bench_backlog(bootstrap, model_dir, workdir, args.backlog)
+            results["backlog"] = bench_backlog(bootstrap, model_dir, workdir, args.backlog, args.rounds)
             print("backlog:", json.dumps(results["backlog"]), flush=True)
         if args.only in (None, "latency"):
             results["latency"] = bench_latency(

@@ -10,7 +10,9 @@ every client that has the option. Values are read as whole numbers, numbers, ``t
 Options the service sets itself are refused with the setting to use instead, or why it is fixed (offsets
 are committed by the service after a batch's alerts are acknowledged, so ``enable_auto_commit`` would break
 at-least-once). Unknown keys are refused with the client's option names, so a typo is one clear line at
-start rather than an option silently ignored.
+start rather than an option silently ignored. With ``kafka_client`` confluent, a key kafka-python does not
+know is passed to librdkafka in Kafka's dotted spelling (``socket.keepalive.enable``, ``debug``), to both
+clients unless prefixed; librdkafka refuses a name it does not know when the service starts.
 """
 
 from __future__ import annotations
@@ -109,8 +111,9 @@ def _value(key: str, text: str) -> Any:
     return text
 
 
-def parse_kafka_options(text: str) -> dict[str, dict[str, Any]]:
-    """``{"consumer": {...}, "producer": {...}}`` from the setting's text; ConfigError naming the entry."""
+def parse_kafka_options(text: str, client: str = "kafka-python") -> dict[str, dict[str, Any]]:
+    """``{"consumer": {...}, "producer": {...}}`` from the setting's text, for ``client`` (``kafka-python``
+    or ``confluent``); ConfigError naming the entry."""
     known = _known()
     out: dict[str, dict[str, Any]] = {c: {} for c in CLIENTS}
     for raw in re.split(r"[;\n]", text):
@@ -124,7 +127,9 @@ def parse_kafka_options(text: str) -> dict[str, dict[str, Any]]:
         if key in MANAGED:
             raise ConfigError(f"{where} is set by the service: {MANAGED[key]}")
         clients = [only] if only else [c for c in CLIENTS if key in known[c]]
-        if not clients or any(key not in known[c] for c in clients):
+        if client == "confluent" and not any(key in known[c] for c in CLIENTS):
+            clients = [only] if only else list(CLIENTS)  # librdkafka's own: it checks the name itself
+        elif not clients or any(key not in known[c] for c in clients):
             target = only or "consumer or producer"
             raise ConfigError(f"{where} is not a {target} option of kafka-python (see its KafkaConsumer and "
                               "KafkaProducer documentation for the names)")  # fmt: skip

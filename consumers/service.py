@@ -15,7 +15,6 @@ import contextlib
 import gc
 import json
 import logging
-import operator
 import socket
 import threading
 import time
@@ -26,16 +25,24 @@ from typing import Any
 
 import numpy as np
 import torch
-from kafka import KafkaConsumer, KafkaProducer
-from kafka.consumer.subscription_state import ConsumerRebalanceListener
-from kafka.errors import CommitFailedError, KafkaConfigurationError, KafkaError
-from kafka.structs import OffsetAndMetadata, TopicPartition
 
 from consumers.alerts import AlertRecord, EpisodeTracker, publishable, severity, to_ecs
 from consumers.decode import DeadLetter, InputMessage, decode_messages
 from consumers.feedback import FeedbackState
+from consumers.kafka_client import (
+    CommitRejected,
+    Committed,
+    Delivery,
+    GroupConsumer,
+    KafkaFailure,
+    Partition,
+    Producer,
+    make_consumer,
+    make_producer,
+    resolve_client,
+)
 from consumers.kafka_conn import KafkaUnreachable
-from consumers.kafka_options import GROUP_ONLY_OPTIONS, parse_kafka_options
+from consumers.kafka_options import GROUP_ONLY_OPTIONS
 from consumers.metrics import Metrics, package_version
 from consumers.settings import Settings, feedback_policy, probe_kafka, probe_writable_dir, shift_policy
 from consumers.shadow import PromotionRule, Shadow, promotion_decision
@@ -51,14 +58,12 @@ from detector.thresholds import make_thresholder
 log = logging.getLogger(__name__)
 VERSION = package_version()  # in alerts' observer and the dead letters' headers
 DEAD_LETTER_MAX_KEY_BYTES = 4_096  # a longer key is cut in the dead letter (its size in a header)
-# a consumed record's fields, in InputMessage's order
-_MESSAGE_FIELDS = operator.attrgetter("topic", "partition", "offset", "key", "value", "timestamp")
 # failures of the outside world, not of a record: they stop the commit and are retried or end the service
-_INFRASTRUCTURE = (KafkaError, MemoryError)
+_INFRASTRUCTURE = (KafkaFailure, MemoryError)
 MAX_CONNECT_PAUSE_S = 30.0  # longest pause between connection attempts while Kafka is unreachable at start
 
 
-def _partition_list(partitions: set[tuple[str, int]]) -> str:
+def _partition_list(partitions: set[Partition]) -> str:
     """(topic, partition) pairs for a log line: ``records[0, 1], other[2]``."""
     by_topic: dict[str, list[int]] = {}
     for topic, p in sorted(partitions):
@@ -93,17 +98,6 @@ class LoopState:
     waiting_for: str = ""  # why the service cannot connect yet (at start), for /readyz
 
 
-class _Rebalance(ConsumerRebalanceListener):
-    def __init__(self, service: DetectorService) -> None:
-        self.service = service
-
-    def on_partitions_revoked(self, revoked: Any) -> None:
-        self.service._on_revoked({(tp.topic, tp.partition) for tp in revoked})
-
-    def on_partitions_assigned(self, assigned: Any) -> None:
-        self.service._on_assigned({(tp.topic, tp.partition) for tp in assigned})
-
-
 @dataclass(frozen=True)
 class Processed:
     """What :meth:`DetectorService.process` made of a batch of messages."""
@@ -135,16 +129,17 @@ class DetectorService:
         self._shadow_identity: tuple[Any, ...] = ()
         self._last_reload_check = 0.0
         self._last_snapshot = clock()
-        self._consumer: KafkaConsumer | None = None
-        self._producer: KafkaProducer | None = None
+        self.kafka_client = resolve_client(settings.kafka_client)  # "confluent" or "kafka-python"
+        self._consumer: GroupConsumer | None = None
+        self._producer: Producer | None = None
         self._pending: list[tuple[str, bytes | None, bytes, Any]] = []  # (topic, key, value, headers)
-        self._side: KafkaConsumer | None = None  # reads the alerts and feedback topics, outside the group
-        self._side_positions: dict[tuple[str, int], int] = {}
+        self._side: GroupConsumer | None = None  # reads the alerts and feedback topics, outside the group
+        self._side_positions: dict[Partition, int] = {}
         self._side_checked = 0.0
-        self._resumed: set[TopicPartition] = set()  # partitions whose committed episodes were read
-        self._committed: dict[TopicPartition, int] = {}  # the offsets this process last committed
+        self._resumed: set[Partition] = set()  # partitions whose committed episodes were read
+        self._committed: dict[Partition, int] = {}  # the offsets this process last committed
         self._metadata_kept: bool | None = None  # does the broker keep commit metadata (None: not known yet)
-        self._episode_files: dict[TopicPartition, list[list[Any]]] = {}  # what each partition's file holds
+        self._episode_files: dict[Partition, list[list[Any]]] = {}  # what each partition's file holds
         model = model or self._load_model()
         self.feedback: FeedbackState | None = None
         if settings.feedback_topic:
@@ -279,7 +274,7 @@ class DetectorService:
             state = json.loads(path.read_text())
             self.feedback.load_state_dict(state)
             self._side_positions = {
-                (str(t), int(p)): int(o) for t, p, o in state.get("positions", []) if int(o) >= 0
+                Partition(str(t), int(p)): int(o) for t, p, o in state.get("positions", []) if int(o) >= 0
             }
             log.info(
                 "restored the feedback state from %s (%d prototypes, %d alert messages remembered)",
@@ -446,10 +441,10 @@ class DetectorService:
                 self.state.waiting_for = ""
                 self._check_topics()
                 return True
-            except KafkaConfigurationError as exc:  # waiting cannot fix it
+            except ConfigError:  # waiting cannot fix it
                 self.close()
-                raise ConfigError(f"Kafka client settings: {exc}") from None
-            except (KafkaUnreachable, KafkaError) as exc:
+                raise
+            except (KafkaUnreachable, KafkaFailure) as exc:
                 self.close()
                 self.state.waiting_for = str(exc)
                 self._broker(ok=False)
@@ -465,7 +460,7 @@ class DetectorService:
         s = self.settings
         try:
             existing = self._consumer.topics()
-        except KafkaError as exc:
+        except KafkaFailure as exc:
             log.warning("could not list the cluster's topics: %s", exc)
             return
         for topic in s.input_topics:
@@ -484,33 +479,41 @@ class DetectorService:
             )
 
     def _connect(self, common: dict[str, Any]) -> None:
+        """The group consumer, the side consumer (alerts and feedback topics, outside the group) and the
+        producer, of the configured client library (``common``: the security options already built)."""
         s = self.settings
-        extra = parse_kafka_options(s.kafka_options)  # (checked when the settings were made)
-        self._consumer = KafkaConsumer(
-            **common,
-            group_id=s.group,
-            enable_auto_commit=False,
-            auto_offset_reset=s.auto_offset_reset,
-            max_poll_records=s.batch_size,
-            session_timeout_ms=s.session_timeout_ms,
-            heartbeat_interval_ms=s.heartbeat_interval_ms,
-            max_poll_interval_ms=s.max_poll_interval_ms,
-            fetch_max_wait_ms=s.fetch_max_wait_ms,  # bounds the idle wait of a fetch: latency at low rates
-            **extra["consumer"],
+        cfg = s.client_config(common)
+        extra = cfg.extra  # kafka_options (checked when the settings were made)
+        self._consumer = make_consumer(
+            self.kafka_client,
+            cfg,
+            s.group,
+            {
+                "auto_offset_reset": s.auto_offset_reset,
+                "max_poll_records": s.batch_size,
+                "session_timeout_ms": s.session_timeout_ms,
+                "heartbeat_interval_ms": s.heartbeat_interval_ms,
+                "max_poll_interval_ms": s.max_poll_interval_ms,
+                "fetch_max_wait_ms": s.fetch_max_wait_ms,  # bounds a fetch's idle wait: latency at low rates
+                **extra["consumer"],
+            },
         )
         # the side consumer is in no group: group membership options are not for it
         side_extra = {k: v for k, v in extra["consumer"].items() if k not in GROUP_ONLY_OPTIONS}
-        self._consumer.subscribe(list(s.input_topics), listener=_Rebalance(self))
+        self._consumer.subscribe(  # looked up at each call: a test may replace them on the instance
+            list(s.input_topics), lambda p: self._on_assigned(p), lambda p: self._on_revoked(p)
+        )
         if self.feedback is not None:
-            self._side = KafkaConsumer(**{
-                **common, "group_id": None, "enable_auto_commit": False, "auto_offset_reset": "earliest",
+            self._side = make_consumer(self.kafka_client, cfg, None, {
+                "auto_offset_reset": "earliest",
                 "allow_auto_create_topics": False,  # asking for the feedback topic must not create it
                 "fetch_max_wait_ms": s.fetch_max_wait_ms, **side_extra,
             })  # fmt: skip
             self._assign_side()
-        self._producer = KafkaProducer(
-            **{
-                **common,
+        self._producer = make_producer(
+            self.kafka_client,
+            cfg,
+            {
                 "acks": "all",
                 "linger_ms": 5,
                 "compression_type": None if s.compression == "none" else s.compression,
@@ -521,7 +524,7 @@ class DetectorService:
                     1_048_576, s.dead_letter_max_bytes + DEAD_LETTER_MAX_KEY_BYTES + 65_536
                 ),
                 **extra["producer"],
-            }
+            },
         )
 
     # ------------------------------------------------------------------ feedback (verdicts)
@@ -533,16 +536,11 @@ class DetectorService:
         s = self.settings
         wanted = []
         for topic in (s.alerts_topic, s.feedback_topic):
-            parts = self._side.partitions_for_topic(topic) or set()
-            wanted += [TopicPartition(topic, p) for p in sorted(parts)]
-        if set(wanted) == set(self._side.assignment()):
+            wanted += [Partition(topic, p) for p in sorted(self._side.partitions_for(topic))]
+        if set(wanted) == self._side.assignment():
             return
         self._save_side_positions()
-        self._side.assign(wanted)
-        for tp in wanted:
-            saved = self._side_positions.get((tp.topic, tp.partition))
-            if saved is not None:
-                self._side.seek(tp, saved)
+        self._side.assign({tp: self._side_positions.get(tp) for tp in wanted})
         if not any(tp.topic == s.feedback_topic for tp in wanted):
             log.warning("feedback topic %r does not exist (yet): no verdicts until it does", s.feedback_topic)
 
@@ -550,12 +548,9 @@ class DetectorService:
         if self._side is None:
             return
         for tp in self._side.assignment():
-            try:
-                pos = self._side.position(tp, timeout_ms=0)
-            except (KafkaError, TypeError):
-                pos = None
+            pos = self._side.position(tp)
             if pos is not None:
-                self._side_positions[tp.topic, tp.partition] = pos
+                self._side_positions[tp] = pos
 
     def _poll_feedback(self) -> list[DeadLetter]:
         """Read what the alerts and feedback topics hold now (no waiting): remember alerts' profiles, learn
@@ -566,8 +561,8 @@ class DetectorService:
         try:
             if self.clock() - self._side_checked >= 30.0:
                 self._assign_side()
-            polled = self._side.poll(timeout_ms=0, max_records=5_000)
-        except KafkaError as exc:
+            polled = self._side.poll(0.0, 5_000)
+        except KafkaFailure as exc:
             log.warning("reading the feedback and alerts topics failed (%s); retrying", exc)
             return []
         dead: list[DeadLetter] = []
@@ -578,13 +573,8 @@ class DetectorService:
                 if tp.topic == alerts_topic:
                     self.feedback.on_alert(r.value)
                     continue
-                m = InputMessage(r.topic, r.partition, r.offset, r.key, r.value, r.timestamp)
-                at = (
-                    min(r.timestamp / 1000.0, self.clock())
-                    if r.timestamp and r.timestamp > 0
-                    else self.clock()
-                )
-                d = self.feedback.on_verdict(m, at)
+                at = min(r.timestamp_ms / 1000.0, self.clock()) if r.timestamp_ms > 0 else self.clock()
+                d = self.feedback.on_verdict(r, at)
                 if d is not None:
                     dead.append(d)
                     self.metrics.records_invalid.labels(reason=d.reason).inc()
@@ -600,25 +590,25 @@ class DetectorService:
         if self._side is not None:
             self._save_side_positions()
             try:
-                self._side.close(autocommit=False)
+                self._side.close()
             except Exception as exc:
                 log.warning("feedback consumer close: %s", exc)
             self._side = None
         if self._consumer is not None:
             try:
-                self._consumer.close(autocommit=False)
+                self._consumer.close()
             except Exception as exc:  # closing must not raise on the way out
                 log.warning("consumer close: %s", exc)
             self._consumer = None
         if self._producer is not None:
             try:
-                self._producer.close(timeout=5)
+                self._producer.close(5)
             except Exception as exc:
                 log.warning("producer close: %s", exc)
             self._producer = None
 
     # ------------------------------------------------------------------ rebalance
-    def _on_revoked(self, partitions: set[tuple[str, int]]) -> None:
+    def _on_revoked(self, partitions: set[Partition]) -> None:
         """``partitions``: (topic, partition) pairs. Their windows go: whoever is assigned them next starts
         their keys afresh. Their open episodes are handed over through the committed offsets' metadata where
         the broker keeps it (whoever resumes the partition continues them); where it does not, they are
@@ -644,7 +634,7 @@ class DetectorService:
                 self.metrics.consumer_lag.remove(topic, str(p))
         log.info("partitions revoked: %s", _partition_list(partitions))
 
-    def _resume_episodes(self, partitions: list[TopicPartition]) -> None:
+    def _resume_episodes(self, partitions: list[Partition]) -> None:
         """The first time this process reads a partition: reopen the episodes its committed offset carries
         (see :meth:`consumers.alerts.EpisodeTracker.state_for`), so the records replayed after a crash, or
         read after a rebalance, continue them instead of opening them again under new ids."""
@@ -653,22 +643,22 @@ class DetectorService:
             if tp in self._resumed:
                 continue
             try:
-                committed = self._consumer.committed(tp, metadata=True)
-            except KafkaError as exc:
+                committed = self._consumer.committed(tp)
+            except KafkaFailure as exc:
                 log.warning("could not read the committed state of %s-%d (%s); its episodes open anew",
                             tp.topic, tp.partition, exc)  # fmt: skip
                 committed = None
             self._resumed.add(tp)
-            offset = getattr(committed, "offset", None)
-            if offset is not None and offset >= 0:
+            offset = committed.offset if committed is not None else None
+            if offset is not None:
                 self._committed.setdefault(tp, offset)
-            metadata = getattr(committed, "metadata", None) or self._local_episode_state(tp, offset)
+            metadata = (committed.metadata if committed else "") or self._local_episode_state(tp, offset)
             if metadata:
                 n = self.episodes.restore(tp.topic, tp.partition, metadata)
                 if n:
                     log.info("resumed %d open episode(s) of %s-%d", n, tp.topic, tp.partition)
 
-    def _probe_metadata(self, offsets: dict[TopicPartition, OffsetAndMetadata]) -> None:
+    def _probe_metadata(self, offsets: dict[Partition, Committed]) -> None:
         """Once: does the broker keep commit metadata (Apache Kafka and Redpanda do; some do not)? Decides
         whether a revocation hands the open episodes over or closes them."""
         if self._metadata_kept is not None or self._consumer is None:
@@ -677,21 +667,21 @@ class DetectorService:
         if tp is None or sent is None:
             return
         try:
-            back = self._consumer.committed(tp, metadata=True)
-        except KafkaError:
+            back = self._consumer.committed(tp)
+        except KafkaFailure:
             return
-        self._metadata_kept = getattr(back, "metadata", None) == sent.metadata
+        self._metadata_kept = back is not None and back.metadata == sent.metadata
         log.info("the broker %s commit metadata: open episodes are %s at a rebalance",
                  "keeps" if self._metadata_kept else "does not keep",
                  "handed over" if self._metadata_kept else "closed")  # fmt: skip
 
-    def _episode_path(self, tp: TopicPartition) -> Path | None:
+    def _episode_path(self, tp: Partition) -> Path | None:
         if not self.settings.state_dir:
             return None
         name = f"episodes-{self.settings.group}-{tp.topic}-{tp.partition}.json"
         return Path(self.settings.state_dir).expanduser() / name
 
-    def _save_episode_state(self, partitions: Iterable[TopicPartition], offsets: dict | None = None) -> None:
+    def _save_episode_state(self, partitions: Iterable[Partition], offsets: dict | None = None) -> None:
         """Beside the commit metadata (which not every broker keeps): each partition's open episodes at the
         offset about to be committed (``offsets``) or last committed, in the state directory, the last two
         kept (the commit after this write may not happen). Written only while there is state to keep."""
@@ -718,31 +708,31 @@ class DetectorService:
         except (OSError, ValueError, KeyError, TypeError):
             return []
 
-    def _local_episode_state(self, tp: TopicPartition, offset: int | None) -> str:
+    def _local_episode_state(self, tp: Partition, offset: int | None) -> str:
         path = self._episode_path(tp)
         if path is None or offset is None or not path.is_file():
             return ""
         return next((st for o, st in self._read_episode_file(path) if o == offset), "")
 
-    def _commit_episode_state(self, partitions: list[TopicPartition]) -> None:
+    def _commit_episode_state(self, partitions: list[Partition]) -> None:
         """Commit ``partitions`` again at their last committed offsets with their episodes' state as it is
         now (after closing them at a revocation or shutdown: the closed ones must not be resumed). Best
         effort: a failure leaves the older state, whose episodes would be resumed and closed again."""
         if self._consumer is None:
             return
         offsets = {
-            tp: OffsetAndMetadata(self._committed[tp], self.episodes.state_for(tp.topic, tp.partition), -1)
+            tp: Committed(self._committed[tp], self.episodes.state_for(tp.topic, tp.partition))
             for tp in partitions
             if tp in self._committed
         }
         if not offsets:
             return
         try:
-            self._consumer.commit(offsets, timeout_ms=5_000)
-        except KafkaError as exc:
+            self._consumer.commit(offsets)
+        except KafkaFailure as exc:
             log.info("could not commit the episodes' state on the way out (%s)", exc)
 
-    def _on_assigned(self, partitions: set[tuple[str, int]]) -> None:
+    def _on_assigned(self, partitions: set[Partition]) -> None:
         self.metrics.rebalances.labels(kind="assigned").inc()
         # cooperative rebalancing hands over only the partitions that move: count what is owned now
         owned = self._consumer.assignment() if self._consumer is not None else partitions
@@ -756,9 +746,10 @@ class DetectorService:
             return
         self.state.started = True
         log.info(
-            "consuming %s as group %s with model %s (%s)",
+            "consuming %s as group %s through %s with model %s (%s)",
             ", ".join(self.settings.input_topics),
             self.settings.group,
+            self.kafka_client,
             self.model.version,
             self.model.schema.name,
         )
@@ -776,11 +767,9 @@ class DetectorService:
         self.state.heartbeat = self.clock()
         self._maybe_reload()
         try:
-            polled = self._consumer.poll(
-                timeout_ms=self.settings.poll_timeout_ms, max_records=self.settings.batch_size
-            )
+            polled = self._consumer.poll(self.settings.poll_timeout_ms / 1000, self.settings.batch_size)
             self._broker(ok=self._coordinator_alive())
-        except KafkaError as exc:
+        except KafkaFailure as exc:
             self._broker(ok=False)
             log.warning("poll failed (%s); retrying", exc)
             time.sleep(1.0)
@@ -789,11 +778,7 @@ class DetectorService:
         self.metrics.assigned_partitions.set(self.state.assigned)
         self.metrics.ready.set(1 if self.state.assigned and self.state.broker_ok else 0)
         started = time.monotonic()
-        messages = [
-            message
-            for tp in sorted(polled)  # TopicPartition: by topic, then partition
-            for message in map(InputMessage._make, map(_MESSAGE_FIELDS, polled[tp]))
-        ]
+        messages = [message for tp in sorted(polled) for message in polled[tp]]  # by topic, then partition
         self._resume_episodes([tp for tp, records in polled.items() if records])
         events: list[dict[str, Any]] = []
         dead: list[DeadLetter] = self._poll_feedback()  # verdicts first: they adjust this batch's scores
@@ -809,8 +794,8 @@ class DetectorService:
         if messages:
             offsets = {  # past the last record of each partition's run (a fetch returns offsets in order);
                 # the metadata carries the partition's open episodes, for whoever resumes from there
-                tp: OffsetAndMetadata(
-                    max(r.offset for r in records) + 1, self.episodes.state_for(tp.topic, tp.partition), -1
+                tp: Committed(
+                    max(r.offset for r in records) + 1, self.episodes.state_for(tp.topic, tp.partition)
                 )
                 for tp, records in polled.items()
                 if records
@@ -999,30 +984,27 @@ class DetectorService:
         Returns False only if asked to stop before everything was delivered.
         """
         assert self._producer is not None
-        in_flight: list[tuple[tuple[str, bytes | None, bytes, Any], Any]] = [
+        in_flight: list[tuple[tuple[str, bytes | None, bytes, Any], Delivery | None]] = [
             (item, None) for item in self._pending
         ]
         delay = 0.5
         last_error = ""
         while in_flight:
             resent = []
-            for item, fut in in_flight:
-                if fut is None or (fut.is_done and fut.failed()):
-                    if fut is not None:
-                        last_error = f"{item[0]}: {fut.exception}"
+            for item, sent in in_flight:
+                if sent is None or sent.failed:
+                    if sent is not None:
+                        last_error = f"{item[0]}: {sent.error}"
                     topic, key, value, headers = item
                     try:
-                        fut = self._producer.send(topic, key=key, value=value, headers=headers)
-                    except KafkaError as exc:  # buffer full / metadata unavailable during an outage
+                        sent = self._producer.send(topic, key, value, headers)
+                    except KafkaFailure as exc:  # buffer full / metadata unavailable during an outage
                         last_error = f"{topic}: {exc}"
-                        fut = None
-                resent.append((item, fut))
-            try:
-                self._producer.flush(timeout=5)
-            except KafkaError as exc:
-                log.debug("flush not complete: %s", exc)
+                        sent = None
+                resent.append((item, sent))
+            self._producer.flush(5.0)
             in_flight = [
-                (item, fut) for item, fut in resent if fut is None or not fut.is_done or fut.failed()
+                (item, sent) for item, sent in resent if sent is None or not sent.done or sent.failed
             ]
             self._pending = [item for item, _ in in_flight]
             if not in_flight:
@@ -1052,19 +1034,19 @@ class DetectorService:
         finally:
             timer.cancel()
 
-    def _commit(self, offsets: dict[TopicPartition, OffsetAndMetadata], stop: threading.Event | None) -> bool:
+    def _commit(self, offsets: dict[Partition, Committed], stop: threading.Event | None) -> bool:
         assert self._consumer is not None
         delay = 0.5
         while True:
             try:
-                self._consumer.commit(offsets, timeout_ms=5_000)
+                self._consumer.commit(offsets)
                 return True
-            except CommitFailedError as exc:
+            except CommitRejected as exc:
                 # the group rebalanced: the partitions may be someone else's now; they will re-deliver
                 self.metrics.commit_failures.inc()
                 log.warning("commit failed after a rebalance (records will be redelivered): %s", exc)
                 return False
-            except KafkaError as exc:
+            except KafkaFailure as exc:
                 self.metrics.commit_failures.inc()
                 self._broker(ok=False)
                 self.state.heartbeat = self.clock()
@@ -1076,12 +1058,8 @@ class DetectorService:
     def _coordinator_alive(self) -> bool:
         """The group coordinator answered a heartbeat recently (works with an idle input topic too)."""
         assert self._consumer is not None
-        groups = self._consumer.metrics()
-        ago = groups.get("consumer-coordinator-metrics", {}).get("last-heartbeat-seconds-ago", float("inf"))
         limit = 3 * self.settings.heartbeat_interval_ms / 1000 + self.settings.poll_timeout_ms / 1000 + 2
-        if ago == float("inf"):  # not in the group yet: alive if we got an assignment
-            return bool(self._consumer.assignment())
-        return bool(ago < limit)
+        return self._consumer.coordinator_alive(limit)
 
     def _broker(self, *, ok: bool) -> None:
         if ok != self.state.broker_ok:
@@ -1102,13 +1080,8 @@ class DetectorService:
         assert self._consumer is not None
         for tp in self._consumer.assignment():
             hw = self._consumer.highwater(tp)
-            if hw is None:
-                continue
-            try:
-                pos = self._consumer.position(tp, timeout_ms=0)
-            except (KafkaError, TypeError):
-                pos = None
-            if pos is not None:
+            pos = self._consumer.position(tp) if hw is not None else None
+            if hw is not None and pos is not None:
                 self.metrics.consumer_lag.labels(topic=tp.topic, partition=str(tp.partition)).set(
                     max(hw - pos, 0)
                 )

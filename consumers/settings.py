@@ -21,6 +21,7 @@ from typing import Any
 
 from consumers.alerts import SEVERITIES
 from consumers.decode import SCHEMA_FIELD_MODES
+from consumers.kafka_client import KAFKA_CLIENTS, ClientConfig, check_confluent_options, resolve_client
 from consumers.kafka_conn import TLS_PROTOCOLS, build_ssl_context, probe
 from consumers.kafka_options import parse_kafka_options
 from detector.errors import ConfigError
@@ -212,6 +213,8 @@ class Settings:
     max_poll_interval_ms: int = 300_000
     auto_offset_reset: str = "earliest"
     compression: str = "none"
+    # the Kafka client library: "auto" takes confluent-kafka (librdkafka) where installed, else kafka-python
+    kafka_client: str = "auto"
     shutdown_timeout_s: float = 20.0
     security_protocol: str = "PLAINTEXT"
     sasl_mechanism: str = ""
@@ -308,9 +311,14 @@ class Settings:
         missing = missing_codec(self.compression)
         if missing:
             raise bad("compression", missing)
+        if self.kafka_client not in KAFKA_CLIENTS:
+            raise bad("kafka_client", "must be one of " + ", ".join(KAFKA_CLIENTS))
         check_security(self)
         if self.kafka_options:
-            parse_kafka_options(self.kafka_options)
+            client = resolve_client(self.kafka_client)
+            extra = parse_kafka_options(self.kafka_options, client)
+            if client == "confluent":
+                check_confluent_options(extra)
         if self.log_level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):
             raise bad("log_level", "must be DEBUG, INFO, WARNING or ERROR")
 
@@ -345,6 +353,32 @@ class Settings:
             "client_id": self.client_id,
             **security_options(self),
         }
+
+    def client_config(self, security: dict[str, Any] | None = None) -> ClientConfig:
+        """What :mod:`consumers.kafka_client` builds either library's clients from (``security``: the
+        :func:`security_options` already made, so that a TLS context is built once)."""
+
+        def path(name: str) -> str:
+            value = getattr(self, name)
+            return str(Path(value).expanduser()) if value else ""
+
+        return ClientConfig(
+            bootstrap_servers=self.bootstrap_servers,
+            client_id=self.client_id,
+            security=security_options(self) if security is None else security,
+            security_files={
+                "security_protocol": self.security_protocol,
+                "ssl_cafile": path("ssl_cafile"),
+                "ssl_certfile": path("ssl_certfile"),
+                "ssl_keyfile": path("ssl_keyfile"),
+                "ssl_password": self.ssl_password,  # Secret: revealed only into the client
+                "ssl_check_hostname": self.ssl_check_hostname,
+                "sasl_mechanism": self.sasl_mechanism,
+                "sasl_username": self.sasl_username,
+                "sasl_password": self.sasl_password,
+            },
+            extra=parse_kafka_options(self.kafka_options, resolve_client(self.kafka_client)),
+        )
 
     def effective(self) -> dict[str, Any]:
         """The configuration as it will be used, secrets masked (for the start-up log)."""

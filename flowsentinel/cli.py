@@ -629,6 +629,8 @@ def _model_key(args: argparse.Namespace, *, env: bool = False) -> bytes | None:
 ENV_ONLY_SETTINGS = ("model_key",)
 
 _FLAG_NOTES = {
+    "kafka_client": "auto|confluent|kafka-python: the Kafka client library ('auto': confluent-kafka where "
+    "installed); ",
     "input_topic": "one topic, or several separated by commas; ",
     "schema_field": "'optional': a record without a \"schema\" field is the model's (Suricata, goflow2); ",
 }

@@ -62,6 +62,13 @@ def own_broker(tmp_path) -> Iterator[EmbeddedBroker]:
         yield broker
 
 
+@pytest.fixture(params=("confluent", "kafka-python"))
+def kafka_client(request) -> str:
+    """Each Kafka client library the service can run on (setting kafka_client), for the tests of its
+    guarantees: at-least-once, rebalances, a kill, a broker outage, TLS, poison records."""
+    return str(request.param)
+
+
 @pytest.fixture
 def names() -> dict[str, str]:
     tag = uuid.uuid4().hex[:8]

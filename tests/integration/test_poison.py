@@ -62,13 +62,15 @@ def test_a_record_whose_key_is_a_lone_surrogate_is_alerted_published_and_committ
 
 
 def test_a_record_that_makes_scoring_raise_is_dead_lettered_once_and_the_group_moves_on(
-    bootstrap, names, model_dir
+    bootstrap, names, model_dir, kafka_client
 ):
     """The crash-loop breaker, on principle: any exception while handling a batch (here one injected into
     scoring for one key) isolates that record as ``internal_error``; the rest of its batch is scored, the
     offsets are committed past it, and a restarted service does not meet it again."""
     create_topics(bootstrap, names, partitions=1)
-    running = start_service(make_settings(bootstrap, names, model_dir, batch_size=500))
+    running = start_service(
+        make_settings(bootstrap, names, model_dir, batch_size=500, kafka_client=kafka_client)
+    )
     detector = running.service.detector
     real = detector.process_batch
 
@@ -101,7 +103,7 @@ def test_a_record_that_makes_scoring_raise_is_dead_lettered_once_and_the_group_m
     # a restart (same group; scoring that record would still raise) does not meet it again
     more = normal_training_records(100, seed=6)
     produce_raw(bootstrap, names["input"], [(b"k", json.dumps(r).encode()) for r in more])
-    again = start_service(make_settings(bootstrap, names, model_dir))
+    again = start_service(make_settings(bootstrap, names, model_dir, kafka_client=kafka_client))
     again.service.detector.process_batch = process_batch  # type: ignore[method-assign]
     try:
         wait_for(lambda: again.service.scored >= len(more), 60, "the new records scored")

@@ -89,13 +89,15 @@ def scored(port: int) -> float:
 
 
 def test_sigkill_mid_stream_then_restart_scores_everything_and_alert_ids_repeat(
-    bootstrap, names, model_dir, tmp_path
+    bootstrap, names, model_dir, tmp_path, kafka_client
 ):
     create_topics(bootstrap, names)
     records = stream_with_attacks(20_000)
     produce_records(bootstrap, names["input"], records)
     port = free_port()
-    first = detect_process(bootstrap, names, model_dir, tmp_path / "first.log", port)
+    first = detect_process(
+        bootstrap, names, model_dir, tmp_path / "first.log", port, kafka_client=kafka_client
+    )
     try:
         wait_for(lambda: scored(port) >= 4_000, 90, "the first instance to be mid-stream")
     finally:
@@ -105,7 +107,9 @@ def test_sigkill_mid_stream_then_restart_scores_everything_and_alert_ids_repeat(
     hw = highwater(bootstrap, names["input"])
     assert sum(at_kill.values()) < sum(hw.values()), "killed before the end: there is something left to do"
     port2 = free_port()
-    second = detect_process(bootstrap, names, model_dir, tmp_path / "second.log", port2)
+    second = detect_process(
+        bootstrap, names, model_dir, tmp_path / "second.log", port2, kafka_client=kafka_client
+    )
     try:
         wait_for(
             lambda: committed(bootstrap, names["group"], names["input"]) == hw,

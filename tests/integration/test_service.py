@@ -161,7 +161,9 @@ def poison_value(kind: str | bytes, good: dict) -> bytes:
     return json.dumps(r).encode()
 
 
-def test_poison_records_go_to_the_dead_letter_topic_and_the_stream_continues(bootstrap, names, model_dir):
+def test_poison_records_go_to_the_dead_letter_topic_and_the_stream_continues(
+    bootstrap, names, model_dir, kafka_client
+):
     create_topics(bootstrap, names, partitions=1)
     good = normal_training_records(25 * len(POISON) + 50, seed=9)
     messages: list[tuple[bytes | None, bytes]] = []
@@ -171,7 +173,7 @@ def test_poison_records_go_to_the_dead_letter_topic_and_the_stream_continues(boo
             kind, _ = POISON[i // 25]
             messages.append((b"poison", poison_value(kind, r)))
     produce_raw(bootstrap, names["input"], messages)
-    running = start_service(make_settings(bootstrap, names, model_dir))
+    running = start_service(make_settings(bootstrap, names, model_dir, kafka_client=kafka_client))
     try:
         wait_for(lambda: running.service.scored >= len(good), 60, "all good records scored")
         dead = read_topic(bootstrap, names["dead"], expect=len(POISON), timeout=20)
@@ -276,11 +278,13 @@ def test_several_input_topics_are_consumed_with_episodes_and_lag_per_topic(boots
     }
 
 
-def test_two_instances_split_the_partitions_and_score_every_record_once(bootstrap, names, model_dir):
+def test_two_instances_split_the_partitions_and_score_every_record_once(
+    bootstrap, names, model_dir, kafka_client
+):
     create_topics(bootstrap, names, partitions=4)
     records = normal_training_records(4000, seed=5, hosts=120)
-    a = start_service(make_settings(bootstrap, names, model_dir))
-    b = start_service(make_settings(bootstrap, names, model_dir))
+    a = start_service(make_settings(bootstrap, names, model_dir, kafka_client=kafka_client))
+    b = start_service(make_settings(bootstrap, names, model_dir, kafka_client=kafka_client))
     try:
         wait_for(
             lambda: (
@@ -404,12 +408,12 @@ def test_broken_models_dropped_into_a_running_service_are_refused_and_scoring_go
     assert running.service.model.version == load_artifact(model_dir).version == version
 
 
-def test_a_broker_outage_is_waited_out_and_nothing_is_lost(own_broker, names, model_dir):
+def test_a_broker_outage_is_waited_out_and_nothing_is_lost(own_broker, names, model_dir, kafka_client):
     bootstrap = own_broker.bootstrap
     create_topics(bootstrap, names)
     first = normal_training_records(1000, seed=10)
     produce_records(bootstrap, names["input"], first)
-    running = start_service(make_settings(bootstrap, names, model_dir))
+    running = start_service(make_settings(bootstrap, names, model_dir, kafka_client=kafka_client))
     port = running.server.port
     try:
         wait_for(lambda: running.service.scored >= 1000, 60, "first half scored")

@@ -74,7 +74,9 @@ def tls_broker(tmp_path):
         yield f"127.0.0.1:{tls_port}", certs, proxy
 
 
-def test_produce_detect_and_alerts_over_mutual_tls(tls_broker, names, model_dir, tmp_path, monkeypatch):
+def test_produce_detect_and_alerts_over_mutual_tls(
+    tls_broker, names, model_dir, tmp_path, monkeypatch, kafka_client
+):
     bootstrap, certs, proxy = tls_broker
     env = tls_env(certs)
     for k, v in env.items():
@@ -91,7 +93,7 @@ def test_produce_detect_and_alerts_over_mutual_tls(tls_broker, names, model_dir,
     assert f"sent {n:,}  failed 0" in r.stdout
     port = free_port()
     log = tmp_path / "detect.log"
-    proc = detect_process(bootstrap, names, model_dir, log, port)
+    proc = detect_process(bootstrap, names, model_dir, log, port, kafka_client=kafka_client)
     try:
         wait_for(lambda: scored(port) >= n, 120, f"{n} records scored over TLS")
         wait_for(

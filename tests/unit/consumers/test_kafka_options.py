@@ -47,7 +47,20 @@ def test_both_spellings_scoped_or_shared_and_typed_values():
 )
 def test_refused_with_the_reason(text, says):
     with pytest.raises(ConfigError, match=says):
-        Settings(kafka_options=text)
+        Settings(kafka_options=text, kafka_client="kafka-python")
+    if "kafka-python" in says:  # a name kafka-python lacks may be librdkafka's: librdkafka judges it
+        says = 'librdkafka refuses it: No such configuration property: "group.instanse.id"'
+    with pytest.raises(ConfigError, match=says):
+        Settings(kafka_options=text, kafka_client="confluent")
+
+
+def test_with_confluent_librdkafkas_own_options_pass_and_its_values_are_checked():
+    s = Settings(kafka_options="debug=cgrp;consumer.fetch.queue.backoff.ms=50", kafka_client="confluent")
+    extra = s.client_config(security={}).extra
+    assert extra["consumer"] == {"debug": "cgrp", "fetch_queue_backoff_ms": 50}
+    assert extra["producer"] == {"debug": "cgrp"}
+    with pytest.raises(ConfigError, match="librdkafka refuses it.*debug"):
+        Settings(kafka_options="debug=everything-please", kafka_client="confluent")
 
 
 def test_flag_environment_and_config_file_are_one_setting(tmp_path):
