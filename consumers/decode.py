@@ -23,6 +23,7 @@ except ImportError:  # pragma: no cover
     from json import JSONDecodeError as _JSONError  # type: ignore[assignment]
     from json import loads as _loads  # type: ignore[assignment]
 
+from detector.errors import MALFORMED, RECORD_CODES
 from detector.schema import SCHEMA_ALIASES, RecordBatch, Schema, absent_value, flatten_record, parse_table
 from detector.text import shown
 
@@ -35,12 +36,8 @@ REASONS = (
     "unsupported_version",
     "missing_field",
     "unexpected_field",
-    "missing_value",
-    "wrong_type",
-    "non_finite",
-    "negative_value",
-    "bad_timestamp",
-    "invalid",
+    # a value the schema refuses (detector.schema.parse_table)
+    *(code for code in RECORD_CODES if code != MALFORMED),
     "bad_verdict",  # a feedback-topic message that is not a verdict (consumers.feedback)
     "internal_error",  # handling it raised (a defect): isolated by the service's crash-loop breaker
 )

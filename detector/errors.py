@@ -23,10 +23,21 @@ class SchemaError(FlowSentinelError, ValueError):
     """A schema definition is invalid, or data does not fit the schema as a whole (e.g. missing columns)."""
 
 
+# Why a record was rejected, as a short code from a fixed set: a metric label and a dead letter's
+# flowsentinel.error.reason header. Named here once; messages say the same in words.
+MISSING_VALUE = "missing_value"
+WRONG_TYPE = "wrong_type"
+NON_FINITE = "non_finite"
+NEGATIVE_VALUE = "negative_value"
+BAD_TIMESTAMP = "bad_timestamp"
+MALFORMED = "malformed"  # a file line the reader cannot split into fields
+INVALID = "invalid"  # none of the above
+RECORD_CODES = (MISSING_VALUE, WRONG_TYPE, NON_FINITE, NEGATIVE_VALUE, BAD_TIMESTAMP, MALFORMED, INVALID)
+
+
 class RecordError(FlowSentinelError, ValueError):
-    """One record could not be parsed or validated. ``code`` is a short reason code from a fixed set
-    (``missing_value``, ``wrong_type``, ``non_finite``, ``negative_value``, ``bad_timestamp``, ``malformed``),
-    fit for a metric label.
+    """One record could not be parsed or validated. ``code`` is one of :data:`RECORD_CODES`, fit for a
+    metric label.
 
     >>> str(RecordError("not a number", field="src_bytes", value="abc", where="line 7"))
     "line 7: field 'src_bytes' = 'abc': not a number"
@@ -39,7 +50,7 @@ class RecordError(FlowSentinelError, ValueError):
         field: str | None = None,
         value: object = None,
         where: str = "",
-        code: str = "invalid",
+        code: str = INVALID,
     ) -> None:
         self.reason = reason
         self.code = code

@@ -38,7 +38,15 @@ from typing import Any, Literal, get_args
 import numpy as np
 import pandas as pd
 
-from detector.errors import RecordError, SchemaError
+from detector.errors import (
+    BAD_TIMESTAMP,
+    MISSING_VALUE,
+    NEGATIVE_VALUE,
+    NON_FINITE,
+    WRONG_TYPE,
+    RecordError,
+    SchemaError,
+)
 
 # what a feature listed in optional_columns reads as where the data has no such column
 ABSENT = "(absent)"
@@ -420,9 +428,8 @@ def parse_table(
     bad = np.zeros(n, dtype=bool)
     repaired: dict[str, int] = {}
 
-    def reject(mask: np.ndarray, field_name: str, values: np.ndarray, reason: str) -> None:
+    def reject(mask: np.ndarray, field_name: str, values: np.ndarray, code: str, reason: str) -> None:
         new = mask & ~bad
-        code = _reason_code(reason)
         for i in np.flatnonzero(new).tolist():
             errors[i] = RecordError(reason, field=field_name, value=values[i], where=positions[i], code=code)
         bad[new] = True
@@ -440,14 +447,18 @@ def parse_table(
         return np.asarray(values, dtype=object)
 
     def reject_structured(
-        raw: np.ndarray, name: str, types: set[type], reason: str = "not a number or text"
+        raw: np.ndarray,
+        name: str,
+        types: set[type],
+        code: str = WRONG_TYPE,
+        reason: str = "not a number or text",
     ) -> np.ndarray | None:
         """A JSON array or object where a field wants one value (text columns would take its repr). Returns
         the mask of those values, or None where there are none."""
         if not _STRUCTURED & types:
             return None
         mask = np.fromiter((isinstance(v, list | dict | tuple) for v in raw), dtype=bool, count=n)
-        reject(mask, name, raw, f"{reason} (a JSON array or object)")
+        reject(mask, name, raw, code, f"{reason} (a JSON array or object)")
         return mask
 
     # Each column takes a fast path when all its values have the type live JSON records give (numbers for
@@ -472,7 +483,7 @@ def parse_table(
                         values[i] = 0.0
                         repaired[name] = repaired.get(name, 0) + 1
                     elif _is_missing(v):
-                        reject(_one(n, i), name, raw, "missing value")
+                        reject(_one(n, i), name, raw, MISSING_VALUE, "missing value")
                     elif (isinstance(v, float) and math.isnan(v)) or (
                         isinstance(v, str) and v.strip().lower() in _NAN_TEXT
                     ):
@@ -480,22 +491,22 @@ def parse_table(
                             values[i] = 0.0
                             repaired[name] = repaired.get(name, 0) + 1
                         else:
-                            reject(_one(n, i), name, raw, "non-finite value (NaN) is not allowed")
+                            reject(_one(n, i), name, raw, NON_FINITE, "non-finite value (NaN) is not allowed")
                     else:
-                        reject(_one(n, i), name, raw, "not a number")
+                        reject(_one(n, i), name, raw, WRONG_TYPE, "not a number")
             if bool in types:
                 is_bool = np.fromiter((isinstance(v, bool) for v in raw), dtype=bool, count=n)
-                reject(is_bool, name, raw, "not a number (boolean)")
+                reject(is_bool, name, raw, WRONG_TYPE, "not a number (boolean)")
             inf = np.isinf(values)
             if inf.any():
                 if schema.nonfinite == "zero":
                     values[inf] = 0.0
                     repaired[name] = repaired.get(name, 0) + int(inf.sum())
                 else:
-                    reject(inf, name, raw, "non-finite value (inf) is not allowed")
+                    reject(inf, name, raw, NON_FINITE, "non-finite value (inf) is not allowed")
         if name not in schema.signed and (values < 0).any():
             raw = as_objects(column) if raw is None else raw
-            reject(values < 0, name, raw, "negative value in a field that cannot be negative")
+            reject(values < 0, name, raw, NEGATIVE_VALUE, "negative value in a field that cannot be negative")
         numeric[:, j] = values
 
     categorical = np.empty((n, len(schema.categorical)), dtype=object)
@@ -507,7 +518,7 @@ def parse_table(
             text = _object_array(list(map(str.strip, raw)))
         else:
             text = _object_array([_category_text(v) if v is not None else "" for v in _flat(raw, types)])
-        reject(text == "", name, raw, "missing value")
+        reject(text == "", name, raw, MISSING_VALUE, "missing value")
         categorical[:, j] = text
 
     if schema.key is not None and schema.key in table:
@@ -533,20 +544,24 @@ def parse_table(
         if numbers is not None:
             timestamps, absent = numbers, np.zeros(n, dtype=bool)
         else:
-            structured = reject_structured(raw, schema.timestamp, types, "not a valid timestamp")
+            structured = reject_structured(
+                raw, schema.timestamp, types, BAD_TIMESTAMP, "not a valid timestamp"
+            )
             if structured is not None:
                 raw = _flat(raw, types)
             if bool in types:  # JSON true is not 1970-01-01T00:00:01
                 is_bool = np.fromiter((isinstance(v, bool) for v in raw), dtype=bool, count=n)
-                reject(is_bool, schema.timestamp, raw, "not a valid timestamp (a boolean)")
+                reject(is_bool, schema.timestamp, raw, BAD_TIMESTAMP, "not a valid timestamp (a boolean)")
             timestamps = _coerced(raw) if epoch else _parse_datetimes(raw)
             absent = np.fromiter((_is_missing(v) for v in raw), dtype=bool, count=n)  # no time: fine
         if epoch and schema.timestamp_kind != "epoch":
             timestamps = timestamps / _EPOCH_DIVISOR[schema.timestamp_kind]
-        reject(~np.isfinite(timestamps) & ~absent, schema.timestamp, raw, "not a valid timestamp")
+        reject(
+            ~np.isfinite(timestamps) & ~absent, schema.timestamp, raw, BAD_TIMESTAMP, "not a valid timestamp"
+        )
         outside = (timestamps < 0) | (timestamps >= LATEST_TIMESTAMP_S)  # (NaN is neither: rejected above)
         if outside.any():
-            reject(outside, schema.timestamp, raw, "not a valid timestamp: not between 1970 and 2100 in seconds "
+            reject(outside, schema.timestamp, raw, BAD_TIMESTAMP, "not a valid timestamp: not between 1970 and 2100 in seconds "
                    "since the epoch (milliseconds?)")  # fmt: skip
 
     labels = None
@@ -562,7 +577,7 @@ def parse_table(
         # an absent label (None: a live record carries none) is allowed; an empty one in a file is not
         labels = _object_array(cleaned)
         given = raw != None  # noqa: E711 - elementwise: which records carry a label
-        reject((labels == "") & given, schema.label, raw, "missing label")
+        reject((labels == "") & given, schema.label, raw, MISSING_VALUE, "missing label")
         if not given.any():
             labels = None
     elif require_label:
@@ -656,19 +671,6 @@ def _overflows(v: int) -> bool:
     except OverflowError:
         return True
     return False
-
-
-def _reason_code(reason: str) -> str:
-    for prefix, code in (
-        ("missing", "missing_value"),
-        ("not a number", "wrong_type"),
-        ("non-finite", "non_finite"),
-        ("negative", "negative_value"),
-        ("not a valid timestamp", "bad_timestamp"),
-    ):
-        if reason.startswith(prefix):
-            return code
-    return "invalid"
 
 
 def _one(n: int, i: int) -> np.ndarray:

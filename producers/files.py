@@ -21,7 +21,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import IO
 
-from detector.errors import RecordError, SchemaError
+from detector.errors import MALFORMED, RecordError, SchemaError
 from detector.infer import as_number
 from detector.schema import RecordBatch, Schema, absent_value, flatten_record, parse_table
 
@@ -207,9 +207,7 @@ def _iter_rows(path: str | Path, schema: Schema, name: str) -> Iterator[Row | Re
                     return
                 except csv.Error as exc:
                     line_no = reader.line_num
-                    yield RecordError(
-                        f"malformed CSV: {exc}", where=f"{name} line {line_no}", code="malformed"
-                    )
+                    yield RecordError(f"malformed CSV: {exc}", where=f"{name} line {line_no}", code=MALFORMED)
                     continue
                 line_no = reader.line_num
                 if not row or (len(row) == 1 and not row[0].strip()):
@@ -224,7 +222,7 @@ def _iter_rows(path: str | Path, schema: Schema, name: str) -> Iterator[Row | Re
                     yield RecordError(
                         f"expected {want} fields, got {len(row)} (truncated or malformed row)",
                         where=f"{name} line {line_no}",
-                        code="malformed",
+                        code=MALFORMED,
                     )
                     continue
                 yield (line_no, row)
