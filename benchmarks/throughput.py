@@ -271,11 +271,15 @@ def time_backlog(port: int, n: int) -> tuple[float, float]:
     return elapsed, (n - first) / elapsed
 
 
-def bench_latency(bootstrap: str, model: Path, workdir: Path, rate: float, seconds: float) -> dict:
+def bench_latency(
+    bootstrap: str, model: Path, workdir: Path, rate: float, seconds: float, client: str
+) -> dict:
     topic = f"bench-latency-{int(time.time())}"
     ensure_topics(bootstrap, {topic: 4, topic + ".alerts": 1, topic + ".dead": 1})
     port = free_port()
-    proc = start_detector(bootstrap, topic, "bench-latency", model, port, workdir / "latency.log")
+    proc = start_detector(
+        bootstrap, topic, "bench-latency", model, port, workdir / "latency.log", kafka_client=client
+    )
     try:
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
@@ -296,6 +300,7 @@ def bench_latency(bootstrap: str, model: Path, workdir: Path, rate: float, secon
     name = "flowsentinel_end_to_end_latency_seconds"
     batch = "flowsentinel_batch_duration_seconds"  # the detector's own part: poll returned → committed
     return {
+        "kafka_client": client,
         "offered_rate": rate,
         "seconds": seconds,
         "records": n,
@@ -310,11 +315,15 @@ def bench_latency(bootstrap: str, model: Path, workdir: Path, rate: float, secon
     }
 
 
-def bench_memory(bootstrap: str, model: Path, workdir: Path, rate: float, minutes: float, keys: int) -> dict:
+def bench_memory(
+    bootstrap: str, model: Path, workdir: Path, rate: float, minutes: float, keys: int, client: str
+) -> dict:
     topic = f"bench-memory-{int(time.time())}"
     ensure_topics(bootstrap, {topic: 4, topic + ".alerts": 1, topic + ".dead": 1})
     port = free_port()
-    proc = start_detector(bootstrap, topic, "bench-memory", model, port, workdir / "memory.log")
+    proc = start_detector(
+        bootstrap, topic, "bench-memory", model, port, workdir / "memory.log", kafka_client=client
+    )
     stop = threading.Event()
     n = int(rate * minutes * 60)
     producer = threading.Thread(
@@ -350,6 +359,7 @@ def bench_memory(bootstrap: str, model: Path, workdir: Path, rate: float, minute
     warm = next((s for s in samples if s["t"] >= 60), samples[0])
     last = samples[-1]
     return {
+        "kafka_client": client,
         "rate": rate,
         "minutes": minutes,
         "distinct_keys": keys,
@@ -372,6 +382,12 @@ def main() -> None:
     ap.add_argument("--memory-rate", type=float, default=2_000)
     ap.add_argument("--keys", type=int, default=100_000)
     ap.add_argument("--only", choices=("backlog", "latency", "memory"), default=None)
+    ap.add_argument(
+        "--kafka-client",
+        choices=("confluent", "kafka-python"),
+        default="confluent",
+        help="latency and memory",
+    )
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "throughput.json"))
     args = ap.parse_args()
     workdir = ROOT / "models" / "bench-throughput"
@@ -405,12 +421,18 @@ def main() -> None:
             print("backlog:", json.dumps(results["backlog"]), flush=True)
         if args.only in (None, "latency"):
             results["latency"] = bench_latency(
-                bootstrap, model_dir, workdir, args.latency_rate, args.latency_seconds
+                bootstrap, model_dir, workdir, args.latency_rate, args.latency_seconds, args.kafka_client
             )
             print("latency:", json.dumps(results["latency"]), flush=True)
         if args.only in (None, "memory"):
             results["memory"] = bench_memory(
-                bootstrap, model_dir, workdir, args.memory_rate, args.memory_minutes, args.keys
+                bootstrap,
+                model_dir,
+                workdir,
+                args.memory_rate,
+                args.memory_minutes,
+                args.keys,
+                args.kafka_client,
             )
             print(
                 "memory:",
