@@ -118,6 +118,7 @@ def _catches_sigterm(pid: int) -> bool:
     return bool(mask >> (signal.SIGTERM - 1) & 1)
 
 
+@pytest.mark.cli  # a detect process
 @pytest.mark.parametrize("after_s", [0.8, 2.0, 4.0])
 def test_sigterm_during_start_up_is_a_clean_stop(tmp_path, after_s):
     """While torch imports, while the model loads, while Kafka is awaited. (Not during the interpreter's own
