@@ -331,18 +331,23 @@ def confluent_config(cfg: ClientConfig, options: Mapping[str, Any]) -> dict[str,
     return out
 
 
+def _failure(exc: Exception) -> KafkaFailure:
+    """A confluent-kafka KafkaException as the layer's failure (CommitRejected after a rebalance)."""
+    err: Any = exc.args[0] if exc.args else None
+    name = err.name() if hasattr(err, "name") else ""
+    text = err.str() if hasattr(err, "str") else str(exc)
+    if name in _REBALANCED:
+        return CommitRejected(f"{name}: {text}")
+    return KafkaFailure(f"{name or 'KafkaException'}: {text}")
+
+
 def _confluent(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
     from confluent_kafka import KafkaException
 
     try:
         return fn(*args, **kwargs)
     except KafkaException as exc:
-        err: Any = exc.args[0] if exc.args else None
-        name = err.name() if hasattr(err, "name") else ""
-        text = err.str() if hasattr(err, "str") else str(exc)
-        if name in _REBALANCED:
-            raise CommitRejected(f"{name}: {text}") from None
-        raise KafkaFailure(f"{name or 'KafkaException'}: {text}") from None
+        raise _failure(exc) from None
     except BufferError as exc:
         raise KafkaFailure(f"the producer's queue is full: {exc}") from None
 
@@ -499,10 +504,14 @@ class ConfluentConsumer:
 
 
 class ConfluentProducer:
-    def __init__(self, cfg: ClientConfig, options: dict[str, Any]) -> None:
+    def __init__(self, cfg: ClientConfig, options: dict[str, Any], block_s: float = 10.0) -> None:
         self._p = _build("Producer", confluent_config(cfg, options))
+        self._block_s = block_s  # how long a send waits for room in a full queue (kafka-python: max_block_ms)
+        self._sent = 0
 
     def send(self, topic: str, key: bytes | None, value: bytes, headers: Any) -> Delivery:
+        from confluent_kafka import KafkaException
+
         d = Delivery()
 
         def delivered(err: Any, _: Any) -> None:
@@ -510,7 +519,22 @@ class ConfluentProducer:
                 d.error = err.str()
             d.done = True
 
-        _confluent(self._p.produce, topic, value=value, key=key, headers=headers, on_delivery=delivered)
+        deadline = time.monotonic() + self._block_s
+        while True:
+            try:
+                self._p.produce(topic, value=value, key=key, headers=headers, on_delivery=delivered)
+                break
+            except BufferError:  # the local queue is full: serve deliveries until there is room
+                if time.monotonic() >= deadline:
+                    raise KafkaFailure(
+                        f"the producer's queue stayed full for {self._block_s:.0f} s"
+                    ) from None
+                self._p.poll(0.05)
+            except KafkaException as exc:
+                raise _failure(exc) from None
+        self._sent += 1
+        if self._sent % 1000 == 0:
+            self._p.poll(0)  # delivery callbacks run only inside poll/flush
         return d
 
     def flush(self, timeout_s: float) -> None:
@@ -574,7 +598,7 @@ def make_producer(client: str, cfg: ClientConfig, options: dict[str, Any]) -> Pr
         opts = _librdkafka_names(options)
         if opts.get("compression_type") is None:
             opts["compression_type"] = "none"
-        return ConfluentProducer(cfg, opts)
+        return ConfluentProducer(cfg, opts, block_s=options.get("max_block_ms", 10_000) / 1000)
     return KafkaPythonProducer(cfg, options)
 
 

@@ -659,13 +659,15 @@ def probe_kafka(s: Settings, bootstrap_servers: str, options: dict[str, Any], ti
 def client_security(
     bootstrap_servers: str, flags: Mapping[str, Any], environ: Mapping[str, str] | None = None
 ) -> tuple[Settings, dict[str, Any]]:
-    """For commands other than ``detect`` (``produce``, ``demo``): the :data:`SECURITY_SETTINGS` from their
-    flags (``None``: unset) and ``FLOWSENTINEL_*`` variables, validated as ``detect`` validates them, and the
-    client options they make, after a probe of the brokers (:class:`consumers.kafka_conn.KafkaUnreachable`
-    if none answers). The returned settings carry only those values and ``bootstrap_servers``."""
+    """For commands other than ``detect`` (``produce``, ``demo``): the :data:`SECURITY_SETTINGS` and
+    ``kafka_client`` from their flags (``None``: unset) and ``FLOWSENTINEL_*`` variables, validated as
+    ``detect`` validates them, and the kafka-python options they make, after a probe of the brokers
+    (:class:`consumers.kafka_conn.KafkaUnreachable` if none answers). The returned settings carry only
+    those values and ``bootstrap_servers``."""
+    names = (*SECURITY_SETTINGS, "kafka_client")
     env = dict(os.environ if environ is None else environ)
-    env = {k: v for k, v in env.items() if k.removeprefix(ENV_PREFIX).lower() in SECURITY_SETTINGS}
-    values = {name: flags.get(name) for name in SECURITY_SETTINGS}
+    env = {k: v for k, v in env.items() if k.removeprefix(ENV_PREFIX).lower() in names}
+    values = {name: flags.get(name) for name in names}
     settings = Settings.load({**values, "bootstrap_servers": bootstrap_servers}, environ=env)
     options = security_options(settings)
     probe_kafka(settings, bootstrap_servers, options)

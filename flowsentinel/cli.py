@@ -448,7 +448,7 @@ def build_parser() -> argparse.ArgumentParser:
         pr.add_argument_group(
             "Kafka security", "the same settings, flags and FLOWSENTINEL_* variables as detect's"
         ),
-        only=SECURITY_SETTINGS,
+        only=(*SECURITY_SETTINGS, "kafka_client"),
     )
 
     fb = sub.add_parser(
@@ -1164,6 +1164,25 @@ def cmd_detect(args: argparse.Namespace) -> int:
 
 
 # ----------------------------------------------------------------------------------------- produce
+def _replay_producer(settings: Any, security: dict[str, Any], args: argparse.Namespace) -> Any:
+    """The producer ``produce`` writes through: librdkafka's where setting kafka_client takes it (the
+    default where confluent-kafka is installed), else None (the Publisher's kafka-python producer)."""
+    from consumers.kafka_client import make_producer, resolve_client
+
+    client = resolve_client(settings.kafka_client)
+    if client != "confluent":
+        return None
+    options = {
+        "acks": "all",
+        "enable_idempotence": False,
+        "linger_ms": args.linger_ms,
+        "batch_size": args.batch_bytes,
+        "compression_type": None if args.compression == "none" else args.compression,
+        "max_block_ms": 30_000,
+    }
+    return make_producer(client, settings.client_config(security), options)
+
+
 def cmd_produce(args: argparse.Namespace) -> int:
     from detector.schema import load_schema
     from flowsentinel.kafka_admin import ensure_topics
@@ -1205,7 +1224,7 @@ def cmd_produce(args: argparse.Namespace) -> int:
     from consumers.settings import client_security
 
     try:
-        _, security = client_security(args.bootstrap_servers, vars(args))
+        settings, security = client_security(args.bootstrap_servers, vars(args))
     except KafkaUnreachable as exc:  # not a bad argument: exit 1, as for a failed delivery
         print(f"flowsentinel produce: error: {exc}", file=sys.stderr)
         return 1
@@ -1217,6 +1236,7 @@ def cmd_produce(args: argparse.Namespace) -> int:
         linger_ms=args.linger_ms,
         batch_bytes=args.batch_bytes,
         security=security,
+        client=_replay_producer(settings, security, args),
     )
     bar = progress_bar(total=args.limit, quiet=args.quiet, unit="rec", desc=f"→ {args.topic}")
     limit = args.limit if (args.limit or not synthetic) else None

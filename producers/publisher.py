@@ -1,5 +1,9 @@
 """Publish records into Kafka: the only module under producers/ that imports kafka.
 
+A :class:`Publisher` writes through kafka-python's producer, or through a producer it is handed (the
+``produce`` command hands it the service's client layer, :mod:`consumers.kafka_client`, so that it writes
+through librdkafka where confluent-kafka is installed).
+
 Records are JSON objects (the schema's field names plus ``schema`` and ``schema_version``), keyed by the
 schema's entity key so one host's records stay in one partition (and its window on one detector
 instance). Pacing: as fast as possible, a fixed rate, or the records' own timestamps at real time or a
@@ -134,7 +138,14 @@ class PublishSummary:
 
 
 class Publisher:
-    """A KafkaProducer configured for replay: batching, compression, delivery accounting."""
+    """A producer configured for replay: batching, compression, delivery accounting.
+
+    ``client``: a producer to write through instead of kafka-python's (its ``send(topic, key, value,
+    headers)`` returns a delivery with ``done``, ``failed`` and ``error``; ``flush(timeout_s)``,
+    ``close(timeout_s)``), built with the same batching and compression by whoever hands it over."""
+
+    # deliveries kept before the finished ones are counted and dropped
+    _SWEEP_EVERY = 10_000
 
     def __init__(
         self,
@@ -145,13 +156,19 @@ class Publisher:
         linger_ms: int = 20,
         batch_bytes: int = 256 * 1024,
         security: dict[str, Any] | None = None,
+        client: Any = None,
     ) -> None:
-        from kafka import KafkaProducer
         from kafka.errors import KafkaError
 
         self._kafka_error = KafkaError
         self.topic = topic
         self.summary = PublishSummary()
+        self._client = client
+        self._deliveries: list[Any] = []
+        if client is not None:
+            return
+        from kafka import KafkaProducer
+
         try:
             self._producer = KafkaProducer(
                 bootstrap_servers=[s.strip() for s in bootstrap_servers.split(",")],
@@ -176,14 +193,42 @@ class Publisher:
 
     def send(self, record: dict[str, Any], key: str | None) -> None:
         value = json.dumps(record, separators=(",", ":")).encode()
+        if self._client is not None:
+            self._deliveries.append(self._client.send(self.topic, utf8(key) if key else None, value, None))
+            self.summary.sent += 1
+            if len(self._deliveries) >= self._SWEEP_EVERY:
+                self._sweep(final=False)
+            return
         fut = self._producer.send(self.topic, key=utf8(key) if key else None, value=value)
         fut.add_errback(self._on_error)
         self.summary.sent += 1
 
+    def _sweep(self, *, final: bool) -> None:
+        """Count the failed deliveries among those done and drop them; at the end (``final``), one never
+        acknowledged counts as failed too."""
+        pending = []
+        for d in self._deliveries:
+            if d.failed or (final and not d.done):
+                self._on_error(RuntimeError(d.error or "not acknowledged before the producer closed"))
+            elif not d.done:
+                pending.append(d)
+        self._deliveries = pending
+
     def flush(self, timeout: float | None = None) -> None:
+        if self._client is not None:
+            self._client.flush(30.0 if timeout is None else timeout)
+            self._sweep(final=False)
+            return
         self._producer.flush(timeout=timeout)
 
     def close(self) -> None:
+        if self._client is not None:
+            try:
+                self._client.flush(30.0)
+            finally:
+                self._sweep(final=True)
+                self._client.close(10.0)
+            return
         try:
             self._producer.flush(timeout=30)
         finally:
