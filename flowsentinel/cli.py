@@ -428,7 +428,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="partitions if the topic has to be created (default %(default)s)",
     )
     pr.add_argument(
-        "--compression", choices=("none", "gzip", "snappy", "lz4", "zstd"), default=_env("COMPRESSION", "lz4")
+        "--compression",
+        choices=("none", "gzip", "snappy", "lz4", "zstd"),
+        default=_env("PRODUCE_COMPRESSION", "lz4"),
+        help="the codec of the records written (default lz4; env FLOWSENTINEL_PRODUCE_COMPRESSION: "
+        "FLOWSENTINEL_COMPRESSION is detect's, for its alerts and dead letters)",
     )
     pr.add_argument("--linger-ms", type=int, default=_env("LINGER_MS", 20, int))
     pr.add_argument("--batch-bytes", type=_positive_int, default=_env("BATCH_BYTES", 262144, _positive_int))
@@ -1184,6 +1188,12 @@ def _replay_producer(settings: Any, security: dict[str, Any], args: argparse.Nam
 
 
 def cmd_produce(args: argparse.Namespace) -> int:
+    if "FLOWSENTINEL_COMPRESSION" in os.environ and "FLOWSENTINEL_PRODUCE_COMPRESSION" not in os.environ:
+        print(
+            "flowsentinel produce: note: FLOWSENTINEL_COMPRESSION is detect's codec (alerts, dead letters), not "
+            f"produce's; writing with {args.compression} (set FLOWSENTINEL_PRODUCE_COMPRESSION)",
+            file=sys.stderr,
+        )
     from detector.schema import load_schema
     from flowsentinel.kafka_admin import ensure_topics
     from producers.files import iter_batches

@@ -178,6 +178,22 @@ def test_a_variable_for_one_command_does_not_touch_another():
         assert r.returncode == 0, (argv, r.stderr)
 
 
+def test_produce_and_detect_read_their_own_compression_variable(monkeypatch):
+    """FLOWSENTINEL_COMPRESSION is detect's codec; produce's is FLOWSENTINEL_PRODUCE_COMPRESSION."""
+    from consumers.settings import Settings
+    from flowsentinel.cli import _resolve_env, build_parser
+
+    monkeypatch.setenv("FLOWSENTINEL_COMPRESSION", "zstd")
+    args = build_parser().parse_args(["produce", "synthetic"])
+    _resolve_env(args)
+    assert args.compression == "lz4"
+    assert Settings.load({}).compression == "zstd"
+    monkeypatch.setenv("FLOWSENTINEL_PRODUCE_COMPRESSION", "gzip")
+    args = build_parser().parse_args(["produce", "synthetic"])
+    _resolve_env(args)
+    assert args.compression == "gzip"
+
+
 def test_schema_mismatch_is_one_line(toy_files, tmp_path):
     r = run(
         "train", "--schema", "cicflowmeter", "--data", str(toy_files / "train.csv"), "--out", str(tmp_path)
