@@ -25,8 +25,7 @@ from detector.artifact import save_artifact  # noqa: E402
 from detector.train import TrainConfig, train  # noqa: E402
 from flowsentinel.broker import EmbeddedBroker  # noqa: E402
 from flowsentinel.kafka_admin import ensure_topics  # noqa: E402
-from producers.synthetic import normal_training_records, to_batch  # noqa: E402
-from tests.integration.conftest import (  # noqa: E402
+from flowsentinel.testing import (  # noqa: E402
     committed,
     highwater,
     http_status,
@@ -34,6 +33,7 @@ from tests.integration.conftest import (  # noqa: E402
     scrape,
     wait_for,
 )
+from producers.synthetic import normal_training_records, to_batch  # noqa: E402
 
 
 def main() -> None:

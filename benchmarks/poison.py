@@ -8,7 +8,7 @@
    size just before it (this machine's speed drifts), ``--rounds`` pairs, and the ratio is poisoned / clean
    records per second (median over the pairs), timed from the first consumed record until every record is
    consumed and every partition's lag is 0.
-2. **Fuzz** (``--fuzz N``): N messages from ``tests/fuzzing.py``'s generator (every way of breaking a
+2. **Fuzz** (``--fuzz N``): N messages from ``flowsentinel/fuzzing.py``'s generator (every way of breaking a
    record it knows, arbitrary keys) through the broker and the detector; then checks that the process never
    died, the group committed the end of every partition, and every message was either scored or is on the
    dead-letter topic once with a reason from the fixed set (none ``internal_error``).
@@ -37,10 +37,10 @@ from consumers.decode import REASONS  # noqa: E402
 from detector.artifact import save_artifact  # noqa: E402
 from detector.train import TrainConfig, train  # noqa: E402
 from flowsentinel.broker import EmbeddedBroker, free_port  # noqa: E402
+from flowsentinel.fuzzing import fuzz_messages  # noqa: E402
 from flowsentinel.kafka_admin import ensure_topics  # noqa: E402
+from flowsentinel.testing import committed, consumer_lags, read_topic, scrape  # noqa: E402
 from producers.synthetic import SyntheticTraffic, normal_training_records, to_batch  # noqa: E402
-from tests.fuzzing import fuzz_messages  # noqa: E402
-from tests.integration.conftest import committed, consumer_lags, read_topic, scrape  # noqa: E402
 
 KINDS = ("deep_nesting", "huge_value", "surrogate_key", "binary_garbage", "wrong_schema", "tombstone")
 PARTITIONS = 4

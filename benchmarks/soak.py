@@ -42,9 +42,9 @@ from detector.artifact import load_artifact, save_artifact  # noqa: E402
 from detector.train import TrainConfig, train  # noqa: E402
 from flowsentinel.broker import EmbeddedBroker, free_port  # noqa: E402
 from flowsentinel.kafka_admin import ensure_topics  # noqa: E402
+from flowsentinel.testing import committed, read_topic, wait_for  # noqa: E402
 from producers.publisher import Pacer  # noqa: E402
 from producers.synthetic import SyntheticTraffic, normal_training_records, to_batch  # noqa: E402
-from tests.integration.conftest import committed, read_topic, wait_for  # noqa: E402
 
 POISON_EVERY = 500
 PARTITIONS = 4

@@ -40,9 +40,9 @@ from detector.artifact import save_artifact  # noqa: E402
 from detector.train import TrainConfig, train  # noqa: E402
 from flowsentinel.broker import EmbeddedBroker, free_port  # noqa: E402
 from flowsentinel.kafka_admin import ensure_topics  # noqa: E402
+from flowsentinel.testing import consumer_lags, scrape  # noqa: E402
 from producers.publisher import Pacer, Publisher, publish  # noqa: E402
 from producers.synthetic import SyntheticTraffic, normal_training_records, to_batch  # noqa: E402
-from tests.integration.conftest import consumer_lags, scrape  # noqa: E402  (the same /metrics parser the tests use)
 
 
 def quantile_from_buckets(m: dict[str, float], name: str, q: float) -> float:

@@ -21,9 +21,9 @@ from consumers.decode import REASONS, InputMessage
 from consumers.metrics import Metrics
 from consumers.service import DetectorService
 from consumers.settings import Settings
+from flowsentinel.fuzzing import fuzz_messages
 from producers.publisher import batch_to_records
 from tests.conftest import toy_batch
-from tests.fuzzing import fuzz_messages
 
 EXAMPLES = int(os.environ.get("FLOWSENTINEL_FUZZ_EXAMPLES", "150"))
 GOOD = batch_to_records(toy_batch(200, seed=71, attack_rate=0.2))
