@@ -324,10 +324,22 @@ def confluent_config(cfg: ClientConfig, options: Mapping[str, Any]) -> dict[str,
         out["sasl.mechanism"] = sec["sasl_mechanism"]
         out["sasl.username"] = sec["sasl_username"]
         out["sasl.password"] = _reveal(sec["sasl_password"])
+    return out | librdkafka_options(options)
+
+
+def librdkafka_options(options: Mapping[str, Any]) -> dict[str, Any]:
+    """Client options in kafka-python's spelling (the service's own and kafka_options' alike) as librdkafka
+    names and values: renamed where the names differ, assignors by name, no codec as "none", and the
+    options librdkafka has no counterpart for left out."""
+    out: dict[str, Any] = {}
     for key, value in options.items():
+        if key in _KAFKA_PYTHON_ONLY:
+            continue
         if key == "partition_assignment_strategy":
             value = ",".join(dict.fromkeys(_ASSIGNORS.get(a.__name__, a.__name__) for a in value))
-        out[key.replace("_", ".")] = value
+        elif key == "compression_type" and value is None:
+            value = "none"
+        out[_RENAMED.get(key, key).replace("_", ".")] = value
     return out
 
 
@@ -352,14 +364,18 @@ def _confluent(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         raise KafkaFailure(f"the producer's queue is full: {exc}") from None
 
 
-def _build(kind: str, config: dict[str, Any]) -> Any:
+def _build(
+    kind: str, config: dict[str, Any], refused: str = "Kafka client settings (confluent-kafka)"
+) -> Any:
+    """A confluent-kafka ``Consumer`` or ``Producer``; a configuration librdkafka refuses is a ConfigError
+    (``refused``: what its message starts with)."""
     import confluent_kafka
 
     try:
         return getattr(confluent_kafka, kind)(config)
     except (confluent_kafka.KafkaException, ValueError, TypeError) as exc:
         text = exc.args[0].str() if exc.args and hasattr(exc.args[0], "str") else str(exc)
-        raise ConfigError(f"Kafka client settings (confluent-kafka): {text}") from None
+        raise ConfigError(f"{refused}: {text}") from None
 
 
 class ConfluentConsumer:
@@ -552,35 +568,17 @@ _RENAMED = {
 }
 
 
-def _librdkafka_names(options: Mapping[str, Any]) -> dict[str, Any]:
-    return {_RENAMED.get(k, k): v for k, v in options.items() if k not in _KAFKA_PYTHON_ONLY}
-
-
 def check_confluent_options(extra: Mapping[str, Mapping[str, Any]]) -> None:
     """Let librdkafka check kafka_options' names and values now (ConfigError naming the first it refuses),
     by building clients that know no broker: nothing connects."""
-    import confluent_kafka
-
     quiet = logging.getLogger("flowsentinel.librdkafka")
-    for kind, config in (
-        ("Consumer", {"group.id": "check", **_librdkafka_names(extra.get("consumer", {}))}),
-        ("Producer", dict(_librdkafka_names(extra.get("producer", {})))),
-    ):
-        if len(config) <= (1 if kind == "Consumer" else 0):
-            continue
-        conf = {k.replace("_", "."): v for k, v in config.items()} | {"logger": quiet}
-        for key, value in list(conf.items()):
-            if key == "partition.assignment.strategy":
-                conf[key] = ",".join(dict.fromkeys(_ASSIGNORS.get(a.__name__, a.__name__) for a in value))
-        try:
-            client = getattr(confluent_kafka, kind)(conf)
-        except (confluent_kafka.KafkaException, ValueError, TypeError) as exc:
-            text = exc.args[0].str() if exc.args and hasattr(exc.args[0], "str") else str(exc)
-            raise ConfigError(f"setting kafka_options: librdkafka refuses it: {text}") from None
-        if kind == "Consumer":
-            client.close()
-        else:
-            client.flush(0)
+    refused = "setting kafka_options: librdkafka refuses it"
+    consumer = librdkafka_options(extra.get("consumer", {}))
+    if consumer:
+        _build("Consumer", {"group.id": "check", "logger": quiet, **consumer}, refused).close()
+    producer = librdkafka_options(extra.get("producer", {}))
+    if producer:
+        _build("Producer", {"logger": quiet, **producer}, refused).flush(0)
 
 
 def make_consumer(
@@ -589,16 +587,13 @@ def make_consumer(
     """A consumer of ``client`` (resolved: ``confluent`` or ``kafka-python``); ``options`` in kafka-python's
     spelling (the service's own and kafka_options' alike)."""
     if client == "confluent":
-        return ConfluentConsumer(cfg, group, _librdkafka_names(options))
+        return ConfluentConsumer(cfg, group, options)
     return KafkaPythonConsumer(cfg, group, options)
 
 
 def make_producer(client: str, cfg: ClientConfig, options: dict[str, Any]) -> Producer:
     if client == "confluent":
-        opts = _librdkafka_names(options)
-        if opts.get("compression_type") is None:
-            opts["compression_type"] = "none"
-        return ConfluentProducer(cfg, opts, block_s=options.get("max_block_ms", 10_000) / 1000)
+        return ConfluentProducer(cfg, options, block_s=options.get("max_block_ms", 10_000) / 1000)
     return KafkaPythonProducer(cfg, options)
 
 
