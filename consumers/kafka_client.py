@@ -523,13 +523,14 @@ class ConfluentConsumer:
 
 class ConfluentProducer:
     def __init__(self, cfg: ClientConfig, options: dict[str, Any], block_s: float = 10.0) -> None:
+        from confluent_kafka import KafkaException
+
+        self._kafka_exception = KafkaException
         self._p = _build("Producer", confluent_config(cfg, options))
         self._block_s = block_s  # how long a send waits for room in a full queue (kafka-python: max_block_ms)
         self._sent = 0
 
     def send(self, topic: str, key: bytes | None, value: bytes, headers: Any) -> Delivery:
-        from confluent_kafka import KafkaException
-
         d = Delivery()
 
         def delivered(err: Any, _: Any) -> None:
@@ -537,18 +538,19 @@ class ConfluentProducer:
                 d.error = err.str()
             d.done = True
 
-        deadline = time.monotonic() + self._block_s
+        deadline = None
         while True:
             try:
                 self._p.produce(topic, value=value, key=key, headers=headers, on_delivery=delivered)
                 break
             except BufferError:  # the local queue is full: serve deliveries until there is room
+                deadline = deadline or time.monotonic() + self._block_s
                 if time.monotonic() >= deadline:
                     raise KafkaFailure(
                         f"the producer's queue stayed full for {self._block_s:.0f} s"
                     ) from None
                 self._p.poll(0.05)
-            except KafkaException as exc:
+            except self._kafka_exception as exc:
                 raise _failure(exc) from None
         self._sent += 1
         if self._sent % 1000 == 0:
