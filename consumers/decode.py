@@ -10,11 +10,14 @@ lists as optional reads as absent where a record lacks it. Bad messages are data
 
 from __future__ import annotations
 
+import itertools
 import json
 import operator
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import NamedTuple
+from typing import Any, ClassVar, Literal, NamedTuple
+
+import numpy as np
 
 try:  # orjson is a dependency; the stdlib fallback keeps the module importable without it
     from orjson import JSONDecodeError as _JSONError
@@ -22,6 +25,10 @@ try:  # orjson is a dependency; the stdlib fallback keeps the module importable 
 except ImportError:  # pragma: no cover
     from json import JSONDecodeError as _JSONError  # type: ignore[assignment]
     from json import loads as _loads  # type: ignore[assignment]
+try:  # msgspec is a dependency too; without it every batch takes the general path
+    import msgspec
+except ImportError:  # pragma: no cover
+    msgspec = None  # type: ignore[assignment]
 
 from detector.errors import MALFORMED, RECORD_CODES
 from detector.schema import SCHEMA_ALIASES, RecordBatch, Schema, absent_value, flatten_record, parse_table
@@ -74,6 +81,9 @@ def _schema_names(schema: Schema) -> frozenset[str]:
     )
 
 
+Decoded = tuple[RecordBatch, list[InputMessage], list[DeadLetter]]
+
+
 def decode_messages(
     messages: Sequence[InputMessage],
     schema: Schema,
@@ -81,9 +91,128 @@ def decode_messages(
     max_bytes: int,
     allow_extra_fields: bool = False,
     schema_field: str = "required",
-) -> tuple[RecordBatch, list[InputMessage], list[DeadLetter]]:
+) -> Decoded:
     """Decode and validate. Returns the batch of good records, the message of each batch row, and the
-    dead letters (in input order)."""
+    dead letters (in input order).
+
+    A batch is first read in one typed pass (:class:`TypedDecoder`); a batch that pass does not take whole
+    (any message it cannot type, any value :func:`parse_table` rejects or repairs) is read again by
+    :func:`decode_general`, which says what is wrong with each message. Both give the same batch."""
+    typed = TypedDecoder.of(schema, allow_extra_fields=allow_extra_fields, schema_field=schema_field)
+    if typed is not None:
+        done = typed.decode(messages, max_bytes=max_bytes)
+        if done is not None:
+            return done
+    return decode_general(
+        messages,
+        schema,
+        max_bytes=max_bytes,
+        allow_extra_fields=allow_extra_fields,
+        schema_field=schema_field,
+    )
+
+
+class TypedDecoder:
+    """One pass from JSON bytes to typed values: msgspec decodes each message straight into a struct built
+    from the schema (numeric features as floats, the rest as any JSON value), checking the object, its
+    field names, ``schema`` and ``schema_version`` as it parses; the numeric columns then go to
+    :func:`parse_table` as one float matrix (no dict per record, no per-value type checks in Python).
+
+    It takes a batch whole or not at all: :meth:`decode` returns None where any message does not type or
+    any value would be rejected or repaired, and the general path reads that batch and names each
+    problem. Schemas with nested (dotted) fields always take the general path."""
+
+    _cache: ClassVar[dict[tuple[int, bool, bool], tuple[Schema, TypedDecoder | None]]] = {}
+
+    def __init__(self, schema: Schema, *, allow_extra_fields: bool, untagged_ok: bool) -> None:
+        assert msgspec is not None
+        self.schema = schema
+        # struct attributes are f0, f1, ... (a field name need not be an identifier); JSON names by rename
+        names = [*schema.fields, *META_FIELDS]
+        attr = {name: f"f{i}" for i, name in enumerate(names)}
+        optional = set(schema.optional_columns)
+        numeric = set(schema.numeric)
+        required: list[tuple[str, Any]] = []
+        defaulted: list[tuple[str, Any, Any]] = []
+        for name in schema.fields:
+            kind: Any = float if name in numeric else Any
+            if name in schema.features and name not in optional:
+                required.append((attr[name], kind))
+            elif name in schema.features:  # an optional feature reads as absent where a record lacks it
+                absent = absent_value(schema, name)
+                defaulted.append((attr[name], kind, float(absent) if name in numeric else absent))  # type: ignore[arg-type]
+            else:  # key, timestamp, label: None where absent
+                defaulted.append((attr[name], kind, None))
+        tag = Literal[tuple(sorted(_schema_names(schema)))]  # type: ignore[valid-type]
+        if untagged_ok:
+            defaulted.append((attr["schema"], tag, None))  # absent only: an explicit null is wrong_schema
+        else:
+            required.append((attr["schema"], tag))
+        defaulted.append((attr["schema_version"], Literal[schema.version], schema.version))
+        struct = msgspec.defstruct(
+            "Record",
+            [*required, *defaulted],
+            forbid_unknown_fields=not allow_extra_fields,
+            rename={a: name for name, a in attr.items()},
+            gc=False,
+        )
+        self._decode: Callable[[bytes], Any] = msgspec.json.Decoder(struct).decode
+        self._numeric = operator.attrgetter(*(attr[f] for f in schema.numeric)) if schema.numeric else None
+        self._others = [(f, operator.attrgetter(attr[f])) for f in schema.fields if f not in numeric]
+
+    @classmethod
+    def of(cls, schema: Schema, *, allow_extra_fields: bool, schema_field: str) -> TypedDecoder | None:
+        """The decoder for ``schema`` (made once per schema and options), or None where the schema takes the
+        general path only."""
+        untagged_ok = schema_field == "optional"
+        key = (id(schema), allow_extra_fields, untagged_ok)
+        hit = cls._cache.get(key)
+        if hit is not None and hit[0] is schema:
+            return hit[1]
+        decoder = None
+        if msgspec is not None and not any("." in f for f in schema.fields):
+            decoder = cls(schema, allow_extra_fields=allow_extra_fields, untagged_ok=untagged_ok)
+        if len(cls._cache) >= 16:  # model reloads bring new schema objects; keep the latest few
+            cls._cache.clear()
+        cls._cache[key] = (schema, decoder)
+        return decoder
+
+    def decode(self, messages: Sequence[InputMessage], *, max_bytes: int) -> Decoded | None:
+        """The batch, every message kept; or None where the general path must read this batch."""
+        schema = self.schema
+        try:
+            values = [m.value for m in messages]
+            if not values or max(map(len, values)) > max_bytes:  # type: ignore[arg-type]
+                return None
+            records = list(map(self._decode, values))  # type: ignore[arg-type]
+        except (msgspec.DecodeError, TypeError, RecursionError):  # ValidationError is a DecodeError
+            return None
+        n, k = len(records), len(schema.numeric)
+        table: dict[str, Sequence[object] | np.ndarray] = {}
+        if self._numeric is not None:
+            rows = map(self._numeric, records)
+            matrix = np.fromiter(
+                itertools.chain.from_iterable(rows) if k > 1 else rows, dtype=np.float64, count=n * k
+            ).reshape(n, k)
+            table = {f: matrix[:, j] for j, f in enumerate(schema.numeric)}
+        for f, get in self._others:
+            table[f] = list(map(get, records))
+        batch = parse_table(schema, table, [m.position for m in messages])
+        if batch.rejected or batch.repaired:
+            return None
+        return batch, list(messages), []
+
+
+def decode_general(
+    messages: Sequence[InputMessage],
+    schema: Schema,
+    *,
+    max_bytes: int,
+    allow_extra_fields: bool = False,
+    schema_field: str = "required",
+) -> Decoded:
+    """The path every message can take: decode each with orjson and check it, naming what is wrong with
+    each one that fails. Returns what :func:`decode_messages` does."""
     allowed = set(schema.fields) | set(META_FIELDS)
     optional = set(schema.optional_columns) & set(schema.features)
     features = set(schema.features) - optional  # those every record must carry

@@ -604,7 +604,10 @@ _STRUCTURED = {list, dict, tuple}
 
 def _finite_numbers(column: Sequence[object] | np.ndarray, n: int) -> np.ndarray | None:
     """The fast path of a numeric column: ``column`` as float64 when it holds ``n`` JSON numbers (int or
-    float; not bool) that are all finite; else None, and the general path says what is wrong."""
+    float; not bool) that are all finite, or is a float64 array of finite values (a typed decoder's);
+    else None, and the general path says what is wrong."""
+    if isinstance(column, np.ndarray) and column.dtype == np.float64:
+        return column if len(column) == n and np.isfinite(column).all() else None
     if len(column) != n or not set(map(type, column)) <= _JSON_NUMBERS:
         return None
     try:
