@@ -124,8 +124,11 @@ class Verdicts:
         total = float(row.sum())
         if total <= 0:
             return {}
+        shares = row / total
+        kept = np.flatnonzero(shares >= floor)
+        names = self.field_names
         return {
-            self.field_names[j]: round(float(row[j] / total), 4) for j in np.flatnonzero(row / total >= floor)
+            names[j]: round(share, 4) for j, share in zip(kept.tolist(), shares[kept].tolist(), strict=True)
         }
 
     def __len__(self) -> int:
@@ -138,7 +141,10 @@ class Verdicts:
         if total <= 0:
             return []
         order = np.argsort(-row, kind="stable")[:k]
-        return [(self.field_names[j], float(row[j] / total)) for j in order]
+        names = self.field_names
+        return [
+            (names[j], share) for j, share in zip(order.tolist(), (row[order] / total).tolist(), strict=True)
+        ]
 
 
 class Detector:
