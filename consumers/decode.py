@@ -10,6 +10,7 @@ lists as optional reads as absent where a record lacks it. Bad messages are data
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import json
 import operator
@@ -95,9 +96,10 @@ def decode_messages(
     """Decode and validate. Returns the batch of good records, the message of each batch row, and the
     dead letters (in input order).
 
-    A batch is first read in one typed pass (:class:`TypedDecoder`); a batch that pass does not take whole
-    (any message it cannot type, any value :func:`parse_table` rejects or repairs) is read again by
-    :func:`decode_general`, which says what is wrong with each message. Both give the same batch."""
+    A batch is first read in one typed pass (:class:`TypedDecoder`), the messages it refuses by
+    :func:`decode_general`, which says what is wrong with each; a batch the typed pass cannot take (a
+    valid record it cannot type) is read again whole by the general path. Both give the same batch and
+    the same dead letters."""
     typed = TypedDecoder.of(schema, allow_extra_fields=allow_extra_fields, schema_field=schema_field)
     if typed is not None:
         done = typed.decode(messages, max_bytes=max_bytes)
@@ -118,15 +120,18 @@ class TypedDecoder:
     field names, ``schema`` and ``schema_version`` as it parses; the numeric columns then go to
     :func:`parse_table` as one float matrix (no dict per record, no per-value type checks in Python).
 
-    It takes a batch whole or not at all: :meth:`decode` returns None where any message does not type or
-    any value would be rejected or repaired, and the general path reads that batch and names each
-    problem. Schemas with nested (dotted) fields always take the general path."""
+    Messages that do not type and records whose values the checks reject are read again, alone, by the
+    general path, which names what is wrong with each; where it accepts one of them (a record that gives
+    numbers as text, say), or where a value would be repaired, :meth:`decode` returns None and the general
+    path reads the whole batch. Schemas with nested (dotted) fields always take the general path."""
 
     _cache: ClassVar[dict[tuple[int, bool, bool], tuple[Schema, TypedDecoder | None]]] = {}
 
     def __init__(self, schema: Schema, *, allow_extra_fields: bool, untagged_ok: bool) -> None:
         assert msgspec is not None
         self.schema = schema
+        self._allow_extra_fields = allow_extra_fields
+        self._schema_field = "optional" if untagged_ok else "required"
         # struct attributes are f0, f1, ... (a field name need not be an identifier); JSON names by rename
         names = [*schema.fields, *META_FIELDS]
         attr = {name: f"f{i}" for i, name in enumerate(names)}
@@ -178,16 +183,25 @@ class TypedDecoder:
         return decoder
 
     def decode(self, messages: Sequence[InputMessage], *, max_bytes: int) -> Decoded | None:
-        """The batch, every message kept; or None where the general path must read this batch."""
+        """The batch and the dead letters, as :func:`decode_general` gives them; or None where the general
+        path must read this batch whole."""
         schema = self.schema
-        try:
-            values = [m.value for m in messages]
-            if not values or max(map(len, values)) > max_bytes:  # type: ignore[arg-type]
-                return None
-            records = list(map(self._decode, values))  # type: ignore[arg-type]
-        except (msgspec.DecodeError, TypeError, RecursionError):  # ValidationError is a DecodeError
-            return None
+        decode = self._decode
+        records: list[Any] = []
+        typed: list[InputMessage] = []
+        odd: list[InputMessage] = []  # did not type: the general path reads these alone
+        for m in messages:
+            value = m.value
+            try:
+                if value is None or len(value) > max_bytes:
+                    raise TypeError
+                records.append(decode(value))
+                typed.append(m)
+            except (msgspec.DecodeError, TypeError, RecursionError):  # ValidationError is a DecodeError
+                odd.append(m)
         n, k = len(records), len(schema.numeric)
+        if not n:
+            return None
         table: dict[str, Sequence[object] | np.ndarray] = {}
         if self._numeric is not None:
             rows = map(self._numeric, records)
@@ -197,10 +211,33 @@ class TypedDecoder:
             table = {f: matrix[:, j] for j, f in enumerate(schema.numeric)}
         for f, get in self._others:
             table[f] = list(map(get, records))
-        batch = parse_table(schema, table, [m.position for m in messages])
-        if batch.rejected or batch.repaired:
+        positions = [m.position for m in typed]
+        batch = parse_table(schema, table, positions)
+        if batch.repaired:
             return None
-        return batch, list(messages), []
+        if not batch.rejected and not odd:
+            return batch, typed, []
+        # Messages that did not type, and records whose values the checks refused: the general path reads
+        # those alone and names each problem as it would in the whole batch (its details show each value
+        # as the record gave it), so a bad message placed in every batch does not make the whole batch
+        # pay for both paths. Where it accepts one of them (numbers as text, say), it reads the batch.
+        refused = {e.where for e in batch.rejected} | {m.position for m in odd}
+        bad = [m for m in messages if m.position in refused]
+        again, accepted, dead = decode_general(
+            bad,
+            schema,
+            max_bytes=max_bytes,
+            allow_extra_fields=self._allow_extra_fields,
+            schema_field=self._schema_field,
+        )
+        if accepted or len(dead) != len(bad) or len(refused) != len(bad) or len(set(positions)) != n:
+            return None
+        assert batch.row_index is not None
+        kept = [typed[i] for i in batch.row_index.tolist()]
+        labels = batch.labels
+        if labels is None and again.labels is not None:  # only refused records carried a label
+            labels = np.full(len(kept), "", dtype=object)
+        return dataclasses.replace(batch, labels=labels, rejected=again.rejected), kept, dead
 
 
 def decode_general(

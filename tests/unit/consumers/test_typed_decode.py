@@ -79,14 +79,32 @@ def test_ordinary_records_take_the_typed_path_and_decode_as_the_general_path_doe
     assert len(general[0]) == len(RECORDS)
 
 
-def test_a_batch_with_one_bad_message_is_read_whole_by_the_general_path():
+def test_a_batch_with_a_valid_record_that_does_not_type_is_read_whole_by_the_general_path():
     values = encode(RECORDS[:50])
-    values[17] = json.dumps({**RECORDS[17], "duration": -1}).encode()  # parses, typed, but rejected
-    values[30] = b'{"not": "a record"'
+    values[30] = json.dumps({**RECORDS[30], "duration": "3"}).encode()  # numbers as text: valid
     typed, general = both(messages(values))
     assert typed is None
     assert_same(decode_messages(messages(values), KDD, max_bytes=65_536), general)
-    assert [d.reason for d in general[2]] == ["negative_value", "not_json"]
+    assert not general[2] and len(general[0]) == 50
+
+
+def test_values_the_checks_refuse_are_dead_lettered_as_the_general_path_says():
+    """Only the refused records are read again: a bad record in every batch must not double the work."""
+    values = encode(RECORDS[:50])
+    for i, change in [
+        (3, {"duration": -1}),
+        (17, {"service": " "}),
+        (40, {"ts": 1e12}),
+        (41, {"duration": 10**400}),
+    ]:
+        values[i] = json.dumps({**RECORDS[i], **change}).encode()
+    values[20], values[30], values[45] = b'{"not": "a record"', None, b"x" * 70_000
+    typed, general = both(messages(values))
+    assert typed is not None
+    assert_same(typed, general)
+    assert [d.reason for d in general[2]] == [
+        "negative_value", "missing_value", "not_json", "empty", "bad_timestamp", "non_finite", "oversized"
+    ]  # fmt: skip
 
 
 @pytest.mark.parametrize(
@@ -163,3 +181,13 @@ def test_any_numbers_read_as_the_same_floats(values, text):
         assert general[2] or general[0].repaired
     else:
         assert_same(typed, general)
+
+
+def test_a_label_only_a_refused_record_carries_reads_as_the_general_path_reads_it():
+    """Live records carry no label; where only a bad one does, the general path gives every record an
+    empty label (the batch has a label column), and so must the typed path."""
+    records = [{k: v for k, v in r.items() if k != "label"} for r in RECORDS[:20]]
+    records[5] = {**RECORDS[5], "duration": "abc"}
+    typed, general = both(messages(encode(records)))
+    assert typed is not None and general[0].labels is not None
+    assert_same(typed, general)
