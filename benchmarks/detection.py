@@ -39,15 +39,15 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # run as a script from a checkout
 
-from detector.baselines import BaselineDetector, fit_baseline  # noqa: E402
-from detector.evaluation import FPR_BUDGETS, first_occurrences, run_stream, summarize  # noqa: E402
-from detector.pipeline import Detector  # noqa: E402
-from detector.schema import RecordBatch, builtin_schema  # noqa: E402
-from detector.thresholds import AdaptPolicy, make_thresholder  # noqa: E402
-from detector.train import TrainConfig, fit_encoder, train  # noqa: E402
-from detector.tuning import choose_risk, split_training_data  # noqa: E402
 from flowsentinel.cli import int_at_least  # noqa: E402
-from producers.files import read_many, read_records  # noqa: E402
+from flowsentinel.detector.baselines import BaselineDetector, fit_baseline  # noqa: E402
+from flowsentinel.detector.evaluation import FPR_BUDGETS, first_occurrences, run_stream, summarize  # noqa: E402
+from flowsentinel.detector.pipeline import Detector  # noqa: E402
+from flowsentinel.detector.schema import RecordBatch, builtin_schema  # noqa: E402
+from flowsentinel.detector.thresholds import AdaptPolicy, make_thresholder  # noqa: E402
+from flowsentinel.detector.train import TrainConfig, fit_encoder, train  # noqa: E402
+from flowsentinel.detector.tuning import choose_risk, split_training_data  # noqa: E402
+from flowsentinel.producers.files import read_many, read_records  # noqa: E402
 
 DATA = ROOT.parent / "shared" / "data"
 BATCH = 2_000

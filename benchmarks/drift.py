@@ -37,12 +37,12 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from validation import DATA, kdd99_split, nsl_split  # noqa: E402
 
-from detector.artifact import TrainedModel  # noqa: E402
-from detector.pipeline import Detector  # noqa: E402
-from detector.schema import builtin_schema  # noqa: E402
-from detector.thresholds import AdaptPolicy, make_thresholder  # noqa: E402
-from detector.train import TrainConfig, train  # noqa: E402
-from producers.files import read_records  # noqa: E402
+from flowsentinel.detector.artifact import TrainedModel  # noqa: E402
+from flowsentinel.detector.pipeline import Detector  # noqa: E402
+from flowsentinel.detector.schema import builtin_schema  # noqa: E402
+from flowsentinel.detector.thresholds import AdaptPolicy, make_thresholder  # noqa: E402
+from flowsentinel.detector.train import TrainConfig, train  # noqa: E402
+from flowsentinel.producers.files import read_records  # noqa: E402
 
 Q = 0.01
 POLICIES = {

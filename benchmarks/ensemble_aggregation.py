@@ -27,13 +27,13 @@ sys.path.insert(0, str(ROOT))  # run as a script from a checkout
 
 from validation import kdd99_split, nsl_split, record  # noqa: E402  (benchmarks/ is sys.path[0] when run as a script)
 
-from detector.artifact import CALIBRATION_KEEP, TrainedModel  # noqa: E402
-from detector.metrics import auroc  # noqa: E402
-from detector.model import LSTMAutoencoder  # noqa: E402
-from detector.pipeline import Detector, field_scores, score_windows  # noqa: E402
-from detector.schema import RecordBatch  # noqa: E402
-from detector.train import TrainConfig, train  # noqa: E402
-from detector.windows import gather_windows, window_indices  # noqa: E402
+from flowsentinel.detector.artifact import CALIBRATION_KEEP, TrainedModel  # noqa: E402
+from flowsentinel.detector.metrics import auroc  # noqa: E402
+from flowsentinel.detector.model import LSTMAutoencoder  # noqa: E402
+from flowsentinel.detector.pipeline import Detector, field_scores, score_windows  # noqa: E402
+from flowsentinel.detector.schema import RecordBatch  # noqa: E402
+from flowsentinel.detector.train import TrainConfig, train  # noqa: E402
+from flowsentinel.detector.windows import gather_windows, window_indices  # noqa: E402
 
 COMBINATIONS = ("mean", "median", "min", "max")
 

@@ -42,11 +42,11 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 from detection import DATA, normal_of, seed_list  # noqa: E402
 from validation import nsl_split  # noqa: E402
 
-from detector.baselines import DenseAEScorer  # noqa: E402
-from detector.features import FeatureEncoder  # noqa: E402
-from detector.metrics import auprc, auroc  # noqa: E402
-from detector.schema import RecordBatch, builtin_schema  # noqa: E402
-from producers.files import read_records  # noqa: E402
+from flowsentinel.detector.baselines import DenseAEScorer  # noqa: E402
+from flowsentinel.detector.features import FeatureEncoder  # noqa: E402
+from flowsentinel.detector.metrics import auprc, auroc  # noqa: E402
+from flowsentinel.detector.schema import RecordBatch, builtin_schema  # noqa: E402
+from flowsentinel.producers.files import read_records  # noqa: E402
 
 Transform = Callable[[RecordBatch], np.ndarray]
 NO_LOG = float("inf")  # a heavy-tail span no field exceeds: no log1p anywhere

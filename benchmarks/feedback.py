@@ -44,15 +44,15 @@ sys.path.insert(0, str(ROOT))  # run as a script from a checkout
 
 from detection import normal_of, seed_list, splits  # noqa: E402  (benchmarks/ is sys.path[0] when run as a script)
 
-from detector.artifact import TrainedModel, load_artifact, save_artifact  # noqa: E402
-from detector.baselines import fit_baseline  # noqa: E402
-from detector.feedback import FeedbackPolicy, VerdictMemory, profiles  # noqa: E402
-from detector.metrics import auprc, auroc, recall_at_fpr  # noqa: E402
-from detector.pipeline import Detector  # noqa: E402
-from detector.schema import RecordBatch  # noqa: E402
-from detector.thresholds import make_thresholder  # noqa: E402
-from detector.train import TrainConfig, train  # noqa: E402
-from detector.tuning import split_training_data  # noqa: E402
+from flowsentinel.detector.artifact import TrainedModel, load_artifact, save_artifact  # noqa: E402
+from flowsentinel.detector.baselines import fit_baseline  # noqa: E402
+from flowsentinel.detector.feedback import FeedbackPolicy, VerdictMemory, profiles  # noqa: E402
+from flowsentinel.detector.metrics import auprc, auroc, recall_at_fpr  # noqa: E402
+from flowsentinel.detector.pipeline import Detector  # noqa: E402
+from flowsentinel.detector.schema import RecordBatch  # noqa: E402
+from flowsentinel.detector.thresholds import make_thresholder  # noqa: E402
+from flowsentinel.detector.train import TrainConfig, train  # noqa: E402
+from flowsentinel.detector.tuning import split_training_data  # noqa: E402
 
 CHUNK = 500
 RISK = 0.01

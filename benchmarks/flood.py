@@ -28,11 +28,11 @@ sys.path.insert(0, str(ROOT))  # run as a script from a checkout
 
 from detection import member_count, seed_list  # noqa: E402  (benchmarks/ is sys.path[0] when run as a script)
 
-from detector.metrics import auroc  # noqa: E402
-from detector.pipeline import Detector  # noqa: E402
-from detector.schema import builtin_schema  # noqa: E402
-from detector.train import TrainConfig, train  # noqa: E402
-from producers.files import read_records  # noqa: E402
+from flowsentinel.detector.metrics import auroc  # noqa: E402
+from flowsentinel.detector.pipeline import Detector  # noqa: E402
+from flowsentinel.detector.schema import builtin_schema  # noqa: E402
+from flowsentinel.detector.train import TrainConfig, train  # noqa: E402
+from flowsentinel.producers.files import read_records  # noqa: E402
 
 DATA = ROOT.parent / "shared" / "data"
 

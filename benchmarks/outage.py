@@ -19,12 +19,13 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # run as a script from a checkout
 
-from consumers.main import start_service  # noqa: E402
-from consumers.settings import Settings  # noqa: E402
-from detector.artifact import save_artifact  # noqa: E402
-from detector.train import TrainConfig, train  # noqa: E402
 from flowsentinel.broker import EmbeddedBroker  # noqa: E402
+from flowsentinel.consumers.main import start_service  # noqa: E402
+from flowsentinel.consumers.settings import Settings  # noqa: E402
+from flowsentinel.detector.artifact import save_artifact  # noqa: E402
+from flowsentinel.detector.train import TrainConfig, train  # noqa: E402
 from flowsentinel.kafka_admin import ensure_topics  # noqa: E402
+from flowsentinel.producers.synthetic import normal_training_records, to_batch  # noqa: E402
 from flowsentinel.testing import (  # noqa: E402
     committed,
     highwater,
@@ -33,7 +34,6 @@ from flowsentinel.testing import (  # noqa: E402
     scrape,
     wait_for,
 )
-from producers.synthetic import normal_training_records, to_batch  # noqa: E402
 
 
 def main() -> None:

@@ -33,14 +33,14 @@ sys.path.insert(0, str(ROOT))  # run as a script from a checkout
 
 from throughput import start_detector, wait_metric  # noqa: E402  (benchmarks/ is sys.path[0] as a script)
 
-from consumers.decode import REASONS  # noqa: E402
-from detector.artifact import save_artifact  # noqa: E402
-from detector.train import TrainConfig, train  # noqa: E402
 from flowsentinel.broker import EmbeddedBroker, free_port  # noqa: E402
+from flowsentinel.consumers.decode import REASONS  # noqa: E402
+from flowsentinel.detector.artifact import save_artifact  # noqa: E402
+from flowsentinel.detector.train import TrainConfig, train  # noqa: E402
 from flowsentinel.fuzzing import fuzz_messages  # noqa: E402
 from flowsentinel.kafka_admin import ensure_topics  # noqa: E402
+from flowsentinel.producers.synthetic import SyntheticTraffic, normal_training_records, to_batch  # noqa: E402
 from flowsentinel.testing import committed, consumer_lags, read_topic, scrape  # noqa: E402
-from producers.synthetic import SyntheticTraffic, normal_training_records, to_batch  # noqa: E402
 
 KINDS = ("deep_nesting", "huge_value", "surrogate_key", "binary_garbage", "wrong_schema", "tombstone")
 PARTITIONS = 4

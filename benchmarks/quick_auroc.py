@@ -24,13 +24,13 @@ from typing import Any
 import numpy as np
 import torch
 
-from detector.artifact import save_artifact
-from detector.metrics import at_threshold, auprc, auroc
-from detector.pipeline import Detector
-from detector.schema import builtin_schema
-from detector.thresholds import make_thresholder
-from detector.train import TrainConfig, train
-from producers.files import read_records
+from flowsentinel.detector.artifact import save_artifact
+from flowsentinel.detector.metrics import at_threshold, auprc, auroc
+from flowsentinel.detector.pipeline import Detector
+from flowsentinel.detector.schema import builtin_schema
+from flowsentinel.detector.thresholds import make_thresholder
+from flowsentinel.detector.train import TrainConfig, train
+from flowsentinel.producers.files import read_records
 
 ROOT = Path(__file__).resolve().parent.parent
 DATA = ROOT.parent / "shared" / "data"

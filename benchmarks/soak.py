@@ -38,13 +38,13 @@ sys.path.insert(0, str(ROOT))  # run as a script from a checkout
 
 from throughput import rss_mib, start_detector  # noqa: E402  (benchmarks/ is sys.path[0] when run as a script)
 
-from detector.artifact import load_artifact, save_artifact  # noqa: E402
-from detector.train import TrainConfig, train  # noqa: E402
 from flowsentinel.broker import EmbeddedBroker, free_port  # noqa: E402
+from flowsentinel.detector.artifact import load_artifact, save_artifact  # noqa: E402
+from flowsentinel.detector.train import TrainConfig, train  # noqa: E402
 from flowsentinel.kafka_admin import ensure_topics  # noqa: E402
+from flowsentinel.producers.publisher import Pacer  # noqa: E402
+from flowsentinel.producers.synthetic import SyntheticTraffic, normal_training_records, to_batch  # noqa: E402
 from flowsentinel.testing import committed, read_topic, wait_for  # noqa: E402
-from producers.publisher import Pacer  # noqa: E402
-from producers.synthetic import SyntheticTraffic, normal_training_records, to_batch  # noqa: E402
 
 POISON_EVERY = 500
 PARTITIONS = 4

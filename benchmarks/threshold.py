@@ -43,14 +43,14 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # run as a script from a checkout
 
-from detector.artifact import load_artifact, save_artifact  # noqa: E402
-from detector.evaluation import first_occurrences  # noqa: E402
-from detector.metrics import auroc  # noqa: E402
-from detector.pipeline import Detector  # noqa: E402
-from detector.schema import RecordBatch, builtin_schema  # noqa: E402
-from detector.thresholds import AdaptPolicy, make_thresholder  # noqa: E402
-from detector.train import TrainConfig, train  # noqa: E402
-from producers.files import read_many, read_records  # noqa: E402
+from flowsentinel.detector.artifact import load_artifact, save_artifact  # noqa: E402
+from flowsentinel.detector.evaluation import first_occurrences  # noqa: E402
+from flowsentinel.detector.metrics import auroc  # noqa: E402
+from flowsentinel.detector.pipeline import Detector  # noqa: E402
+from flowsentinel.detector.schema import RecordBatch, builtin_schema  # noqa: E402
+from flowsentinel.detector.thresholds import AdaptPolicy, make_thresholder  # noqa: E402
+from flowsentinel.detector.train import TrainConfig, train  # noqa: E402
+from flowsentinel.producers.files import read_many, read_records  # noqa: E402
 
 DATA = ROOT.parent / "shared" / "data"
 CACHE = ROOT / "models" / "bench-threshold"

@@ -34,15 +34,15 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # run as a script from a checkout
 
-from consumers.kafka_client import make_producer  # noqa: E402
-from consumers.settings import Settings  # noqa: E402
-from detector.artifact import save_artifact  # noqa: E402
-from detector.train import TrainConfig, train  # noqa: E402
 from flowsentinel.broker import EmbeddedBroker, free_port  # noqa: E402
+from flowsentinel.consumers.kafka_client import make_producer  # noqa: E402
+from flowsentinel.consumers.settings import Settings  # noqa: E402
+from flowsentinel.detector.artifact import save_artifact  # noqa: E402
+from flowsentinel.detector.train import TrainConfig, train  # noqa: E402
 from flowsentinel.kafka_admin import ensure_topics  # noqa: E402
+from flowsentinel.producers.publisher import Pacer, Publisher, publish  # noqa: E402
+from flowsentinel.producers.synthetic import SyntheticTraffic, normal_training_records, to_batch  # noqa: E402
 from flowsentinel.testing import consumer_lags, scrape  # noqa: E402
-from producers.publisher import Pacer, Publisher, publish  # noqa: E402
-from producers.synthetic import SyntheticTraffic, normal_training_records, to_batch  # noqa: E402
 
 
 def quantile_from_buckets(m: dict[str, float], name: str, q: float) -> float:

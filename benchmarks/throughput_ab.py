@@ -41,11 +41,11 @@ sys.path.insert(0, str(ROOT))  # run as a script from a checkout
 
 from throughput import produce, start_detector, time_backlog  # noqa: E402  (benchmarks/ is sys.path[0] when run as a script)
 
-from detector.artifact import save_artifact  # noqa: E402
-from detector.train import TrainConfig, train  # noqa: E402
 from flowsentinel.broker import EmbeddedBroker, free_port  # noqa: E402
+from flowsentinel.detector.artifact import save_artifact  # noqa: E402
+from flowsentinel.detector.train import TrainConfig, train  # noqa: E402
 from flowsentinel.kafka_admin import ensure_topics  # noqa: E402
-from producers.synthetic import normal_training_records, to_batch  # noqa: E402
+from flowsentinel.producers.synthetic import normal_training_records, to_batch  # noqa: E402
 
 
 def variant(text: str) -> tuple[str, Path, dict[str, str]]:

@@ -23,12 +23,12 @@ from typing import Any
 
 import numpy as np
 
-from detector.metrics import auprc, auroc
-from detector.pipeline import Detector
-from detector.schema import builtin_schema
-from detector.thresholds import make_thresholder
-from detector.train import TrainConfig, train
-from producers.files import read_records
+from flowsentinel.detector.metrics import auprc, auroc
+from flowsentinel.detector.pipeline import Detector
+from flowsentinel.detector.schema import builtin_schema
+from flowsentinel.detector.thresholds import make_thresholder
+from flowsentinel.detector.train import TrainConfig, train
+from flowsentinel.producers.files import read_records
 
 DATA = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "nsl-kdd"
 

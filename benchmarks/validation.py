@@ -35,13 +35,13 @@ import pandas as pd
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # run as a script from a checkout
 
-from detector.errors import ConfigError  # noqa: E402
-from detector.evaluation import first_occurrences  # noqa: E402
-from detector.metrics import auprc, auroc  # noqa: E402
-from detector.pipeline import Detector  # noqa: E402
-from detector.schema import RecordBatch, builtin_schema  # noqa: E402
-from detector.train import TrainConfig, train  # noqa: E402
-from producers.files import read_records  # noqa: E402
+from flowsentinel.detector.errors import ConfigError  # noqa: E402
+from flowsentinel.detector.evaluation import first_occurrences  # noqa: E402
+from flowsentinel.detector.metrics import auprc, auroc  # noqa: E402
+from flowsentinel.detector.pipeline import Detector  # noqa: E402
+from flowsentinel.detector.schema import RecordBatch, builtin_schema  # noqa: E402
+from flowsentinel.detector.train import TrainConfig, train  # noqa: E402
+from flowsentinel.producers.files import read_records  # noqa: E402
 
 DATA = ROOT.parent / "shared" / "data"
 

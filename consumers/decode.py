@@ -31,9 +31,16 @@ try:  # msgspec is a dependency too; without it every batch takes the general pa
 except ImportError:  # pragma: no cover
     msgspec = None  # type: ignore[assignment]
 
-from detector.errors import MALFORMED, RECORD_CODES
-from detector.schema import SCHEMA_ALIASES, RecordBatch, Schema, absent_value, flatten_record, parse_table
-from detector.text import shown
+from flowsentinel.detector.errors import MALFORMED, RECORD_CODES
+from flowsentinel.detector.schema import (
+    SCHEMA_ALIASES,
+    RecordBatch,
+    Schema,
+    absent_value,
+    flatten_record,
+    parse_table,
+)
+from flowsentinel.detector.text import shown
 
 REASONS = (
     "oversized",

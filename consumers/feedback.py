@@ -31,10 +31,10 @@ from typing import Any
 
 import numpy as np
 
-from consumers.alerts import alert_body
-from consumers.decode import DeadLetter, InputMessage
-from detector.feedback import VERDICTS, VerdictMemory, shares_profile
-from detector.text import printable, shown
+from flowsentinel.consumers.alerts import alert_body
+from flowsentinel.consumers.decode import DeadLetter, InputMessage
+from flowsentinel.detector.feedback import VERDICTS, VerdictMemory, shares_profile
+from flowsentinel.detector.text import printable, shown
 
 log = logging.getLogger(__name__)
 

@@ -26,8 +26,8 @@ from typing import Any
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
-from consumers.service import LoopState
-from detector.errors import ConfigError
+from flowsentinel.consumers.service import LoopState
+from flowsentinel.detector.errors import ConfigError
 
 
 class HealthServer:

@@ -27,8 +27,8 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any, NamedTuple, Protocol
 
-from consumers.decode import InputMessage
-from detector.errors import ConfigError, FlowSentinelError
+from flowsentinel.consumers.decode import InputMessage
+from flowsentinel.detector.errors import ConfigError, FlowSentinelError
 
 log = logging.getLogger(__name__)
 

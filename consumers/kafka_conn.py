@@ -19,7 +19,7 @@ import ssl
 import struct
 from collections.abc import Sequence
 
-from detector.errors import ConfigError, FlowSentinelError
+from flowsentinel.detector.errors import ConfigError, FlowSentinelError
 
 TLS_PROTOCOLS = ("SSL", "SASL_SSL")
 

@@ -20,7 +20,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from detector.errors import ConfigError
+from flowsentinel.detector.errors import ConfigError
 
 CLIENTS = ("consumer", "producer")
 # consumer options about group membership: not given to a consumer outside the group (the feedback reader)

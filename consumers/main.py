@@ -15,11 +15,11 @@ from types import FrameType
 
 from prometheus_client import CollectorRegistry
 
-from consumers.http import HealthServer
-from consumers.metrics import Metrics
-from consumers.service import DetectorService
-from consumers.settings import Settings
-from detector.artifact import TrainedModel
+from flowsentinel.consumers.http import HealthServer
+from flowsentinel.consumers.metrics import Metrics
+from flowsentinel.consumers.service import DetectorService
+from flowsentinel.consumers.settings import Settings
+from flowsentinel.detector.artifact import TrainedModel
 
 log = logging.getLogger(__name__)
 

@@ -26,8 +26,8 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Proc
 from prometheus_client.core import HistogramMetricFamily
 from prometheus_client.registry import Collector
 
-from consumers.alerts import SEVERITIES
-from consumers.decode import REASONS
+from flowsentinel.consumers.alerts import SEVERITIES
+from flowsentinel.consumers.decode import REASONS
 
 LATENCY_BUCKETS = (
     0.005,

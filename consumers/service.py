@@ -26,10 +26,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from consumers.alerts import AlertRecord, EpisodeTracker, publishable, severity, to_ecs
-from consumers.decode import DeadLetter, InputMessage, decode_messages
-from consumers.feedback import FeedbackState
-from consumers.kafka_client import (
+from flowsentinel.consumers.alerts import AlertRecord, EpisodeTracker, publishable, severity, to_ecs
+from flowsentinel.consumers.decode import DeadLetter, InputMessage, decode_messages
+from flowsentinel.consumers.feedback import FeedbackState
+from flowsentinel.consumers.kafka_client import (
     CommitRejected,
     Committed,
     Delivery,
@@ -41,19 +41,25 @@ from consumers.kafka_client import (
     make_producer,
     resolve_client,
 )
-from consumers.kafka_conn import KafkaUnreachable
-from consumers.kafka_options import GROUP_ONLY_OPTIONS
-from consumers.metrics import Metrics, package_version
-from consumers.settings import Settings, feedback_policy, probe_kafka, probe_writable_dir, shift_policy
-from consumers.shadow import PromotionRule, Shadow, promotion_decision
-from detector.artifact import TrainedModel, artifact_identity, load_artifact
-from detector.errors import ArtifactError, ConfigError
-from detector.feedback import VerdictMemory
-from detector.pipeline import Detector
-from detector.schema import RecordBatch
-from detector.store import ModelStore
-from detector.text import clean_text, printable, utf8
-from detector.thresholds import make_thresholder
+from flowsentinel.consumers.kafka_conn import KafkaUnreachable
+from flowsentinel.consumers.kafka_options import GROUP_ONLY_OPTIONS
+from flowsentinel.consumers.metrics import Metrics, package_version
+from flowsentinel.consumers.settings import (
+    Settings,
+    feedback_policy,
+    probe_kafka,
+    probe_writable_dir,
+    shift_policy,
+)
+from flowsentinel.consumers.shadow import PromotionRule, Shadow, promotion_decision
+from flowsentinel.detector.artifact import TrainedModel, artifact_identity, load_artifact
+from flowsentinel.detector.errors import ArtifactError, ConfigError
+from flowsentinel.detector.feedback import VerdictMemory
+from flowsentinel.detector.pipeline import Detector
+from flowsentinel.detector.schema import RecordBatch
+from flowsentinel.detector.store import ModelStore
+from flowsentinel.detector.text import clean_text, printable, utf8
+from flowsentinel.detector.thresholds import make_thresholder
 
 log = logging.getLogger(__name__)
 VERSION = package_version()  # in alerts' observer and the dead letters' headers

@@ -19,14 +19,19 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from consumers.alerts import SEVERITIES
-from consumers.decode import SCHEMA_FIELD_MODES
-from consumers.kafka_client import KAFKA_CLIENTS, ClientConfig, check_confluent_options, resolve_client
-from consumers.kafka_conn import TLS_PROTOCOLS, build_ssl_context, probe
-from consumers.kafka_options import parse_kafka_options
-from detector.errors import ConfigError
-from detector.feedback import FeedbackPolicy
-from detector.thresholds import AdaptPolicy
+from flowsentinel.consumers.alerts import SEVERITIES
+from flowsentinel.consumers.decode import SCHEMA_FIELD_MODES
+from flowsentinel.consumers.kafka_client import (
+    KAFKA_CLIENTS,
+    ClientConfig,
+    check_confluent_options,
+    resolve_client,
+)
+from flowsentinel.consumers.kafka_conn import TLS_PROTOCOLS, build_ssl_context, probe
+from flowsentinel.consumers.kafka_options import parse_kafka_options
+from flowsentinel.detector.errors import ConfigError
+from flowsentinel.detector.feedback import FeedbackPolicy
+from flowsentinel.detector.thresholds import AdaptPolicy
 
 ENV_PREFIX = "FLOWSENTINEL_"
 
@@ -336,7 +341,7 @@ class Settings:
     def signing_key(self) -> bytes | None:
         """The key models must be signed with (None: signatures are not checked). ArtifactError naming the
         source, never the key, if it is too short or the file cannot be read."""
-        from detector.artifact import check_key, read_key  # (torch: not for --help)
+        from flowsentinel.detector.artifact import check_key, read_key  # (torch: not for --help)
 
         if not self.require_signed:
             return None

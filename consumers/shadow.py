@@ -18,10 +18,10 @@ from typing import Any
 
 import numpy as np
 
-from detector.artifact import TrainedModel
-from detector.pipeline import Detector
-from detector.schema import RecordBatch
-from detector.thresholds import OnlineThresholder
+from flowsentinel.detector.artifact import TrainedModel
+from flowsentinel.detector.pipeline import Detector
+from flowsentinel.detector.schema import RecordBatch
+from flowsentinel.detector.thresholds import OnlineThresholder
 
 Position = tuple[str, int, int]  # (topic, partition, offset)
 

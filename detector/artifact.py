@@ -35,10 +35,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from detector.errors import ArtifactError
-from detector.features import FeatureEncoder
-from detector.model import AutoencoderEnsemble, ModelConfig
-from detector.schema import Schema
+from flowsentinel.detector.errors import ArtifactError
+from flowsentinel.detector.features import FeatureEncoder
+from flowsentinel.detector.model import AutoencoderEnsemble, ModelConfig
+from flowsentinel.detector.schema import Schema
 
 # 2 added the per-field error scales, 3 the ensemble (weights keyed "members.<i>."). Formats 1 and 2 still
 # load, as a one-member ensemble; format 1 scores by plain MSE.

@@ -19,11 +19,11 @@ import numpy as np
 import torch
 from torch import nn
 
-from detector.errors import ConfigError
-from detector.features import FeatureEncoder
-from detector.pipeline import Verdicts
-from detector.schema import RecordBatch
-from detector.thresholds import OnlineThresholder
+from flowsentinel.detector.errors import ConfigError
+from flowsentinel.detector.features import FeatureEncoder
+from flowsentinel.detector.pipeline import Verdicts
+from flowsentinel.detector.schema import RecordBatch
+from flowsentinel.detector.thresholds import OnlineThresholder
 
 BASELINES = ("river-hst", "iforest", "dense-ae")
 

@@ -6,7 +6,7 @@ came from. ``retriable`` says whether trying the same thing again can succeed (i
 
 from __future__ import annotations
 
-from detector.text import shown
+from flowsentinel.detector.text import shown
 
 
 class FlowSentinelError(Exception):

@@ -18,10 +18,10 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from detector.metrics import at_threshold, auprc, auroc, recall_at_fpr
-from detector.pipeline import Verdicts
-from detector.schema import RecordBatch, Schema
-from detector.thresholds import OnlineThresholder
+from flowsentinel.detector.metrics import at_threshold, auprc, auroc, recall_at_fpr
+from flowsentinel.detector.pipeline import Verdicts
+from flowsentinel.detector.schema import RecordBatch, Schema
+from flowsentinel.detector.thresholds import OnlineThresholder
 
 
 class StreamDetector(Protocol):

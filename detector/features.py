@@ -24,8 +24,8 @@ from typing import Any
 
 import numpy as np
 
-from detector.errors import ArtifactError, ConfigError
-from detector.schema import RecordBatch, Schema
+from flowsentinel.detector.errors import ArtifactError, ConfigError
+from flowsentinel.detector.schema import RecordBatch, Schema
 
 UNKNOWN = "__unknown__"
 

@@ -48,7 +48,7 @@ from typing import Any
 
 import numpy as np
 
-from detector.errors import ConfigError
+from flowsentinel.detector.errors import ConfigError
 
 VERDICTS = ("attack", "benign")
 _EPS = 1e-12

@@ -23,8 +23,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from detector.errors import SchemaError
-from detector.schema import Schema, normalize_name
+from flowsentinel.detector.errors import SchemaError
+from flowsentinel.detector.schema import Schema, normalize_name
 
 UNSET_TOKENS = ("-", "(empty)", "?", "na", "n/a", "null", "none", "")
 NONFINITE_TOKENS = ("nan", "inf", "-inf", "+inf", "infinity", "-infinity", "+infinity")

@@ -34,7 +34,7 @@ from typing import Any, cast
 import torch
 from torch import nn
 
-from detector.errors import ArtifactError, ConfigError
+from flowsentinel.detector.errors import ArtifactError, ConfigError
 
 
 @dataclass(frozen=True)

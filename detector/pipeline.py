@@ -18,14 +18,14 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 
-from detector.feedback import VerdictMemory
-from detector.model import AutoencoderEnsemble, LSTMAutoencoder, squared_errors
-from detector.schema import RecordBatch
-from detector.thresholds import AdaptPolicy, OnlineThresholder, make_thresholder
-from detector.windows import WindowStore
+from flowsentinel.detector.feedback import VerdictMemory
+from flowsentinel.detector.model import AutoencoderEnsemble, LSTMAutoencoder, squared_errors
+from flowsentinel.detector.schema import RecordBatch
+from flowsentinel.detector.thresholds import AdaptPolicy, OnlineThresholder, make_thresholder
+from flowsentinel.detector.windows import WindowStore
 
 if TYPE_CHECKING:
-    from detector.artifact import TrainedModel
+    from flowsentinel.detector.artifact import TrainedModel
 
 INFERENCE_BATCH = 1024
 SCORINGS = ("mse", "field-scaled")
@@ -177,7 +177,7 @@ class Detector:
         policy: AdaptPolicy | None = None,
         max_keys: int = 50_000,
     ) -> Detector:
-        from detector.artifact import load_artifact
+        from flowsentinel.detector.artifact import load_artifact
 
         return cls(load_artifact(path), make_thresholder(thresholder, q, policy), max_keys=max_keys)
 

@@ -38,7 +38,7 @@ from typing import Any, Literal, get_args
 import numpy as np
 import pandas as pd
 
-from detector.errors import (
+from flowsentinel.detector.errors import (
     BAD_TIMESTAMP,
     MISSING_VALUE,
     NEGATIVE_VALUE,

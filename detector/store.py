@@ -28,8 +28,15 @@ import time
 from pathlib import Path
 from typing import Any
 
-from detector.artifact import METADATA, SIGNATURE, WEIGHTS, TrainedModel, load_artifact, save_artifact
-from detector.errors import ArtifactError
+from flowsentinel.detector.artifact import (
+    METADATA,
+    SIGNATURE,
+    WEIGHTS,
+    TrainedModel,
+    load_artifact,
+    save_artifact,
+)
+from flowsentinel.detector.errors import ArtifactError
 
 ROLES = ("live", "shadow", "previous")
 

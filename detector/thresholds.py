@@ -63,7 +63,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from detector.errors import ConfigError
+from flowsentinel.detector.errors import ConfigError
 
 # a threshold is warmed up from at least this many scores of normal traffic (the model's calibration)
 MIN_CALIBRATION_SCORES = 50

@@ -24,14 +24,14 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from detector.artifact import CALIBRATION_KEEP, TrainedModel
-from detector.errors import ConfigError
-from detector.features import FeatureEncoder
-from detector.model import AutoencoderEnsemble, LSTMAutoencoder, ModelConfig, squared_errors
-from detector.pipeline import SCORINGS, field_scales, field_scores, score_windows
-from detector.schema import RecordBatch
-from detector.thresholds import MIN_CALIBRATION_SCORES
-from detector.windows import gather_windows, window_indices
+from flowsentinel.detector.artifact import CALIBRATION_KEEP, TrainedModel
+from flowsentinel.detector.errors import ConfigError
+from flowsentinel.detector.features import FeatureEncoder
+from flowsentinel.detector.model import AutoencoderEnsemble, LSTMAutoencoder, ModelConfig, squared_errors
+from flowsentinel.detector.pipeline import SCORINGS, field_scales, field_scores, score_windows
+from flowsentinel.detector.schema import RecordBatch
+from flowsentinel.detector.thresholds import MIN_CALIBRATION_SCORES
+from flowsentinel.detector.windows import gather_windows, window_indices
 
 log = logging.getLogger(__name__)
 

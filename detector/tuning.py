@@ -16,12 +16,12 @@ from typing import Any
 
 import numpy as np
 
-from detector.errors import ConfigError
-from detector.evaluation import StreamResult, run_stream, summarize
-from detector.pipeline import Detector
-from detector.schema import RecordBatch
-from detector.thresholds import AdaptPolicy, make_thresholder
-from detector.train import TrainConfig, train
+from flowsentinel.detector.errors import ConfigError
+from flowsentinel.detector.evaluation import StreamResult, run_stream, summarize
+from flowsentinel.detector.pipeline import Detector
+from flowsentinel.detector.schema import RecordBatch
+from flowsentinel.detector.thresholds import AdaptPolicy, make_thresholder
+from flowsentinel.detector.train import TrainConfig, train
 
 SPACE: dict[str, list[Any]] = {
     "window": [1, 2, 4, 8],

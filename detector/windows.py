@@ -23,7 +23,7 @@ from collections.abc import Hashable, Sequence
 
 import numpy as np
 
-from detector.errors import ConfigError
+from flowsentinel.detector.errors import ConfigError
 
 _NO_CONTEXT: list = []  # what a key holds at window 1: no earlier records
 

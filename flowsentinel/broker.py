@@ -21,7 +21,7 @@ import subprocess
 import time
 from pathlib import Path
 
-from detector.errors import ConfigError
+from flowsentinel.detector.errors import ConfigError
 
 
 def find_tansu() -> str:

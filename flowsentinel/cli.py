@@ -23,9 +23,9 @@ from typing import Any, NoReturn
 
 import numpy as np
 
-from consumers.settings import policy_settings, shift_policy
-from detector.errors import FlowSentinelError
-from detector.thresholds import AdaptPolicy
+from flowsentinel.consumers.settings import policy_settings, shift_policy
+from flowsentinel.detector.errors import FlowSentinelError
+from flowsentinel.detector.thresholds import AdaptPolicy
 from flowsentinel.progress import progress_bar
 
 log = logging.getLogger("flowsentinel")
@@ -138,8 +138,8 @@ def _detector_list(text: str) -> list[str]:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from consumers.settings import SECURITY_SETTINGS
-    from detector.schema import BUILTIN_SCHEMAS
+    from flowsentinel.consumers.settings import SECURITY_SETTINGS
+    from flowsentinel.detector.schema import BUILTIN_SCHEMAS
 
     builtins = ", ".join(BUILTIN_SCHEMAS)
 
@@ -573,7 +573,7 @@ def _add_settings_flags(
     flags leave the value to the config file, the environment or the default."""
     import dataclasses
 
-    from consumers.settings import Settings
+    from flowsentinel.consumers.settings import Settings
 
     for f in dataclasses.fields(Settings):
         if (only is not None and f.name not in only) or f.name in ENV_ONLY_SETTINGS:
@@ -616,8 +616,8 @@ def _add_key_flag(parser: argparse.ArgumentParser, help: str) -> None:
 
 def _model_key(args: argparse.Namespace, *, env: bool = False) -> bytes | None:
     """The signing key of ``--model-key-file`` (or, with ``env``, FLOWSENTINEL_MODEL_KEY); None if neither."""
-    from consumers.settings import Secret
-    from detector.artifact import check_key, read_key
+    from flowsentinel.consumers.settings import Secret
+    from flowsentinel.detector.artifact import check_key, read_key
 
     if args.model_key_file:
         key = read_key(args.model_key_file)
@@ -649,7 +649,7 @@ def _check_files(paths: Sequence[str], flag: str) -> None:
 def _check_out_dir(path: str, flag: str = "--out") -> None:
     """Create the output directory now and make sure it takes a file: a wrong path is one line before the
     work (a two-minute training), not a traceback after it."""
-    from consumers.settings import probe_writable_dir
+    from flowsentinel.consumers.settings import probe_writable_dir
 
     try:
         probe_writable_dir(path)
@@ -669,9 +669,9 @@ def _check_out_file(path: str, flag: str = "--out") -> None:
 
 # ------------------------------------------------------------------------------------------- train
 def cmd_train(args: argparse.Namespace) -> int:
-    from detector.artifact import key_id, save_artifact
-    from detector.schema import RecordBatch, load_schema
-    from detector.train import train
+    from flowsentinel.detector.artifact import key_id, save_artifact
+    from flowsentinel.detector.schema import RecordBatch, load_schema
+    from flowsentinel.detector.train import train
 
     schema = load_schema(args.schema)
     if not args.data and schema.name != "kdd":
@@ -682,7 +682,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     started = time.monotonic()
     batches = []
     if args.synthetic:
-        from producers.synthetic import normal_training_records, to_batch
+        from flowsentinel.producers.synthetic import normal_training_records, to_batch
 
         batches.append(to_batch(normal_training_records(args.synthetic, seed=cfg.seed)))
     if args.data:
@@ -761,8 +761,8 @@ def _file_batches(
     the schema as a whole (e.g. its header lacks a field), or of which not one record parses (another
     schema's file, not a data file, empty), is a one-line usage error naming it and the first reason. With
     ``max_rows`` only the file's first rows are read, as a check, and nothing is said."""
-    from detector.errors import SchemaError
-    from producers.files import iter_batches
+    from flowsentinel.detector.errors import SchemaError
+    from flowsentinel.producers.files import iter_batches
 
     parsed, rejected = 0, 0
     examples: list[Any] = []  # the first few rejections
@@ -812,7 +812,7 @@ def _read_files(
     max_share: float = DEFAULT_MAX_REJECT_SHARE,
 ) -> Any:
     """Every file read whole (see :func:`_file_batches`) and concatenated."""
-    from detector.schema import RecordBatch
+    from flowsentinel.detector.schema import RecordBatch
 
     _check_files(paths, flag)
     return RecordBatch.concat(
@@ -836,7 +836,7 @@ TRAIN_FLAGS = (
 
 
 def _train_config(args: argparse.Namespace) -> Any:
-    from detector.train import TrainConfig
+    from flowsentinel.detector.train import TrainConfig
 
     values: dict[str, Any] = {}
     if getattr(args, "config", None):
@@ -858,9 +858,9 @@ def _train_config(args: argparse.Namespace) -> Any:
 
 # -------------------------------------------------------------------------------------------- tune
 def cmd_tune(args: argparse.Namespace) -> int:
-    from detector.schema import load_schema
-    from detector.train import TrainConfig
-    from detector.tuning import results_table, tune
+    from flowsentinel.detector.schema import load_schema
+    from flowsentinel.detector.train import TrainConfig
+    from flowsentinel.detector.tuning import results_table, tune
 
     schema = load_schema(args.schema)
     _check_out_dir(args.out)
@@ -922,11 +922,11 @@ def _score_batches(args: argparse.Namespace, schema: Any) -> Iterator[Any]:
 
 
 def cmd_score(args: argparse.Namespace) -> int:
-    from detector.artifact import load_artifact
-    from detector.metrics import at_threshold, auprc, auroc
-    from detector.pipeline import Detector
-    from detector.schema import load_schema
-    from detector.thresholds import make_thresholder
+    from flowsentinel.detector.artifact import load_artifact
+    from flowsentinel.detector.metrics import at_threshold, auprc, auroc
+    from flowsentinel.detector.pipeline import Detector
+    from flowsentinel.detector.schema import load_schema
+    from flowsentinel.detector.thresholds import make_thresholder
 
     _check_files(args.data, "--data")
     if args.out:
@@ -1034,9 +1034,9 @@ def _need_eval_extra(module: str, what: str, *, wanted: bool) -> None:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    from detector.artifact import load_artifact
-    from detector.evaluation import comparison_table, markdown_summary
-    from detector.schema import load_schema
+    from flowsentinel.detector.artifact import load_artifact
+    from flowsentinel.detector.evaluation import comparison_table, markdown_summary
+    from flowsentinel.detector.schema import load_schema
     from flowsentinel.report import write_comparison, write_pictures, write_report
 
     _check_files(args.data, "--data")
@@ -1087,10 +1087,10 @@ def _eval_one(
     name: str, model: Any, data: Any, schema: Any, normal: Any, args: argparse.Namespace
 ) -> tuple[dict[str, Any], Any]:
     """One detector through the service path (its own fresh thresholder); returns (report, stream result)."""
-    from detector.baselines import BaselineDetector, fit_baseline
-    from detector.evaluation import run_stream, summarize
-    from detector.pipeline import Detector
-    from detector.thresholds import make_thresholder
+    from flowsentinel.detector.baselines import BaselineDetector, fit_baseline
+    from flowsentinel.detector.evaluation import run_stream, summarize
+    from flowsentinel.detector.pipeline import Detector
+    from flowsentinel.detector.thresholds import make_thresholder
 
     thresholder = make_thresholder(args.thresholder, args.risk, shift_policy(args))
     extra: dict[str, Any] = {"model_version": model.version}
@@ -1158,8 +1158,8 @@ def cmd_detect(args: argparse.Namespace) -> int:
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda signum, frame: stop.set())
 
-    from consumers.main import run_detect
-    from consumers.settings import Settings
+    from flowsentinel.consumers.main import run_detect
+    from flowsentinel.consumers.settings import Settings
 
     values = {k: v for k, v in vars(args).items() if k not in ("command", "verbose")}
     settings = Settings.load(values)
@@ -1171,7 +1171,7 @@ def cmd_detect(args: argparse.Namespace) -> int:
 def _replay_producer(settings: Any, security: dict[str, Any], args: argparse.Namespace) -> Any:
     """The producer ``produce`` writes through: librdkafka's where setting kafka_client takes it (the
     default where confluent-kafka is installed), else None (the Publisher's kafka-python producer)."""
-    from consumers.kafka_client import make_producer, resolve_client
+    from flowsentinel.consumers.kafka_client import make_producer, resolve_client
 
     client = resolve_client(settings.kafka_client)
     if client != "confluent":
@@ -1194,11 +1194,11 @@ def cmd_produce(args: argparse.Namespace) -> int:
             f"produce's; writing with {args.compression} (set FLOWSENTINEL_PRODUCE_COMPRESSION)",
             file=sys.stderr,
         )
-    from detector.schema import load_schema
+    from flowsentinel.detector.schema import load_schema
     from flowsentinel.kafka_admin import ensure_topics
-    from producers.files import iter_batches
-    from producers.publisher import Pacer, Publisher, publish
-    from producers.synthetic import SyntheticTraffic
+    from flowsentinel.producers.files import iter_batches
+    from flowsentinel.producers.publisher import Pacer, Publisher, publish
+    from flowsentinel.producers.synthetic import SyntheticTraffic
 
     synthetic = args.schema == "synthetic"
     speedup = 1.0 if args.realtime else args.speedup
@@ -1230,8 +1230,8 @@ def cmd_produce(args: argparse.Namespace) -> int:
                 pacer.restart_clock()
 
         source = file_batches()
-    from consumers.kafka_conn import KafkaUnreachable
-    from consumers.settings import client_security
+    from flowsentinel.consumers.kafka_conn import KafkaUnreachable
+    from flowsentinel.consumers.settings import client_security
 
     try:
         settings, security = client_security(args.bootstrap_servers, vars(args))
@@ -1280,7 +1280,7 @@ def cmd_produce(args: argparse.Namespace) -> int:
 def read_verdicts(path: str, verdict: str | None = None, analyst: str | None = None) -> list[dict[str, Any]]:
     """The verdict messages a file holds, each checked as the service checks it (UsageError naming the
     rows that are not verdicts)."""
-    from consumers.feedback import VerdictError, parse_verdict
+    from flowsentinel.consumers.feedback import VerdictError, parse_verdict
 
     text = Path(path).read_text(encoding="utf-8", errors="replace")
     rows: list[tuple[int, Any]] = []
@@ -1318,9 +1318,9 @@ def read_verdicts(path: str, verdict: str | None = None, analyst: str | None = N
 
 
 def cmd_feedback(args: argparse.Namespace) -> int:
-    from consumers.kafka_conn import KafkaUnreachable
-    from consumers.settings import client_security
-    from producers.publisher import Publisher
+    from flowsentinel.consumers.kafka_conn import KafkaUnreachable
+    from flowsentinel.consumers.settings import client_security
+    from flowsentinel.producers.publisher import Publisher
 
     _check_files([args.file], "file")
     verdicts = read_verdicts(args.file, args.verdict, args.analyst)
@@ -1345,7 +1345,7 @@ def cmd_feedback(args: argparse.Namespace) -> int:
 
 # ------------------------------------------------------------------------------------ models, retrain
 def cmd_models(args: argparse.Namespace) -> int:
-    from detector.store import ModelStore
+    from flowsentinel.detector.store import ModelStore
 
     store = ModelStore(args.store)
     if args.action in ("add", "shadow") and not args.model:
@@ -1374,17 +1374,17 @@ def cmd_models(args: argparse.Namespace) -> int:
 
 
 def cmd_retrain(args: argparse.Namespace) -> int:
-    from consumers.kafka_conn import KafkaUnreachable
-    from consumers.settings import client_security
-    from detector.artifact import load_artifact
-    from detector.store import ModelStore
+    from flowsentinel.consumers.kafka_conn import KafkaUnreachable
+    from flowsentinel.consumers.settings import client_security
+    from flowsentinel.detector.artifact import load_artifact
+    from flowsentinel.detector.store import ModelStore
     from flowsentinel.retrain import judged_positions, read_topic, recent_normal, retrain
 
     store = ModelStore(args.model_store)
     key = _model_key(args)
     live = load_artifact(store.path("live"), key=key)
     if args.synthetic:
-        from producers.synthetic import normal_training_records, to_batch
+        from flowsentinel.producers.synthetic import normal_training_records, to_batch
 
         original = to_batch(normal_training_records(args.synthetic, seed=args.seed or 0))
     else:
@@ -1413,7 +1413,7 @@ def cmd_retrain(args: argparse.Namespace) -> int:
 
 # -------------------------------------------------------------------------------------------- sign
 def cmd_sign(args: argparse.Namespace) -> int:
-    from detector.artifact import sign_artifact
+    from flowsentinel.detector.artifact import sign_artifact
 
     key = _model_key(args, env=True)
     if key is None:
@@ -1425,9 +1425,9 @@ def cmd_sign(args: argparse.Namespace) -> int:
 
 # ------------------------------------------------------------------------------------------ schema
 def cmd_schema(args: argparse.Namespace) -> int:
-    from detector.infer import draft_schema
-    from detector.schema import RecordBatch
-    from producers.files import is_json_lines, iter_batches, sample_csv, sample_json
+    from flowsentinel.detector.infer import draft_schema
+    from flowsentinel.detector.schema import RecordBatch
+    from flowsentinel.producers.files import is_json_lines, iter_batches, sample_csv, sample_json
 
     stem = Path(args.data).name.split(".")[0]
     name = args.name or (re.sub(r"[^a-z0-9_.-]+", "-", stem.lower()).strip("-.") or "my-flows")
@@ -1495,7 +1495,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
-    from consumers.settings import redact_secrets_in_logs
+    from flowsentinel.consumers.settings import redact_secrets_in_logs
 
     redact_secrets_in_logs()
     try:

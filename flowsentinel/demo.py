@@ -54,10 +54,10 @@ def _stoppable(progress: Callable[..., Any], stop: threading.Event) -> Callable[
 
 
 def _train_demo_model(workdir: Path, stop: threading.Event) -> Path:
-    from detector.artifact import load_artifact, save_artifact
-    from detector.errors import ArtifactError
-    from detector.train import TrainConfig, train
-    from producers.synthetic import normal_training_records, to_batch
+    from flowsentinel.detector.artifact import load_artifact, save_artifact
+    from flowsentinel.detector.errors import ArtifactError
+    from flowsentinel.detector.train import TrainConfig, train
+    from flowsentinel.producers.synthetic import normal_training_records, to_batch
 
     out = workdir / "model"
     try:
@@ -121,12 +121,12 @@ def _watch_alerts(
 
 
 def run_demo(args: argparse.Namespace) -> int:
-    from consumers.main import start_service
-    from consumers.settings import SECURITY_SETTINGS, Settings, client_security
     from flowsentinel.broker import EmbeddedBroker
+    from flowsentinel.consumers.main import start_service
+    from flowsentinel.consumers.settings import SECURITY_SETTINGS, Settings, client_security
     from flowsentinel.kafka_admin import ensure_topics
-    from producers.publisher import Pacer, Publisher, publish
-    from producers.synthetic import SyntheticTraffic
+    from flowsentinel.producers.publisher import Pacer, Publisher, publish
+    from flowsentinel.producers.synthetic import SyntheticTraffic
 
     logging.getLogger("kafka").setLevel(logging.ERROR)
     workdir = Path(args.workdir)

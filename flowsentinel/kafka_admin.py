@@ -6,7 +6,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from detector.errors import ConfigError
+from flowsentinel.detector.errors import ConfigError
 
 log = logging.getLogger(__name__)
 

@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from detector.evaluation import StreamResult, attack_episodes
+from flowsentinel.detector.evaluation import StreamResult, attack_episodes
 
 
 def _curves(y: np.ndarray, s: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -114,7 +114,7 @@ def write_comparison(
     """Several detectors on the same stream: ``comparison.json`` (each detector's headline figures and
     threshold), ``comparison.md`` (the table ``eval`` prints) and ``comparison.png`` (ROC and PR curves
     overlaid). Returns the names written under ``out``."""
-    from detector.evaluation import comparison_table
+    from flowsentinel.detector.evaluation import comparison_table
 
     out.mkdir(parents=True, exist_ok=True)
     keys = ("detector", "records", "attacks", "auroc", "auprc", "precision", "recall", "f1", "fpr",

@@ -20,13 +20,13 @@ from typing import Any
 
 import numpy as np
 
-from consumers.alerts import alert_body
-from consumers.decode import InputMessage, decode_messages
-from consumers.feedback import VerdictError, parse_verdict
-from detector.artifact import TrainedModel
-from detector.pipeline import Detector
-from detector.schema import RecordBatch
-from detector.thresholds import make_thresholder
+from flowsentinel.consumers.alerts import alert_body
+from flowsentinel.consumers.decode import InputMessage, decode_messages
+from flowsentinel.consumers.feedback import VerdictError, parse_verdict
+from flowsentinel.detector.artifact import TrainedModel
+from flowsentinel.detector.pipeline import Detector
+from flowsentinel.detector.schema import RecordBatch
+from flowsentinel.detector.thresholds import make_thresholder
 
 log = logging.getLogger(__name__)
 
@@ -159,7 +159,7 @@ def retrain(
 ) -> TrainedModel:
     """Train a candidate with the live model's own training settings (``overrides`` on top) on the original
     normal records and the recent ones."""
-    from detector.train import TrainConfig, train
+    from flowsentinel.detector.train import TrainConfig, train
 
     known = set(TrainConfig.__dataclass_fields__)
     values = {k: v for k, v in (live.training.get("config") or {}).items() if k in known}

@@ -21,9 +21,9 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import IO
 
-from detector.errors import MALFORMED, RecordError, SchemaError
-from detector.infer import as_number
-from detector.schema import RecordBatch, Schema, absent_value, flatten_record, parse_table
+from flowsentinel.detector.errors import MALFORMED, RecordError, SchemaError
+from flowsentinel.detector.infer import as_number
+from flowsentinel.detector.schema import RecordBatch, Schema, absent_value, flatten_record, parse_table
 
 DEFAULT_CHUNK_ROWS = 65_536
 csv.field_size_limit(min(sys.maxsize, 2**31 - 1))

@@ -23,9 +23,9 @@ from typing import Any
 
 import numpy as np
 
-from detector.errors import ConfigError
-from detector.schema import GLOBAL_KEY, RecordBatch
-from detector.text import utf8
+from flowsentinel.detector.errors import ConfigError
+from flowsentinel.detector.schema import GLOBAL_KEY, RecordBatch
+from flowsentinel.detector.text import utf8
 
 log = logging.getLogger(__name__)
 

@@ -31,7 +31,7 @@ from typing import Any
 
 import numpy as np
 
-from detector.schema import KDD_FEATURES, builtin_schema
+from flowsentinel.detector.schema import KDD_FEATURES, builtin_schema
 
 ATTACKS = ("neptune", "smurf", "portsweep", "ipsweep", "guess_passwd", "teardrop")
 ROLES = {  # service mix per host role
@@ -355,7 +355,7 @@ def normal_training_records(n: int, *, seed: int = 0, hosts: int = 200) -> list[
 
 def to_batch(records: list[dict[str, Any]], position: Callable[[int], str] = lambda i: f"synthetic #{i}"):
     """Validate generated records through the same path as every other record."""
-    from detector.schema import parse_table
+    from flowsentinel.detector.schema import parse_table
 
     schema = builtin_schema("kdd")
     table = {f: [r.get(f) for r in records] for f in schema.fields}

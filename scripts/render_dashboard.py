@@ -63,12 +63,12 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     sys.path.insert(0, str(REPO))
     from kafka import KafkaProducer
 
-    from consumers.main import start_service
-    from consumers.settings import Settings
     from flowsentinel.broker import EmbeddedBroker, free_port
+    from flowsentinel.consumers.main import start_service
+    from flowsentinel.consumers.settings import Settings
     from flowsentinel.kafka_admin import ensure_topics
-    from producers.publisher import Publisher
-    from producers.synthetic import SyntheticTraffic, normal_training_records
+    from flowsentinel.producers.publisher import Publisher
+    from flowsentinel.producers.synthetic import SyntheticTraffic, normal_training_records
 
     prometheus = shutil.which("prometheus")
     if prometheus is None:
@@ -172,9 +172,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def train_model(work: Path, seed: int) -> Path:
-    from detector.artifact import save_artifact
-    from detector.train import TrainConfig, train
-    from producers.synthetic import normal_training_records, to_batch
+    from flowsentinel.detector.artifact import save_artifact
+    from flowsentinel.detector.train import TrainConfig, train
+    from flowsentinel.producers.synthetic import normal_training_records, to_batch
 
     out = work / f"model-{seed}"
     batch = to_batch(normal_training_records(20_000, seed=1 + seed, hosts=400))

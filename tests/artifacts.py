@@ -11,7 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from detector.artifact import METADATA, WEIGHTS
+from flowsentinel.detector.artifact import METADATA, WEIGHTS
 
 NEST = "@@nest@@"
 

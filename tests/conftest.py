@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from detector.schema import RecordBatch, Schema, parse_table
+from flowsentinel.detector.schema import RecordBatch, Schema, parse_table
 
 REPO = Path(__file__).resolve().parent.parent
 SHARED_DATA = REPO.parent / "shared" / "data"
@@ -78,7 +78,7 @@ def tiny_model():
     One member, not the default three: it keeps the unit suite fast, and the context tests below check one
     trained network. Those context properties are seed-dependent at this size: over seeds 3-10, five kept a
     normal record's median score within 3x after attack neighbours (seed 3, used here, is one of them)."""
-    from detector.train import TrainConfig, train
+    from flowsentinel.detector.train import TrainConfig, train
 
     batch = toy_batch(3000, seed=1)
     cfg = TrainConfig(window=4, hidden=16, latent=4, members=1, epochs=12, batch_size=128, lr=5e-3, seed=3)
@@ -93,7 +93,7 @@ def _no_log_redaction_left_behind():
     yield
     import logging
 
-    from consumers.settings import RedactSecrets
+    from flowsentinel.consumers.settings import RedactSecrets
 
     for handler in logging.getLogger().handlers:
         for f in [f for f in handler.filters if isinstance(f, RedactSecrets)]:

@@ -16,8 +16,8 @@ from typing import Any, TypeVar
 
 import pytest
 
-from consumers.settings import Settings
 from flowsentinel.broker import EmbeddedBroker
+from flowsentinel.consumers.settings import Settings
 from flowsentinel.kafka_admin import ensure_topics
 from flowsentinel.testing import (  # noqa: F401  (the tests import them from here)
     committed,
@@ -38,8 +38,8 @@ pytestmark = pytest.mark.integration
 
 
 def _require_broker_binary() -> None:
-    from detector.errors import ConfigError
     from flowsentinel.broker import find_tansu
+    from flowsentinel.detector.errors import ConfigError
 
     try:
         find_tansu()
@@ -85,9 +85,9 @@ def names() -> dict[str, str]:
 @pytest.fixture(scope="session")
 def model_dir(tmp_path_factory) -> Path:
     """A small model trained once on synthetic normal traffic."""
-    from detector.artifact import save_artifact
-    from detector.train import TrainConfig, train
-    from producers.synthetic import normal_training_records, to_batch
+    from flowsentinel.detector.artifact import save_artifact
+    from flowsentinel.detector.train import TrainConfig, train
+    from flowsentinel.producers.synthetic import normal_training_records, to_batch
 
     out = tmp_path_factory.mktemp("model") / "m"
     batch = to_batch(normal_training_records(20_000, seed=1, hosts=300))

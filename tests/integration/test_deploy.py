@@ -16,9 +16,9 @@ from pathlib import Path
 
 import pytest
 
-from consumers.main import start_service
 from flowsentinel.broker import free_port
-from producers.synthetic import SyntheticTraffic, normal_training_records
+from flowsentinel.consumers.main import start_service
+from flowsentinel.producers.synthetic import SyntheticTraffic, normal_training_records
 from tests.conftest import REPO
 from tests.integration.conftest import create_topics, make_settings, produce_raw, produce_records, wait_for
 
@@ -122,7 +122,7 @@ def test_systemd_unit_stops_with_sigterm_and_reloads_with_sighup():
         for line in (DEPLOY / "systemd" / "detector.env").read_text().splitlines()
         if line.removeprefix("#").startswith("FLOWSENTINEL_")
     ]
-    from consumers.settings import Settings
+    from flowsentinel.consumers.settings import Settings
 
     names = {f"FLOWSENTINEL_{f.upper()}" for f in Settings.__dataclass_fields__}
     assert set(env_keys) <= names, set(env_keys) - names

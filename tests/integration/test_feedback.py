@@ -8,7 +8,7 @@ import uuid
 
 import pytest
 
-from consumers.main import start_service
+from flowsentinel.consumers.main import start_service
 from flowsentinel.kafka_admin import ensure_topics
 from tests.integration.conftest import (
     create_topics,

@@ -10,7 +10,7 @@ import json
 
 import pytest
 
-from consumers.main import start_service
+from flowsentinel.consumers.main import start_service
 from tests.integration.conftest import (
     committed,
     create_topics,

@@ -7,7 +7,7 @@ import logging
 
 import pytest
 
-from consumers.main import start_service
+from flowsentinel.consumers.main import start_service
 from tests.integration.conftest import create_topics, make_settings, produce_records, scrape, wait_for
 from tests.integration.test_service import attack_stream
 

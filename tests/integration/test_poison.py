@@ -7,8 +7,8 @@ import json
 
 import pytest
 
-from consumers.main import start_service
-from producers.synthetic import normal_training_records
+from flowsentinel.consumers.main import start_service
+from flowsentinel.producers.synthetic import normal_training_records
 from tests.integration.conftest import (
     committed,
     create_topics,

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from producers.synthetic import SyntheticTraffic
+from flowsentinel.producers.synthetic import SyntheticTraffic
 from tests.integration.conftest import (
     committed,
     create_topics,
@@ -221,7 +221,7 @@ def test_records_from_kcat_are_accepted_in_every_kafka_compression(bootstrap, na
     records = SyntheticTraffic(seed=4, attack_every_s=0).records(len(codecs), start=time.time(), rate=1)
     for codec, record in zip(codecs, records, strict=True):
         kcat_send(bootstrap, names["input"], [json.dumps(record)], "-k", record["src_host"], "-z", codec)
-    from consumers.main import start_service
+    from flowsentinel.consumers.main import start_service
     from tests.integration.conftest import make_settings
 
     running = start_service(make_settings(bootstrap, names, model_dir))

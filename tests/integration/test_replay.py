@@ -11,8 +11,8 @@ import threading
 import pytest
 from prometheus_client import CollectorRegistry
 
-from consumers.metrics import Metrics
-from consumers.service import DetectorService
+from flowsentinel.consumers.metrics import Metrics
+from flowsentinel.consumers.service import DetectorService
 from tests.integration.conftest import create_topics, make_settings, produce_records, read_topic
 from tests.integration.test_service import attack_stream
 

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from consumers.main import start_service
-from producers.synthetic import SyntheticTraffic, normal_training_records
+from flowsentinel.consumers.main import start_service
+from flowsentinel.producers.synthetic import SyntheticTraffic, normal_training_records
 from tests.integration.conftest import (
     committed,
     consumer_lags,
@@ -54,7 +54,7 @@ def attack_stream(n_normal: int, n_attack: int, kind: str = "neptune", seed: int
     """Normal traffic with one attack episode in the middle, from one attacker host."""
     gen = SyntheticTraffic(seed=seed, attack_every_s=0, hosts=100)
     normal = gen.records(n_normal, start=time.time() - 60, rate=1000)
-    from producers.synthetic import _attack
+    from flowsentinel.producers.synthetic import _attack
 
     attack = []
     for _ in range(n_attack):
@@ -337,9 +337,9 @@ def test_threshold_state_survives_a_restart(bootstrap, names, model_dir, tmp_pat
 def test_model_directory_change_is_reloaded_between_batches(bootstrap, names, model_dir, tmp_path):
     import shutil
 
-    from detector.artifact import load_artifact, save_artifact
-    from detector.train import TrainConfig, train
-    from producers.synthetic import to_batch
+    from flowsentinel.detector.artifact import load_artifact, save_artifact
+    from flowsentinel.detector.train import TrainConfig, train
+    from flowsentinel.producers.synthetic import to_batch
 
     live = tmp_path / "live-model"
     shutil.copytree(model_dir, live)
@@ -374,7 +374,7 @@ def test_broken_models_dropped_into_a_running_service_are_refused_and_scoring_go
     model scores on, and a good model put there afterwards is taken."""
     import shutil
 
-    from detector.artifact import METADATA, WEIGHTS, load_artifact
+    from flowsentinel.detector.artifact import METADATA, WEIGHTS, load_artifact
     from tests.artifacts import BROKEN, write_broken
 
     live = tmp_path / "live-model"
@@ -460,7 +460,7 @@ def test_missing_output_topics_are_named_at_start(bootstrap, names, model_dir, c
     from flowsentinel.kafka_admin import ensure_topics
 
     ensure_topics(bootstrap, {names["input"]: 2})  # the alerts and dead-letter topics are not created
-    caplog.set_level("WARNING", logger="consumers.service")
+    caplog.set_level("WARNING", logger="flowsentinel.consumers.service")
     running = start_service(make_settings(bootstrap, names, model_dir))
     try:
         wait_for(lambda: running.service.state.started, 30, "the service connected")

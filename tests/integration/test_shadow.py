@@ -13,10 +13,10 @@ import uuid
 
 import pytest
 
-from consumers.main import start_service
-from detector.store import ModelStore
+from flowsentinel.consumers.main import start_service
+from flowsentinel.detector.store import ModelStore
 from flowsentinel.kafka_admin import ensure_topics
-from producers.synthetic import normal_training_records
+from flowsentinel.producers.synthetic import normal_training_records
 from tests.integration.conftest import (
     create_topics,
     make_settings,

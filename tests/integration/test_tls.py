@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from consumers.settings import Settings, security_options
 from flowsentinel.broker import EmbeddedBroker
+from flowsentinel.consumers.settings import Settings, security_options
 from tests.integration.conftest import (
     _require_broker_binary,
     committed,

@@ -12,21 +12,26 @@ import importlib
 import pytest
 
 # Modules whose examples all need a model directory, a data file or a broker: usage only, all +SKIP.
-USAGE_ONLY = ["detector.artifact", "detector.pipeline", "detector.store", "flowsentinel.broker"]
+USAGE_ONLY = [
+    "flowsentinel.detector.artifact",
+    "flowsentinel.detector.pipeline",
+    "flowsentinel.detector.store",
+    "flowsentinel.broker",
+]
 MODULES = [
-    "detector.errors",
-    "detector.feedback",
-    "detector.features",
-    "detector.metrics",
-    "detector.model",
-    "detector.schema",
-    "detector.text",
-    "detector.thresholds",
-    "detector.windows",
-    "consumers.metrics",
+    "flowsentinel.detector.errors",
+    "flowsentinel.detector.feedback",
+    "flowsentinel.detector.features",
+    "flowsentinel.detector.metrics",
+    "flowsentinel.detector.model",
+    "flowsentinel.detector.schema",
+    "flowsentinel.detector.text",
+    "flowsentinel.detector.thresholds",
+    "flowsentinel.detector.windows",
+    "flowsentinel.consumers.metrics",
     "flowsentinel.progress",
-    "producers.files",
-    "producers.synthetic",
+    "flowsentinel.producers.files",
+    "flowsentinel.producers.synthetic",
 ]
 
 
@@ -48,9 +53,9 @@ def test_every_module_with_examples_is_listed():
 
     root = Path(__file__).resolve().parents[2]
     with_examples = {
-        ".".join(p.relative_to(root).with_suffix("").parts)
-        for top in ("detector", "consumers", "producers", "flowsentinel")
-        for p in (root / top).rglob("*.py")
+        ".".join(("flowsentinel", *p.relative_to(root / "flowsentinel").with_suffix("").parts))
+        for top in ("detector", "consumers", "producers", "")  # each linked into flowsentinel/
+        for p in (root / "flowsentinel" / top).rglob("*.py")
         if ">>> " in p.read_text()
     }
     assert with_examples == set(MODULES) | set(USAGE_ONLY)

@@ -180,8 +180,8 @@ def test_a_variable_for_one_command_does_not_touch_another():
 
 def test_produce_and_detect_read_their_own_compression_variable(monkeypatch):
     """FLOWSENTINEL_COMPRESSION is detect's codec; produce's is FLOWSENTINEL_PRODUCE_COMPRESSION."""
-    from consumers.settings import Settings
     from flowsentinel.cli import _resolve_env, build_parser
+    from flowsentinel.consumers.settings import Settings
 
     monkeypatch.setenv("FLOWSENTINEL_COMPRESSION", "zstd")
     args = build_parser().parse_args(["produce", "synthetic"])
@@ -344,7 +344,7 @@ def test_tune_searches_on_training_data_and_writes_a_config_train_accepts(toy_fi
     meta = json.loads((tmp_path / "m" / "metadata.json").read_text())
     assert meta["model"]["window"] == best["window"] and meta["training"]["config"]["epochs"] == 1
     # the service settings the risk was chosen under, as a file `detect --config` reads
-    from consumers.settings import Settings
+    from flowsentinel.consumers.settings import Settings
 
     settings = Settings.load({}, environ={}, config_file=str(out / "detect.toml"))
     assert (settings.risk, settings.thresholder, settings.shift_max_alert_share) == (
@@ -357,8 +357,8 @@ def test_tune_searches_on_training_data_and_writes_a_config_train_accepts(toy_fi
 
 def test_eval_detector_names_are_the_baselines_plus_ours():
     """The parser keeps its own list (importing detector.baselines would load torch for every command)."""
-    from detector.baselines import BASELINES
     from flowsentinel.cli import DETECTORS
+    from flowsentinel.detector.baselines import BASELINES
 
     assert set(DETECTORS) == {"lstm-ae", *BASELINES}
 
@@ -384,9 +384,9 @@ def test_progress_off_a_terminal_is_plain_log_lines(toy_files, tmp_path):
 
 def test_choices_written_out_in_the_parser_match_the_detector():
     """The parser spells some choices out rather than import torch-laden modules; they must not drift."""
-    from detector.pipeline import SCORINGS
-    from detector.train import VAL_SPLITS
     from flowsentinel.cli import build_parser
+    from flowsentinel.detector.pipeline import SCORINGS
+    from flowsentinel.detector.train import VAL_SPLITS
 
     parser = build_parser()
     sub = next(a for a in parser._actions if a.dest == "command")

@@ -90,7 +90,7 @@ def test_labels_that_match_no_normal_label_are_listed(tmp_path, capsys):
 
 
 def test_integer_normal_labels_are_the_text_the_files_hold():
-    from detector.schema import Schema
+    from flowsentinel.detector.schema import Schema
 
     s = Schema.from_dict({"name": "x", "numeric": ["a"], "label": "y", "normal_labels": [0]})
     assert s.normal_labels == {"0"} and list(s.is_normal(["0", "1"])) == [True, False]

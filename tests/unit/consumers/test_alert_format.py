@@ -6,7 +6,14 @@ from __future__ import annotations
 import jsonschema
 import pytest
 
-from consumers.alerts import ECS_SEVERITY, AlertRecord, EpisodeTracker, alert_body, publishable, to_ecs
+from flowsentinel.consumers.alerts import (
+    ECS_SEVERITY,
+    AlertRecord,
+    EpisodeTracker,
+    alert_body,
+    publishable,
+    to_ecs,
+)
 from tests.alert_schema import check_alert
 
 OBSERVER = {"name": "flowsentinel", "hostname": "detector-0", "version": "0.1.0"}
@@ -79,8 +86,8 @@ def test_min_publish_severity_withholds_an_episode_until_it_reaches_the_level():
 
 
 def test_the_service_publishes_medium_episodes_and_up_unless_told_otherwise():
-    from consumers.settings import Settings
-    from detector.errors import ConfigError
+    from flowsentinel.consumers.settings import Settings
+    from flowsentinel.detector.errors import ConfigError
 
     assert Settings().min_publish_severity == "medium" and Settings().alert_format == "flowsentinel"
     with pytest.raises(ConfigError, match="min_publish_severity"):

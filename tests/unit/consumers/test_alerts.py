@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from consumers.alerts import AlertRecord, EpisodeTracker, message_id, severity
+from flowsentinel.consumers.alerts import AlertRecord, EpisodeTracker, message_id, severity
 
 
 class Clock:
@@ -78,7 +78,7 @@ def test_one_key_in_two_input_topics_is_two_episodes():
 
 
 def test_open_episodes_travel_with_the_commit_and_resume_under_the_same_ids():
-    from consumers.alerts import EPISODE_STATE_BYTES
+    from flowsentinel.consumers.alerts import EPISODE_STATE_BYTES
 
     clock = Clock()
     before = EpisodeTracker(schema="kdd", model_version="v1", quiet_s=10, update_s=5, clock=clock)

@@ -9,14 +9,14 @@ import numpy as np
 import pytest
 from prometheus_client import CollectorRegistry
 
-from consumers.decode import InputMessage
-from consumers.metrics import Metrics
-from consumers.service import DetectorService
-from consumers.settings import Settings
-from detector.evaluation import run_stream
-from detector.pipeline import Detector
-from detector.thresholds import make_thresholder
-from producers.publisher import batch_to_records
+from flowsentinel.consumers.decode import InputMessage
+from flowsentinel.consumers.metrics import Metrics
+from flowsentinel.consumers.service import DetectorService
+from flowsentinel.consumers.settings import Settings
+from flowsentinel.detector.evaluation import run_stream
+from flowsentinel.detector.pipeline import Detector
+from flowsentinel.detector.thresholds import make_thresholder
+from flowsentinel.producers.publisher import batch_to_records
 from tests.conftest import toy_batch
 
 

@@ -7,9 +7,9 @@ import json
 import numpy as np
 import pytest
 
-from consumers.decode import InputMessage
-from consumers.feedback import AlertStore, FeedbackState, VerdictError, parse_verdict
-from detector.feedback import VerdictMemory
+from flowsentinel.consumers.decode import InputMessage
+from flowsentinel.consumers.feedback import AlertStore, FeedbackState, VerdictError, parse_verdict
+from flowsentinel.detector.feedback import VerdictMemory
 
 ID = "0123456789abcdef01234567"
 EP = "fedcba9876543210fedcba98"

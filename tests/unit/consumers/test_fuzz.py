@@ -17,12 +17,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from prometheus_client import CollectorRegistry
 
-from consumers.decode import REASONS, InputMessage
-from consumers.metrics import Metrics
-from consumers.service import DetectorService
-from consumers.settings import Settings
+from flowsentinel.consumers.decode import REASONS, InputMessage
+from flowsentinel.consumers.metrics import Metrics
+from flowsentinel.consumers.service import DetectorService
+from flowsentinel.consumers.settings import Settings
 from flowsentinel.fuzzing import fuzz_messages
-from producers.publisher import batch_to_records
+from flowsentinel.producers.publisher import batch_to_records
 from tests.conftest import toy_batch
 
 EXAMPLES = int(os.environ.get("FLOWSENTINEL_FUZZ_EXAMPLES", "150"))

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from consumers.kafka_client import (
+from flowsentinel.consumers.kafka_client import (
     ClientConfig,
     ConfluentConsumer,
     Delivery,
@@ -15,8 +15,8 @@ from consumers.kafka_client import (
     make_producer,
     resolve_client,
 )
-from consumers.settings import Secret, Settings
-from detector.errors import ConfigError
+from flowsentinel.consumers.settings import Secret, Settings
+from flowsentinel.detector.errors import ConfigError
 
 
 def test_auto_takes_confluent_where_installed_and_a_name_is_taken_as_given():

@@ -9,8 +9,8 @@ import threading
 
 import pytest
 
-from consumers.kafka_conn import KafkaUnreachable, probe
-from detector.errors import ConfigError
+from flowsentinel.consumers.kafka_conn import KafkaUnreachable, probe
+from flowsentinel.detector.errors import ConfigError
 
 
 def serve_once(reply: bytes | None) -> tuple[int, threading.Thread]:

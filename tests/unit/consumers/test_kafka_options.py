@@ -7,10 +7,10 @@ import pytest
 from kafka.coordinator.assignors.cooperative_sticky import CooperativeStickyAssignor
 from kafka.coordinator.assignors.range import RangePartitionAssignor
 
-from consumers.kafka_options import parse_kafka_options
-from consumers.settings import Settings
-from detector.errors import ConfigError
 from flowsentinel.cli import build_parser
+from flowsentinel.consumers.kafka_options import parse_kafka_options
+from flowsentinel.consumers.settings import Settings
+from flowsentinel.detector.errors import ConfigError
 
 
 def test_both_spellings_scoped_or_shared_and_typed_values():

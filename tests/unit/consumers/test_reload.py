@@ -11,13 +11,13 @@ import shutil
 import pytest
 from prometheus_client import CollectorRegistry
 
-from consumers.decode import InputMessage
-from consumers.metrics import Metrics
-from consumers.service import DetectorService
-from consumers.settings import Settings
-from detector.artifact import METADATA, WEIGHTS, save_artifact
-from detector.errors import ArtifactError, ConfigError
-from producers.publisher import batch_to_records
+from flowsentinel.consumers.decode import InputMessage
+from flowsentinel.consumers.metrics import Metrics
+from flowsentinel.consumers.service import DetectorService
+from flowsentinel.consumers.settings import Settings
+from flowsentinel.detector.artifact import METADATA, WEIGHTS, save_artifact
+from flowsentinel.detector.errors import ArtifactError, ConfigError
+from flowsentinel.producers.publisher import batch_to_records
 from tests.artifacts import BROKEN, write_broken
 from tests.conftest import toy_batch
 
@@ -26,7 +26,7 @@ KEY = "s" * 32
 
 @pytest.fixture(scope="module")
 def other_model():
-    from detector.train import TrainConfig, train
+    from flowsentinel.detector.train import TrainConfig, train
 
     return train(toy_batch(500, seed=2), TrainConfig(hidden=8, latent=4, members=1, epochs=1, seed=9),
                  progress=False)  # fmt: skip
@@ -64,7 +64,7 @@ def test_every_broken_model_is_refused_and_the_live_one_keeps_scoring(
         write_broken(good, tmp_path / "staged", case)
         for name in (WEIGHTS, METADATA):
             shutil.copy(tmp_path / "staged" / name, live / name)
-        with caplog.at_level(logging.ERROR, logger="consumers.service"):
+        with caplog.at_level(logging.ERROR, logger="flowsentinel.consumers.service"):
             _check(service)
             _check(service)  # tried again, but logged and counted once
         assert _refused(registry) == n, case

@@ -4,11 +4,11 @@ import json
 
 import pytest
 
-from consumers.decode import InputMessage, decode_messages
-from consumers.settings import Secret, Settings
-from detector.errors import ConfigError
-from detector.schema import builtin_schema
-from producers.synthetic import normal_training_records
+from flowsentinel.consumers.decode import InputMessage, decode_messages
+from flowsentinel.consumers.settings import Secret, Settings
+from flowsentinel.detector.errors import ConfigError
+from flowsentinel.detector.schema import builtin_schema
+from flowsentinel.producers.synthetic import normal_training_records
 
 
 def test_precedence_defaults_file_env_cli(tmp_path):
@@ -118,7 +118,7 @@ def test_kafka_security_settings_are_checked_with_one_line(values, message):
 
 
 def test_tls_files_that_do_not_load_name_the_setting(tmp_path):
-    from consumers.settings import security_options
+    from flowsentinel.consumers.settings import security_options
 
     junk = tmp_path / "junk.pem"
     junk.write_text("not a certificate\n")
@@ -196,9 +196,9 @@ def test_a_message_that_makes_decoding_raise_is_isolated_and_the_rest_scored(tin
     alone (simulated here by a decoder that fails on one message; no real input is known to do it)."""
     from prometheus_client import CollectorRegistry
 
-    import consumers.service as service_module
-    from consumers.metrics import Metrics
-    from consumers.service import DetectorService
+    import flowsentinel.consumers.service as service_module
+    from flowsentinel.consumers.metrics import Metrics
+    from flowsentinel.consumers.service import DetectorService
 
     real = service_module.decode_messages
 
@@ -209,7 +209,7 @@ def test_a_message_that_makes_decoding_raise_is_isolated_and_the_rest_scored(tin
 
     monkeypatch.setattr(service_module, "decode_messages", flaky)
     service = DetectorService(Settings(state_dir=""), Metrics.create(CollectorRegistry()), model=tiny_model)
-    from producers.publisher import batch_to_records
+    from flowsentinel.producers.publisher import batch_to_records
     from tests.conftest import toy_batch
 
     good = [json.dumps(r).encode() for r in batch_to_records(toy_batch(4, seed=5))]  # the toy model's schema
@@ -225,9 +225,9 @@ def test_revoking_one_topics_partition_drops_its_windows_and_no_other_topics(tin
     revoked (topic, partition) takes only its own."""
     from prometheus_client import CollectorRegistry
 
-    from consumers.metrics import Metrics
-    from consumers.service import DetectorService
-    from producers.publisher import batch_to_records
+    from flowsentinel.consumers.metrics import Metrics
+    from flowsentinel.consumers.service import DetectorService
+    from flowsentinel.producers.publisher import batch_to_records
     from tests.conftest import toy_batch
 
     service = DetectorService(Settings(state_dir=""), Metrics.create(CollectorRegistry()), model=tiny_model)
@@ -249,11 +249,11 @@ def test_a_reload_of_the_same_model_keeps_the_live_state_and_a_switch_back_resto
     first, so switching back restores it."""
     from prometheus_client import CollectorRegistry
 
-    from consumers.metrics import Metrics
-    from consumers.service import DetectorService
-    from detector.artifact import save_artifact
-    from detector.train import TrainConfig, train
-    from producers.publisher import batch_to_records
+    from flowsentinel.consumers.metrics import Metrics
+    from flowsentinel.consumers.service import DetectorService
+    from flowsentinel.detector.artifact import save_artifact
+    from flowsentinel.detector.train import TrainConfig, train
+    from flowsentinel.producers.publisher import batch_to_records
     from tests.conftest import toy_batch
 
     live = tmp_path / "model"
@@ -303,8 +303,8 @@ def test_a_metrics_port_in_use_is_one_line_naming_it():
 
     from prometheus_client import CollectorRegistry
 
-    from consumers.http import HealthServer
-    from consumers.service import LoopState
+    from flowsentinel.consumers.http import HealthServer
+    from flowsentinel.consumers.service import LoopState
 
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
@@ -319,8 +319,8 @@ def test_a_state_dir_that_cannot_be_written_is_one_line_at_start_and_a_warning_l
 ):
     from prometheus_client import CollectorRegistry
 
-    from consumers.metrics import Metrics
-    from consumers.service import DetectorService
+    from flowsentinel.consumers.metrics import Metrics
+    from flowsentinel.consumers.service import DetectorService
 
     blocker = tmp_path / "a-file"
     blocker.write_text("not a directory")
@@ -367,7 +367,7 @@ def test_settling_the_heap_frees_old_cycles_and_freezes_the_rest():
     import gc
     import weakref
 
-    from consumers.service import settle_heap
+    from flowsentinel.consumers.service import settle_heap
 
     class Node:
         pass
@@ -390,9 +390,9 @@ def test_process_is_the_loop_without_kafka(tiny_model, least):
     loop would produce out — the alert messages at or above min_publish_severity, then the dead letters."""
     from prometheus_client import CollectorRegistry
 
-    from consumers.metrics import Metrics
-    from consumers.service import DetectorService
-    from producers.publisher import batch_to_records
+    from flowsentinel.consumers.metrics import Metrics
+    from flowsentinel.consumers.service import DetectorService
+    from flowsentinel.producers.publisher import batch_to_records
     from tests.conftest import toy_batch
 
     settings = Settings(state_dir="", risk=0.05, min_publish_severity=least)

@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from consumers.settings import NUMERIC_BOUNDS, Settings
-from detector.errors import ConfigError
+from flowsentinel.consumers.settings import NUMERIC_BOUNDS, Settings
+from flowsentinel.detector.errors import ConfigError
 
 
 @pytest.mark.parametrize(
@@ -70,8 +70,8 @@ def test_config_files_take_scalars_in_utf8_only(tmp_path):
 def test_an_unresolvable_metrics_host_is_named(monkeypatch):
     from prometheus_client import CollectorRegistry
 
-    from consumers.http import HealthServer
-    from consumers.service import LoopState
+    from flowsentinel.consumers.http import HealthServer
+    from flowsentinel.consumers.service import LoopState
 
     with pytest.raises(ConfigError, match="setting metrics_host = 'no-such-host.invalid': cannot resolve it"):
         HealthServer(CollectorRegistry(), LoopState(), host="no-such-host.invalid", port=0)
@@ -84,8 +84,8 @@ def test_the_metrics_endpoint_listens_on_loopback_unless_told():
 def test_a_thousand_idle_connections_neither_hold_threads_nor_block_healthz():
     from prometheus_client import CollectorRegistry
 
-    from consumers.http import HealthServer
-    from consumers.service import LoopState
+    from flowsentinel.consumers.http import HealthServer
+    from flowsentinel.consumers.service import LoopState
 
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if soft < 4096 <= hard:
@@ -125,8 +125,8 @@ def test_sigterm_during_start_up_is_a_clean_stop(tmp_path, after_s):
     start-up, before flowsentinel's code runs: the signal is sent ``after_s`` - 0.8 s after the handler is
     in place, which on a quiet machine is about 0.8 s after the start; a fixed 0.8 s killed the process
     before its handler existed when the machine was busy.)"""
-    from detector.artifact import save_artifact
-    from detector.train import TrainConfig, train
+    from flowsentinel.detector.artifact import save_artifact
+    from flowsentinel.detector.train import TrainConfig, train
     from tests.conftest import toy_batch
 
     model = tmp_path / "m"

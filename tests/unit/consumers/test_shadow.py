@@ -10,14 +10,14 @@ import numpy as np
 import pytest
 from prometheus_client import CollectorRegistry
 
-from consumers.decode import InputMessage
-from consumers.metrics import Metrics
-from consumers.service import DetectorService
-from consumers.settings import Settings
-from consumers.shadow import PromotionRule, ShadowStats, promotion_decision
-from detector.schema import RecordBatch, parse_table
-from detector.store import ModelStore
-from producers.publisher import batch_to_records
+from flowsentinel.consumers.decode import InputMessage
+from flowsentinel.consumers.metrics import Metrics
+from flowsentinel.consumers.service import DetectorService
+from flowsentinel.consumers.settings import Settings
+from flowsentinel.consumers.shadow import PromotionRule, ShadowStats, promotion_decision
+from flowsentinel.detector.schema import RecordBatch, parse_table
+from flowsentinel.detector.store import ModelStore
+from flowsentinel.producers.publisher import batch_to_records
 from tests.conftest import TOY, toy_table
 
 NEW_APP = "10.9.9.9"  # a host that starts a new, normal application the live model never saw
@@ -36,7 +36,7 @@ def _records(n: int, seed: int, *, host: str | None = None, service: str | None 
 @pytest.fixture(scope="module")
 def candidate():
     """Trained on the live model's data and the new application's normal traffic."""
-    from detector.train import TrainConfig, train
+    from flowsentinel.detector.train import TrainConfig, train
 
     batch = RecordBatch.concat([_records(3000, 1), _records(600, 2, service="ssh")])
     cfg = TrainConfig(window=4, hidden=16, latent=4, members=1, epochs=12, batch_size=128, lr=5e-3, seed=3)

@@ -15,10 +15,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from consumers.decode import Decoded, InputMessage, TypedDecoder, decode_general, decode_messages
-from detector.schema import builtin_schema
+from flowsentinel.consumers.decode import Decoded, InputMessage, TypedDecoder, decode_general, decode_messages
+from flowsentinel.detector.schema import builtin_schema
 from flowsentinel.fuzzing import fuzz_messages
-from producers.synthetic import SyntheticTraffic
+from flowsentinel.producers.synthetic import SyntheticTraffic
 
 KDD = builtin_schema("kdd")
 RECORDS = SyntheticTraffic(seed=5).records(300, start=1.7e9, rate=100.0)

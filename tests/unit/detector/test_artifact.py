@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 import torch
 
-from detector.artifact import FORMAT_VERSION, _digest, load_artifact, save_artifact
-from detector.errors import ArtifactError
-from detector.pipeline import Detector
+from flowsentinel.detector.artifact import FORMAT_VERSION, _digest, load_artifact, save_artifact
+from flowsentinel.detector.errors import ArtifactError
+from flowsentinel.detector.pipeline import Detector
 from tests.conftest import toy_batch
 
 
@@ -96,7 +96,7 @@ def test_format_1_and_2_artifacts_still_load_and_score_the_same(tiny_model, save
 
 
 def test_field_scaled_model_round_trips(tmp_path):
-    from detector.train import TrainConfig, train
+    from flowsentinel.detector.train import TrainConfig, train
 
     cfg = TrainConfig(window=4, hidden=8, latent=4, epochs=2, seed=1, scoring="field-scaled")
     model = train(toy_batch(600, seed=1, attack_rate=0.0), cfg, progress=False)
@@ -120,7 +120,7 @@ class _Boom:
 
 def test_a_pickle_payload_is_never_unpickled(saved):
     """Replace the weights by a malicious pickle and forge matching hashes: torch refuses to load it."""
-    from detector.artifact import _digest
+    from flowsentinel.detector.artifact import _digest
 
     buf = io.BytesIO()
     torch.save({"x": _Boom()}, buf, pickle_module=pickle)

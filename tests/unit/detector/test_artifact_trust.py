@@ -9,7 +9,8 @@ import time
 
 import pytest
 
-from detector.artifact import (
+from flowsentinel.cli import main
+from flowsentinel.detector.artifact import (
     SIGNATURE,
     artifact_identity,
     count_params,
@@ -17,8 +18,7 @@ from detector.artifact import (
     save_artifact,
     sign_artifact,
 )
-from detector.errors import ArtifactError
-from flowsentinel.cli import main
+from flowsentinel.detector.errors import ArtifactError
 from tests.artifacts import BROKEN, write_broken
 
 KEY = b"k" * 32
@@ -77,7 +77,7 @@ def test_a_signed_model_loads_with_its_key_only(tiny_model, tmp_path):
 
 
 def test_a_signature_does_not_carry_over_to_another_model(tiny_model, saved, tmp_path):
-    from detector.train import TrainConfig, train
+    from flowsentinel.detector.train import TrainConfig, train
     from tests.conftest import toy_batch
 
     sign_artifact(saved, KEY)

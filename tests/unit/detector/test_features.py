@@ -3,9 +3,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from detector.errors import ArtifactError, ConfigError
-from detector.features import UNKNOWN, FeatureEncoder
-from detector.schema import parse_table
+from flowsentinel.detector.errors import ArtifactError, ConfigError
+from flowsentinel.detector.features import UNKNOWN, FeatureEncoder
+from flowsentinel.detector.schema import parse_table
 from tests.conftest import TOY, toy_batch
 
 

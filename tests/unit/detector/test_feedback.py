@@ -7,9 +7,9 @@ import json
 import numpy as np
 import pytest
 
-from detector.feedback import FeedbackPolicy, VerdictMemory, profiles
-from detector.pipeline import Detector
-from detector.thresholds import make_thresholder
+from flowsentinel.detector.feedback import FeedbackPolicy, VerdictMemory, profiles
+from flowsentinel.detector.pipeline import Detector
+from flowsentinel.detector.thresholds import make_thresholder
 from tests.conftest import toy_batch
 
 

@@ -6,9 +6,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from detector.errors import SchemaError
-from detector.infer import draft_schema
-from detector.schema import parse_table
+from flowsentinel.detector.errors import SchemaError
+from flowsentinel.detector.infer import draft_schema
+from flowsentinel.detector.schema import parse_table
 
 HEADER = ["Flow ID", "ts", "src_ip", "src_port", "dst_ip", "dst_port", "proto", "bytes", "delta", "rate",
           "version", "attack_cat", "label"]  # fmt: skip

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from sklearn.metrics import average_precision_score, confusion_matrix, f1_score, roc_auc_score, roc_curve
 
-from detector.metrics import at_threshold, auprc, auroc, recall_at_fpr
+from flowsentinel.detector.metrics import at_threshold, auprc, auroc, recall_at_fpr
 
 
 @pytest.mark.parametrize("seed", range(5))
@@ -48,8 +48,8 @@ def test_single_class_gives_nan():
 
 
 def test_first_occurrences_keeps_the_first_of_each_identical_record_and_label():
-    from detector.evaluation import first_occurrences
-    from detector.schema import parse_table
+    from flowsentinel.detector.evaluation import first_occurrences
+    from flowsentinel.detector.schema import parse_table
     from tests.conftest import TOY
 
     table = {

@@ -4,11 +4,11 @@ import numpy as np
 import pytest
 import torch
 
-from detector.errors import ConfigError
-from detector.model import LSTMAutoencoder, ModelConfig
-from detector.pipeline import SCORINGS, Detector, field_scales, score_windows
-from detector.train import TrainConfig, train
-from detector.windows import gather_windows, window_indices
+from flowsentinel.detector.errors import ConfigError
+from flowsentinel.detector.model import LSTMAutoencoder, ModelConfig
+from flowsentinel.detector.pipeline import SCORINGS, Detector, field_scales, score_windows
+from flowsentinel.detector.train import TrainConfig, train
+from flowsentinel.detector.windows import gather_windows, window_indices
 from tests.conftest import toy_batch
 
 
@@ -20,7 +20,7 @@ def test_validation_loss_falls(tiny_model):
 
 
 def test_injected_anomalies_outscore_normal_records(tiny_model):
-    from detector.metrics import auroc
+    from flowsentinel.detector.metrics import auroc
 
     batch = toy_batch(2000, seed=11, attack_rate=0.1)
     det = Detector(tiny_model)
@@ -68,7 +68,7 @@ def test_time_order_and_shuffled_order_scores_stay_close(tiny_model):
     rng = np.random.default_rng(5)
     batch = toy_batch(3000, seed=31, attack_rate=0.0)
     burst = toy_batch(600, seed=32, attack_rate=1.0)
-    from detector.schema import RecordBatch
+    from flowsentinel.detector.schema import RecordBatch
 
     burst.keys[:] = batch.keys[:600]  # the attacked hosts are the normal ones
     timeline = RecordBatch.concat([batch.take(np.arange(1500)), burst, batch.take(np.arange(1500, 3000))])
@@ -206,7 +206,7 @@ def test_padded_inference_batches_score_exactly_like_unpadded(tiny_model):
 
 
 def test_the_experimental_record_path_trains_and_round_trips(tmp_path):
-    from detector.artifact import load_artifact, save_artifact
+    from flowsentinel.detector.artifact import load_artifact, save_artifact
 
     batch = toy_batch(600, seed=71)
     model = train(
@@ -222,7 +222,7 @@ def test_the_experimental_record_path_trains_and_round_trips(tmp_path):
 
 
 def test_an_ensemble_scores_the_mean_of_its_members_errors(tmp_path):
-    from detector.artifact import load_artifact, save_artifact
+    from flowsentinel.detector.artifact import load_artifact, save_artifact
 
     batch = toy_batch(600, seed=81)
     model = train(batch, TrainConfig(hidden=8, latent=4, epochs=3, members=3), progress=False)
@@ -292,7 +292,7 @@ def test_one_record_windows_score_as_the_full_lstm_forward_pass_does(record_path
     """Scoring takes a shortcut for windows of one record (no recurrent product on the zero state); it
     must rebuild exactly what the LSTM's own forward pass rebuilds, to float rounding, with random
     weights and biases in every gate (a wrong gate order or a dropped bias fails by far more)."""
-    from detector.model import AutoencoderEnsemble, squared_errors
+    from flowsentinel.detector.model import AutoencoderEnsemble, squared_errors
 
     torch.manual_seed(3)
     net = AutoencoderEnsemble(

@@ -5,8 +5,8 @@ import math
 import numpy as np
 import pytest
 
-from detector.errors import RecordError, SchemaError
-from detector.schema import (
+from flowsentinel.detector.errors import RecordError, SchemaError
+from flowsentinel.detector.schema import (
     GLOBAL_KEY,
     KDD_FEATURES,
     Schema,

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from detector.errors import SchemaError
-from detector.schema import builtin_schema, load_schema
+from flowsentinel.detector.errors import SchemaError
+from flowsentinel.detector.schema import builtin_schema, load_schema
 
 
 def write(tmp_path, text: str) -> str:

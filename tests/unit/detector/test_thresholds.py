@@ -8,8 +8,8 @@ from dataclasses import asdict
 import numpy as np
 import pytest
 
-from detector.errors import ConfigError
-from detector.thresholds import (
+from flowsentinel.detector.errors import ConfigError
+from flowsentinel.detector.thresholds import (
     AdaptPolicy,
     QuantileThresholder,
     SpotThresholder,

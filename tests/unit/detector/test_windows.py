@@ -3,8 +3,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from detector.errors import ConfigError
-from detector.windows import WindowStore, gather_windows, window_indices
+from flowsentinel.detector.errors import ConfigError
+from flowsentinel.detector.windows import WindowStore, gather_windows, window_indices
 
 
 def test_first_records_of_a_key_are_scored_with_a_padded_window():

@@ -13,10 +13,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from consumers.decode import InputMessage, decode_messages
-from detector.schema import ABSENT, builtin_schema
 from flowsentinel.cli import main
-from producers.files import read_records
+from flowsentinel.consumers.decode import InputMessage, decode_messages
+from flowsentinel.detector.schema import ABSENT, builtin_schema
+from flowsentinel.producers.files import read_records
 
 T0 = 1_767_324_720.0  # 2026-01-02
 
@@ -278,7 +278,7 @@ def test_a_replayed_record_reads_back_with_its_time_in_the_detector(schema, tmp_
     """``produce`` writes each record's time as its schema reads it (ISO text, epoch ms/ns or seconds):
     seconds in a date-time field were dead-lettered as bad_timestamp by ``detect``, so a replayed CIC or
     Suricata file never scored."""
-    from producers.publisher import batch_to_records
+    from flowsentinel.producers.publisher import batch_to_records
 
     rng = np.random.default_rng(4)
     if schema == "suricata-flow":

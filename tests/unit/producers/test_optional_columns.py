@@ -9,9 +9,9 @@ import csv
 import numpy as np
 import pytest
 
-from detector.errors import SchemaError
-from detector.schema import ABSENT, GLOBAL_KEY, Schema, builtin_schema
-from producers.files import read_records
+from flowsentinel.detector.errors import SchemaError
+from flowsentinel.detector.schema import ABSENT, GLOBAL_KEY, Schema, builtin_schema
+from flowsentinel.producers.files import read_records
 
 
 def machine_learning_cve_file(path, n: int = 50) -> list[str]:

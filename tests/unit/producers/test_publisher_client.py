@@ -3,9 +3,9 @@ or failed, with the reason, however the deliveries end. Offline: a broker that i
 
 from __future__ import annotations
 
-from consumers.kafka_client import make_producer
-from consumers.settings import Settings
-from producers.publisher import Publisher
+from flowsentinel.consumers.kafka_client import make_producer
+from flowsentinel.consumers.settings import Settings
+from flowsentinel.producers.publisher import Publisher
 
 
 def test_undeliverable_records_are_counted_failed_with_the_reason():

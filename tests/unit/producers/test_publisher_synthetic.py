@@ -2,10 +2,10 @@ from __future__ import annotations
 
 import pytest
 
-from detector.errors import ConfigError
-from detector.schema import builtin_schema
-from producers.publisher import Pacer, batch_to_records
-from producers.synthetic import ATTACKS, SyntheticTraffic, normal_training_records, to_batch
+from flowsentinel.detector.errors import ConfigError
+from flowsentinel.detector.schema import builtin_schema
+from flowsentinel.producers.publisher import Pacer, batch_to_records
+from flowsentinel.producers.synthetic import ATTACKS, SyntheticTraffic, normal_training_records, to_batch
 
 
 class FakeClock:

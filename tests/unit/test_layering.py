@@ -1,0 +1,46 @@
+"""The import rules of the house, read from the sources: ``detector`` is pure (imports no other part of
+flowsentinel), ``producers`` and ``consumers`` build on it and never import each other, and none of the three
+imports the command-line package around them. Everything imports as ``flowsentinel.*``, never ``detector``."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import REPO
+
+PARTS = ("detector", "producers", "consumers")
+MAY_IMPORT = {"detector": set(), "producers": {"detector"}, "consumers": {"detector"}}
+
+
+def imports(path: Path) -> set[str]:
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            found.update(a.name for a in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            found.add(node.module)
+    return found
+
+
+@pytest.mark.parametrize("part", PARTS)
+def test_each_part_imports_only_what_it_builds_on(part):
+    for path in sorted((REPO / part).rglob("*.py")):
+        for name in imports(path):
+            top, _, rest = name.partition(".")
+            assert top not in PARTS, f"{path.relative_to(REPO)}: `{name}`: import it as flowsentinel.{name}"
+            if top == "flowsentinel":
+                inner = rest.partition(".")[0]
+                assert inner in MAY_IMPORT[part] | {part}, (
+                    f"{path.relative_to(REPO)} imports {name}: {part} may import only "
+                    f"{sorted(MAY_IMPORT[part]) or 'nothing else of flowsentinel'}"
+                )
+
+
+def test_no_module_anywhere_imports_the_plain_names():
+    for folder in ("flowsentinel", "tests", "benchmarks", *PARTS):
+        for path in (REPO / folder).rglob("*.py"):
+            bad = {n for n in imports(path) if n.partition(".")[0] in PARTS}
+            assert not bad, f"{path.relative_to(REPO)}: {sorted(bad)}: import them as flowsentinel.*"
