@@ -13,7 +13,7 @@ Splits (data in ../shared/data beside the checkout; nothing is copied):
 - CIC-IDS2017 sample: train on a seeded 60% of the BENIGN rows; test the other BENIGN rows plus every
   attack row, in Timestamp order.
 
-    python benchmarks/detection.py [--only nsl-kdd|kdd99|cic] [--detectors lstm-ae,dense-ae,iforest,river-hst]
+    python -m benchmarks.detection [--only nsl-kdd|kdd99|cic] [--detectors lstm-ae,dense-ae,iforest,river-hst]
                                    [--seeds 0,1,2] [--members N] [--shift-max-alert-share X]
                                    [--shift-max-rise X] [--out PATH]
 
@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, replace
@@ -36,18 +35,18 @@ from typing import Any
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))  # run as a script from a checkout
+from flowsentinel.cli import int_at_least
+from flowsentinel.detector.baselines import BaselineDetector, fit_baseline
+from flowsentinel.detector.evaluation import FPR_BUDGETS, first_occurrences, run_stream, summarize
+from flowsentinel.detector.pipeline import Detector
+from flowsentinel.detector.schema import RecordBatch, builtin_schema
+from flowsentinel.detector.thresholds import AdaptPolicy, make_thresholder
+from flowsentinel.detector.train import TrainConfig, fit_encoder, train
+from flowsentinel.detector.tuning import choose_risk, split_training_data
+from flowsentinel.producers.files import read_many, read_records
 
-from flowsentinel.cli import int_at_least  # noqa: E402
-from flowsentinel.detector.baselines import BaselineDetector, fit_baseline  # noqa: E402
-from flowsentinel.detector.evaluation import FPR_BUDGETS, first_occurrences, run_stream, summarize  # noqa: E402
-from flowsentinel.detector.pipeline import Detector  # noqa: E402
-from flowsentinel.detector.schema import RecordBatch, builtin_schema  # noqa: E402
-from flowsentinel.detector.thresholds import AdaptPolicy, make_thresholder  # noqa: E402
-from flowsentinel.detector.train import TrainConfig, fit_encoder, train  # noqa: E402
-from flowsentinel.detector.tuning import choose_risk, split_training_data  # noqa: E402
-from flowsentinel.producers.files import read_many, read_records  # noqa: E402
+ROOT = Path(__file__).resolve().parent.parent
+
 
 DATA = ROOT.parent / "shared" / "data"
 BATCH = 2_000

@@ -15,7 +15,7 @@ for upward shifts (``--shift-max-alert-share 5``) without and with its rise cap 
 - ``nsl 80/20``: a model trained on 80% of KDDTrain+'s normal rows scores the other 20% and every attack
   row, shuffled (53% attacks, no drift).
 
-    python benchmarks/drift.py [--seed 0] [--out benchmarks/results/drift.json]
+    python -m benchmarks.drift [--seed 0] [--out benchmarks/results/drift.json]
 
 Trains two default models (about 4 minutes here); no test file is read.
 """
@@ -24,25 +24,22 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from benchmarks.validation import DATA, kdd99_split, nsl_split
+from flowsentinel.detector.artifact import TrainedModel
+from flowsentinel.detector.pipeline import Detector
+from flowsentinel.detector.schema import builtin_schema
+from flowsentinel.detector.thresholds import AdaptPolicy, make_thresholder
+from flowsentinel.detector.train import TrainConfig, train
+from flowsentinel.producers.files import read_records
+
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))  # run as a script from a checkout
-sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from validation import DATA, kdd99_split, nsl_split  # noqa: E402
-
-from flowsentinel.detector.artifact import TrainedModel  # noqa: E402
-from flowsentinel.detector.pipeline import Detector  # noqa: E402
-from flowsentinel.detector.schema import builtin_schema  # noqa: E402
-from flowsentinel.detector.thresholds import AdaptPolicy, make_thresholder  # noqa: E402
-from flowsentinel.detector.train import TrainConfig, train  # noqa: E402
-from flowsentinel.producers.files import read_records  # noqa: E402
 
 Q = 0.01
 POLICIES = {

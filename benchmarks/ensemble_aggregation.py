@@ -6,7 +6,7 @@ and the calibration rows member by member, and combines them by mean (the defaul
 a paired comparison, the same trained weights for every combination. The later-normal rate is measured
 against each combination's own 99th percentile over the calibration sample the model keeps.
 
-    python benchmarks/ensemble_aggregation.py --seed 0 [--out benchmarks/results/ensemble-aggregation.jsonl]
+    python -m benchmarks.ensemble_aggregation --seed 0 [--out benchmarks/results/ensemble-aggregation.jsonl]
 
 About 5 minutes a seed here; appends one JSON line per split and combination. The mean rows reproduce
 ``validation.py``'s figures for the same seed (checked in every row: ``check_*``).
@@ -15,25 +15,23 @@ About 5 minutes a seed here; appends one JSON line per split and combination. Th
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 from pathlib import Path
 from typing import cast
 
 import numpy as np
 
+from benchmarks.validation import kdd99_split, nsl_split, record
+from flowsentinel.detector.artifact import CALIBRATION_KEEP, TrainedModel
+from flowsentinel.detector.metrics import auroc
+from flowsentinel.detector.model import LSTMAutoencoder
+from flowsentinel.detector.pipeline import Detector, field_scores, score_windows
+from flowsentinel.detector.schema import RecordBatch
+from flowsentinel.detector.train import TrainConfig, train
+from flowsentinel.detector.windows import gather_windows, window_indices
+
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))  # run as a script from a checkout
 
-from validation import kdd99_split, nsl_split, record  # noqa: E402  (benchmarks/ is sys.path[0] when run as a script)
-
-from flowsentinel.detector.artifact import CALIBRATION_KEEP, TrainedModel  # noqa: E402
-from flowsentinel.detector.metrics import auroc  # noqa: E402
-from flowsentinel.detector.model import LSTMAutoencoder  # noqa: E402
-from flowsentinel.detector.pipeline import Detector, field_scores, score_windows  # noqa: E402
-from flowsentinel.detector.schema import RecordBatch  # noqa: E402
-from flowsentinel.detector.train import TrainConfig, train  # noqa: E402
-from flowsentinel.detector.windows import gather_windows, window_indices  # noqa: E402
 
 COMBINATIONS = ("mean", "median", "min", "max")
 

@@ -18,7 +18,7 @@ On the validation split (80% of KDDTrain+'s normal rows to fit, the other 20% pl
 row to score) the ``*-all-rows`` encoders are fitted on the whole of KDDTrain+, which holds the scored
 rows: a little optimistic there, exact on the test files.
 
-    python benchmarks/feature_encodings.py [--seeds 0,1] [--encodings ours,zscore,...] [--detach-constant-inputs]
+    python -m benchmarks.feature_encodings [--seeds 0,1] [--encodings ours,zscore,...] [--detach-constant-inputs]
                                    [--out PATH]
 """
 
@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -35,18 +34,16 @@ from typing import Any
 import numpy as np
 import torch
 
+from benchmarks.detection import DATA, normal_of, seed_list
+from benchmarks.validation import nsl_split
+from flowsentinel.detector.baselines import DenseAEScorer
+from flowsentinel.detector.features import FeatureEncoder
+from flowsentinel.detector.metrics import auprc, auroc
+from flowsentinel.detector.schema import RecordBatch, builtin_schema
+from flowsentinel.producers.files import read_records
+
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))  # run as a script from a checkout
-sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from detection import DATA, normal_of, seed_list  # noqa: E402
-from validation import nsl_split  # noqa: E402
-
-from flowsentinel.detector.baselines import DenseAEScorer  # noqa: E402
-from flowsentinel.detector.features import FeatureEncoder  # noqa: E402
-from flowsentinel.detector.metrics import auprc, auroc  # noqa: E402
-from flowsentinel.detector.schema import RecordBatch, builtin_schema  # noqa: E402
-from flowsentinel.producers.files import read_records  # noqa: E402
 
 Transform = Callable[[RecordBatch], np.ndarray]
 NO_LOG = float("inf")  # a heavy-tail span no field exceeds: no log1p anywhere

@@ -24,7 +24,7 @@ shuffled; ``--seeds`` (a model per seed).
 on 80% of KDDTrain+'s normal rows, streamed over the other 20% plus KDDTrain+'s attacks): the data the
 feedback defaults were chosen on. Never tune on the test files.
 
-    python benchmarks/feedback.py [--seeds 0,1,2] [--only nsl-kdd|kdd99|cic] [--validation]
+    python -m benchmarks.feedback [--seeds 0,1,2] [--only nsl-kdd|kdd99|cic] [--validation]
 """
 
 from __future__ import annotations
@@ -39,20 +39,19 @@ from typing import Any
 
 import numpy as np
 
+from benchmarks.detection import normal_of, seed_list, splits
+from flowsentinel.detector.artifact import TrainedModel, load_artifact, save_artifact
+from flowsentinel.detector.baselines import fit_baseline
+from flowsentinel.detector.feedback import FeedbackPolicy, VerdictMemory, profiles
+from flowsentinel.detector.metrics import auprc, auroc, recall_at_fpr
+from flowsentinel.detector.pipeline import Detector
+from flowsentinel.detector.schema import RecordBatch
+from flowsentinel.detector.thresholds import make_thresholder
+from flowsentinel.detector.train import TrainConfig, train
+from flowsentinel.detector.tuning import split_training_data
+
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))  # run as a script from a checkout
 
-from detection import normal_of, seed_list, splits  # noqa: E402  (benchmarks/ is sys.path[0] when run as a script)
-
-from flowsentinel.detector.artifact import TrainedModel, load_artifact, save_artifact  # noqa: E402
-from flowsentinel.detector.baselines import fit_baseline  # noqa: E402
-from flowsentinel.detector.feedback import FeedbackPolicy, VerdictMemory, profiles  # noqa: E402
-from flowsentinel.detector.metrics import auprc, auroc, recall_at_fpr  # noqa: E402
-from flowsentinel.detector.pipeline import Detector  # noqa: E402
-from flowsentinel.detector.schema import RecordBatch  # noqa: E402
-from flowsentinel.detector.thresholds import make_thresholder  # noqa: E402
-from flowsentinel.detector.train import TrainConfig, train  # noqa: E402
-from flowsentinel.detector.tuning import split_training_data  # noqa: E402
 
 CHUNK = 500
 RISK = 0.01
@@ -240,7 +239,7 @@ def main() -> None:
         result = speed(model_for(split, normal, 0, cache), tests[0][1])
         print(json.dumps(result))
         out = Path(args.out or ROOT / "benchmarks" / "results" / "feedback-speed.json")
-        result.update(command="python benchmarks/feedback.py " + " ".join(sys.argv[1:]),
+        result.update(command="python -m benchmarks.feedback " + " ".join(sys.argv[1:]),
                       measured_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))  # fmt: skip
         out.write_text(json.dumps(result, indent=1) + "\n")
         return
@@ -283,7 +282,7 @@ def main() -> None:
     out = Path(args.out or ROOT / "benchmarks" / "results" / name)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({
-        "command": "python benchmarks/feedback.py " + " ".join(sys.argv[1:]),
+        "command": "python -m benchmarks.feedback " + " ".join(sys.argv[1:]),
         "measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "policy": policy.__dict__, "risk": RISK, "chunk": CHUNK, "summary": summary, "rows": rows,
     }, indent=1) + "\n")  # fmt: skip

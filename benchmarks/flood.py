@@ -7,7 +7,7 @@ the AUROC, smurf's AUROC, the share of smurf records above the 99th percentile o
 scores, and the share of those later normal rows above a threshold at the calibration's 1 - q quantile
 (q = 0.01, 0.02: how far normal traffic drifts from the training period).
 
-    python benchmarks/flood.py [--seeds 0,1,2,3,4] [--members 3]    # about 17 minutes here (hidden 128)
+    python -m benchmarks.flood [--seeds 0,1,2,3,4] [--members 3]    # about 17 minutes here (hidden 128)
 
 Writes benchmarks/results/flood.json and prints a markdown table (quoted in the README).
 """
@@ -16,23 +16,21 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from benchmarks.detection import member_count, seed_list
+from flowsentinel.detector.metrics import auroc
+from flowsentinel.detector.pipeline import Detector
+from flowsentinel.detector.schema import builtin_schema
+from flowsentinel.detector.train import TrainConfig, train
+from flowsentinel.producers.files import read_records
+
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))  # run as a script from a checkout
 
-from detection import member_count, seed_list  # noqa: E402  (benchmarks/ is sys.path[0] when run as a script)
-
-from flowsentinel.detector.metrics import auroc  # noqa: E402
-from flowsentinel.detector.pipeline import Detector  # noqa: E402
-from flowsentinel.detector.schema import builtin_schema  # noqa: E402
-from flowsentinel.detector.train import TrainConfig, train  # noqa: E402
-from flowsentinel.producers.files import read_records  # noqa: E402
 
 DATA = ROOT.parent / "shared" / "data"
 

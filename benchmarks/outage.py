@@ -4,7 +4,7 @@ Starts its own embedded broker and a detector service (in this process), scores 
 the broker (SIGSTOP) for --seconds (65), sampling /readyz, /healthz and flowsentinel_broker_up every 2 s,
 resumes it (SIGCONT), produces 1,000 more records and times until all are scored and committed.
 
-    python benchmarks/outage.py [--seconds 65]      # writes benchmarks/results/outage.json
+    python -m benchmarks.outage [--seconds 65]      # writes benchmarks/results/outage.json
 """
 
 from __future__ import annotations
@@ -12,21 +12,17 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))  # run as a script from a checkout
-
-from flowsentinel.broker import EmbeddedBroker  # noqa: E402
-from flowsentinel.consumers.main import start_service  # noqa: E402
-from flowsentinel.consumers.settings import Settings  # noqa: E402
-from flowsentinel.detector.artifact import save_artifact  # noqa: E402
-from flowsentinel.detector.train import TrainConfig, train  # noqa: E402
-from flowsentinel.kafka_admin import ensure_topics  # noqa: E402
-from flowsentinel.producers.synthetic import normal_training_records, to_batch  # noqa: E402
-from flowsentinel.testing import (  # noqa: E402
+from flowsentinel.broker import EmbeddedBroker
+from flowsentinel.consumers.main import start_service
+from flowsentinel.consumers.settings import Settings
+from flowsentinel.detector.artifact import save_artifact
+from flowsentinel.detector.train import TrainConfig, train
+from flowsentinel.kafka_admin import ensure_topics
+from flowsentinel.producers.synthetic import normal_training_records, to_batch
+from flowsentinel.testing import (
     committed,
     highwater,
     http_status,
@@ -34,6 +30,8 @@ from flowsentinel.testing import (  # noqa: E402
     scrape,
     wait_for,
 )
+
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def main() -> None:

@@ -13,8 +13,8 @@
    died, the group committed the end of every partition, and every message was either scored or is on the
    dead-letter topic once with a reason from the fixed set (none ``internal_error``).
 
-    python benchmarks/poison.py                       # writes benchmarks/results/poison.json
-    python benchmarks/poison.py --fuzz 100000 --only fuzz
+    python -m benchmarks.poison                       # writes benchmarks/results/poison.json
+    python -m benchmarks.poison --fuzz 100000 --only fuzz
 """
 
 from __future__ import annotations
@@ -28,19 +28,18 @@ import time
 from pathlib import Path
 from typing import Any
 
+from benchmarks.throughput import start_detector, wait_metric
+from flowsentinel.broker import EmbeddedBroker, free_port
+from flowsentinel.consumers.decode import REASONS
+from flowsentinel.detector.artifact import save_artifact
+from flowsentinel.detector.train import TrainConfig, train
+from flowsentinel.fuzzing import fuzz_messages
+from flowsentinel.kafka_admin import ensure_topics
+from flowsentinel.producers.synthetic import SyntheticTraffic, normal_training_records, to_batch
+from flowsentinel.testing import committed, consumer_lags, read_topic, scrape
+
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))  # run as a script from a checkout
 
-from throughput import start_detector, wait_metric  # noqa: E402  (benchmarks/ is sys.path[0] as a script)
-
-from flowsentinel.broker import EmbeddedBroker, free_port  # noqa: E402
-from flowsentinel.consumers.decode import REASONS  # noqa: E402
-from flowsentinel.detector.artifact import save_artifact  # noqa: E402
-from flowsentinel.detector.train import TrainConfig, train  # noqa: E402
-from flowsentinel.fuzzing import fuzz_messages  # noqa: E402
-from flowsentinel.kafka_admin import ensure_topics  # noqa: E402
-from flowsentinel.producers.synthetic import SyntheticTraffic, normal_training_records, to_batch  # noqa: E402
-from flowsentinel.testing import committed, consumer_lags, read_topic, scrape  # noqa: E402
 
 KINDS = ("deep_nesting", "huge_value", "surrogate_key", "binary_garbage", "wrong_schema", "tombstone")
 PARTITIONS = 4
@@ -255,7 +254,7 @@ def main() -> None:
         if args.only in (None, "fuzz"):
             results["fuzz"] = bench_fuzz(broker.bootstrap, model_dir, workdir, args.fuzz, args.seed)
             results["fuzz_measured_at"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-    results["command"] = "python benchmarks/poison.py " + " ".join(sys.argv[1:])
+    results["command"] = "python -m benchmarks.poison " + " ".join(sys.argv[1:])
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(results, indent=1) + "\n")
     print("wrote", out)

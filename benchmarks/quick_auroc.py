@@ -6,7 +6,7 @@ threshold) and reports AUROC, AUPRC and precision/recall/F1 at the online thresh
 scores KDD'99 ``corrected`` in file (time) order and shuffled, with a model trained on the normal rows of
 ``kddcup.data_10_percent``: false-positive rate on normal rows at the calibration 99th percentile.
 
-    python benchmarks/quick_auroc.py            # writes benchmarks/results/quick_auroc.json
+    python -m benchmarks.quick_auroc            # writes benchmarks/results/quick_auroc.json
 
 Reads ../shared/data beside the checkout; nothing is copied.
 """

@@ -16,7 +16,7 @@ least once), every poison record is on the dead-letter topic, alert messages tha
 same event of the same key (a replay repeats ids, it does not invent new ones), and every SIGTERM ended
 with exit status 0. Figures and the action log go to ``benchmarks/results/soak.json``.
 
-    python benchmarks/soak.py [--minutes 10] [--rate 1000] [--instances 2] [--every 20] [--seed 0]
+    python -m benchmarks.soak [--minutes 10] [--rate 1000] [--instances 2] [--every 20] [--seed 0]
 """
 
 from __future__ import annotations
@@ -33,18 +33,17 @@ import time
 from pathlib import Path
 from typing import Any
 
+from benchmarks.throughput import rss_mib, start_detector
+from flowsentinel.broker import EmbeddedBroker, free_port
+from flowsentinel.detector.artifact import load_artifact, save_artifact
+from flowsentinel.detector.train import TrainConfig, train
+from flowsentinel.kafka_admin import ensure_topics
+from flowsentinel.producers.publisher import Pacer
+from flowsentinel.producers.synthetic import SyntheticTraffic, normal_training_records, to_batch
+from flowsentinel.testing import committed, read_topic, wait_for
+
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))  # run as a script from a checkout
 
-from throughput import rss_mib, start_detector  # noqa: E402  (benchmarks/ is sys.path[0] when run as a script)
-
-from flowsentinel.broker import EmbeddedBroker, free_port  # noqa: E402
-from flowsentinel.detector.artifact import load_artifact, save_artifact  # noqa: E402
-from flowsentinel.detector.train import TrainConfig, train  # noqa: E402
-from flowsentinel.kafka_admin import ensure_topics  # noqa: E402
-from flowsentinel.producers.publisher import Pacer  # noqa: E402
-from flowsentinel.producers.synthetic import SyntheticTraffic, normal_training_records, to_batch  # noqa: E402
-from flowsentinel.testing import committed, read_topic, wait_for  # noqa: E402
 
 POISON_EVERY = 500
 PARTITIONS = 4

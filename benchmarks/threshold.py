@@ -18,7 +18,7 @@ service's shift policy) then runs over the scores in chunks of 2,000 (as ``flows
 the false-positive rate is counted on the stream's normal rows. ``fpr/q`` is the figure the promise is
 about: at most 2. Besides it, ``static``: the same at a fixed threshold, the calibration's 1 - q quantile.
 
-    python benchmarks/threshold.py [--seeds 0,1,2] [--only kdd99-temporal|cic-time|nsl-file-order]
+    python -m benchmarks.threshold [--seeds 0,1,2] [--only kdd99-temporal|cic-time|nsl-file-order]
                                    [--max-minutes 3] [--risks 0.01,0.001] [--calibrations validation,latest]
 
 Training uses the default configuration with a time budget (``--max-minutes``, 3: a 40-epoch ensemble per
@@ -40,17 +40,17 @@ from typing import Any
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))  # run as a script from a checkout
+from flowsentinel.detector.artifact import load_artifact, save_artifact
+from flowsentinel.detector.evaluation import first_occurrences
+from flowsentinel.detector.metrics import auroc
+from flowsentinel.detector.pipeline import Detector
+from flowsentinel.detector.schema import RecordBatch, builtin_schema
+from flowsentinel.detector.thresholds import AdaptPolicy, make_thresholder
+from flowsentinel.detector.train import TrainConfig, train
+from flowsentinel.producers.files import read_many, read_records
 
-from flowsentinel.detector.artifact import load_artifact, save_artifact  # noqa: E402
-from flowsentinel.detector.evaluation import first_occurrences  # noqa: E402
-from flowsentinel.detector.metrics import auroc  # noqa: E402
-from flowsentinel.detector.pipeline import Detector  # noqa: E402
-from flowsentinel.detector.schema import RecordBatch, builtin_schema  # noqa: E402
-from flowsentinel.detector.thresholds import AdaptPolicy, make_thresholder  # noqa: E402
-from flowsentinel.detector.train import TrainConfig, train  # noqa: E402
-from flowsentinel.producers.files import read_many, read_records  # noqa: E402
+ROOT = Path(__file__).resolve().parent.parent
+
 
 DATA = ROOT.parent / "shared" / "data"
 CACHE = ROOT / "models" / "bench-threshold"
@@ -188,7 +188,7 @@ def main() -> None:
                               f"{r['fpr_over_q']:5.2f} q  recall {r['recall']:.3f}  (static {r['static_fpr_over_q']:.2f} q)"
                               f"  AUROC {r['auroc']:.4f}", flush=True)  # fmt: skip
     Path(args.out).write_text(json.dumps({
-        "command": "python benchmarks/threshold.py " + " ".join(sys.argv[1:]),
+        "command": "python -m benchmarks.threshold " + " ".join(sys.argv[1:]),
         "measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "summary": summarize(rows),
         "rows": rows,

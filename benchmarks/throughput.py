@@ -11,9 +11,9 @@
 3. **Memory under many keys**: records from 100,000 distinct hosts at a fixed rate for a long run; the
    detector's RSS is sampled every 10 s (flat = last sample within 10% of the one after warm-up).
 
-    python benchmarks/throughput.py                  # all three; writes benchmarks/results/throughput.json
-    python benchmarks/throughput.py --memory-minutes 10
-    python benchmarks/throughput.py --only backlog --rounds 3
+    python -m benchmarks.throughput                  # all three; writes benchmarks/results/throughput.json
+    python -m benchmarks.throughput --memory-minutes 10
+    python -m benchmarks.throughput --only backlog --rounds 3
 
 Uses the embedded broker (Tansu) unless --bootstrap-servers is given.
 """
@@ -31,18 +31,17 @@ import threading
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))  # run as a script from a checkout
+from flowsentinel.broker import EmbeddedBroker, free_port
+from flowsentinel.consumers.kafka_client import make_producer
+from flowsentinel.consumers.settings import Settings
+from flowsentinel.detector.artifact import save_artifact
+from flowsentinel.detector.train import TrainConfig, train
+from flowsentinel.kafka_admin import ensure_topics
+from flowsentinel.producers.publisher import Pacer, Publisher, publish
+from flowsentinel.producers.synthetic import SyntheticTraffic, normal_training_records, to_batch
+from flowsentinel.testing import consumer_lags, scrape
 
-from flowsentinel.broker import EmbeddedBroker, free_port  # noqa: E402
-from flowsentinel.consumers.kafka_client import make_producer  # noqa: E402
-from flowsentinel.consumers.settings import Settings  # noqa: E402
-from flowsentinel.detector.artifact import save_artifact  # noqa: E402
-from flowsentinel.detector.train import TrainConfig, train  # noqa: E402
-from flowsentinel.kafka_admin import ensure_topics  # noqa: E402
-from flowsentinel.producers.publisher import Pacer, Publisher, publish  # noqa: E402
-from flowsentinel.producers.synthetic import SyntheticTraffic, normal_training_records, to_batch  # noqa: E402
-from flowsentinel.testing import consumer_lags, scrape  # noqa: E402
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def quantile_from_buckets(m: dict[str, float], name: str, q: float) -> float:

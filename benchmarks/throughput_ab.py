@@ -7,9 +7,9 @@ reads the whole backlog), round after round, and reports records/s per run and t
 Every detector scores with the same model, trained once here.
 
     git worktree add ../before HEAD~3
-    python benchmarks/throughput_ab.py --rounds 3 before=../before after=.
-    python benchmarks/throughput_ab.py one=.:FLOWSENTINEL_TORCH_THREADS=1 two=.:FLOWSENTINEL_TORCH_THREADS=2
-    python benchmarks/throughput_ab.py --verdicts-per-10k 100 \
+    python -m benchmarks.throughput_ab --rounds 3 before=../before after=.
+    python -m benchmarks.throughput_ab one=.:FLOWSENTINEL_TORCH_THREADS=1 two=.:FLOWSENTINEL_TORCH_THREADS=2
+    python -m benchmarks.throughput_ab --verdicts-per-10k 100 \
         off=.:FLOWSENTINEL_FEEDBACK_TOPIC= on=.:FLOWSENTINEL_FEEDBACK_TOPIC=throughput-ab.feedback
 
 ``--verdicts-per-10k N`` first runs one detector over the backlog (feedback on, so that its alerts carry
@@ -36,16 +36,14 @@ from pathlib import Path
 import numpy as np
 from kafka import KafkaConsumer, KafkaProducer
 
+from benchmarks.throughput import produce, start_detector, time_backlog
+from flowsentinel.broker import EmbeddedBroker, free_port
+from flowsentinel.detector.artifact import save_artifact
+from flowsentinel.detector.train import TrainConfig, train
+from flowsentinel.kafka_admin import ensure_topics
+from flowsentinel.producers.synthetic import normal_training_records, to_batch
+
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))  # run as a script from a checkout
-
-from throughput import produce, start_detector, time_backlog  # noqa: E402  (benchmarks/ is sys.path[0] when run as a script)
-
-from flowsentinel.broker import EmbeddedBroker, free_port  # noqa: E402
-from flowsentinel.detector.artifact import save_artifact  # noqa: E402
-from flowsentinel.detector.train import TrainConfig, train  # noqa: E402
-from flowsentinel.kafka_admin import ensure_topics  # noqa: E402
-from flowsentinel.producers.synthetic import normal_training_records, to_batch  # noqa: E402
 
 
 def variant(text: str) -> tuple[str, Path, dict[str, str]]:
@@ -103,7 +101,7 @@ def main() -> None:
     print(json.dumps(summary))
     if args.out:
         result = {"backlog": args.backlog, "verdicts": verdicts, "variants": summary,
-                  "command": "python benchmarks/throughput_ab.py " + " ".join(sys.argv[1:]),
+                  "command": "python -m benchmarks.throughput_ab " + " ".join(sys.argv[1:]),
                   "measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}  # fmt: skip
         Path(args.out).write_text(json.dumps(result, indent=1) + "\n")
 

@@ -5,7 +5,7 @@ given (everything else default, same seed, same run, one after the other), and s
 service path (windows, batches, online threshold): training seconds, epochs run, what stopped each member,
 AUROC and AUPRC. The ranking is judged on a held-apart file only to report it; nothing is tuned on it.
 
-    python benchmarks/training_budget.py --min-improvement 0.01 0.03 --epochs 15 \\
+    python -m benchmarks.training_budget --min-improvement 0.01 0.03 --epochs 15 \\
         --out benchmarks/results/training-budget.json
 
 Reads ../shared/data beside the checkout; nothing is copied.
@@ -74,7 +74,7 @@ def main() -> int:
     for r in rows:
         print(json.dumps(r))
     result = {
-        "command": "python benchmarks/training_budget.py --min-improvement "
+        "command": "python -m benchmarks.training_budget --min-improvement "
         + " ".join(f"{m:g}" for m in args.min_improvement)
         + (" --epochs " + " ".join(map(str, args.epochs)) if args.epochs else "")
         + f" --seed {args.seed} --out {args.out}",

@@ -14,7 +14,7 @@ held-out files. Two splits:
   of those LATER normal rows above the model's calibrated 1% threshold — how far normal traffic drifts
   from the training period (a false-alarm rate the operator meets).
 
-    python benchmarks/validation.py [--name NAME] [--config '{"epochs": 80}'] [--only nsl|kdd99]
+    python -m benchmarks.validation [--name NAME] [--config '{"epochs": 80}'] [--only nsl|kdd99]
 
 Each split trains once (about 1.5 and 2.5 minutes here with the default hidden-128 ensemble). Appends
 one JSON line per split to benchmarks/results/validation.jsonl and prints it.
@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -32,16 +31,16 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))  # run as a script from a checkout
+from flowsentinel.detector.errors import ConfigError
+from flowsentinel.detector.evaluation import first_occurrences
+from flowsentinel.detector.metrics import auprc, auroc
+from flowsentinel.detector.pipeline import Detector
+from flowsentinel.detector.schema import RecordBatch, builtin_schema
+from flowsentinel.detector.train import TrainConfig, train
+from flowsentinel.producers.files import read_records
 
-from flowsentinel.detector.errors import ConfigError  # noqa: E402
-from flowsentinel.detector.evaluation import first_occurrences  # noqa: E402
-from flowsentinel.detector.metrics import auprc, auroc  # noqa: E402
-from flowsentinel.detector.pipeline import Detector  # noqa: E402
-from flowsentinel.detector.schema import RecordBatch, builtin_schema  # noqa: E402
-from flowsentinel.detector.train import TrainConfig, train  # noqa: E402
-from flowsentinel.producers.files import read_records  # noqa: E402
+ROOT = Path(__file__).resolve().parent.parent
+
 
 DATA = ROOT.parent / "shared" / "data"
 

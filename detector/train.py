@@ -49,7 +49,7 @@ class TrainConfig:
     # scores faster. Longer windows remain for keyed flow data (`--window`, searched by `tune`). An earlier
     # note blamed a window-8 model's hidden smurf flood on context copying; that was one seed's luck (see
     # `members`).
-    # Model size: hidden 128, latent 8 — chosen on training data only (`python benchmarks/validation.py`,
+    # Model size: hidden 128, latent 8 — chosen on training data only (`python -m benchmarks.validation`,
     # seeds 0 and 1, 3-member ensembles at window 1; rows in benchmarks/results/validation.jsonl). Each
     # doubling of the hidden size so far ranked better on every validation measure and cost more false
     # alarms on LATER normal traffic (seed 0 / seed 1):

@@ -44,3 +44,11 @@ def test_no_module_anywhere_imports_the_plain_names():
         for path in (REPO / folder).rglob("*.py"):
             bad = {n for n in imports(path) if n.partition(".")[0] in PARTS}
             assert not bad, f"{path.relative_to(REPO)}: {sorted(bad)}: import them as flowsentinel.*"
+
+
+def test_benchmarks_run_as_modules_and_import_no_test_module():
+    """``python -m benchmarks.NAME`` from the repository root: no path edits, no helpers from tests/ (shared
+    helpers live in flowsentinel.testing)."""
+    for path in sorted((REPO / "benchmarks").glob("*.py")):
+        assert "sys.path" not in path.read_text(), f"{path.relative_to(REPO)} edits sys.path"
+        assert not {n for n in imports(path) if n.partition(".")[0] == "tests"}, path.relative_to(REPO)

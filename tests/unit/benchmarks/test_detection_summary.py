@@ -2,20 +2,14 @@
 
 from __future__ import annotations
 
-import importlib.util
-
 import pytest
 
-from tests.conftest import REPO
+import benchmarks.detection
 
 
 @pytest.fixture(scope="module")
 def bench():
-    spec = importlib.util.spec_from_file_location("detection_bench", REPO / "benchmarks" / "detection.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return benchmarks.detection
 
 
 def row(det, test, seed, auroc, auprc, f1=0.5, fpr=0.01, split="nsl-kdd"):
