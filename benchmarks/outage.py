@@ -20,7 +20,7 @@ from flowsentinel.consumers.main import start_service
 from flowsentinel.consumers.settings import Settings
 from flowsentinel.detector.artifact import save_artifact
 from flowsentinel.detector.train import TrainConfig, train
-from flowsentinel.kafka_admin import ensure_topics
+from flowsentinel.kafka.admin import ensure_topics
 from flowsentinel.producers.synthetic import normal_training_records, to_batch
 from flowsentinel.testing import (
     committed,

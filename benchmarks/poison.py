@@ -34,7 +34,7 @@ from flowsentinel.consumers.decode import REASONS
 from flowsentinel.detector.artifact import save_artifact
 from flowsentinel.detector.train import TrainConfig, train
 from flowsentinel.fuzzing import fuzz_messages
-from flowsentinel.kafka_admin import ensure_topics
+from flowsentinel.kafka.admin import ensure_topics
 from flowsentinel.producers.synthetic import SyntheticTraffic, normal_training_records, to_batch
 from flowsentinel.testing import committed, consumer_lags, read_topic, scrape
 

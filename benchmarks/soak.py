@@ -37,7 +37,7 @@ from benchmarks.throughput import rss_mib, start_detector
 from flowsentinel.broker import EmbeddedBroker, free_port
 from flowsentinel.detector.artifact import load_artifact, save_artifact
 from flowsentinel.detector.train import TrainConfig, train
-from flowsentinel.kafka_admin import ensure_topics
+from flowsentinel.kafka.admin import ensure_topics
 from flowsentinel.producers.publisher import Pacer
 from flowsentinel.producers.synthetic import SyntheticTraffic, normal_training_records, to_batch
 from flowsentinel.testing import committed, read_topic, wait_for

@@ -32,12 +32,10 @@ import time
 from pathlib import Path
 
 from flowsentinel.broker import EmbeddedBroker, free_port
-from flowsentinel.consumers.kafka_client import make_producer
-from flowsentinel.consumers.settings import Settings
 from flowsentinel.detector.artifact import save_artifact
 from flowsentinel.detector.train import TrainConfig, train
-from flowsentinel.kafka_admin import ensure_topics
-from flowsentinel.producers.publisher import Pacer, Publisher, publish
+from flowsentinel.kafka.admin import ensure_topics
+from flowsentinel.producers.publisher import Pacer, Publisher, publish, replay_producer
 from flowsentinel.producers.synthetic import SyntheticTraffic, normal_training_records, to_batch
 from flowsentinel.testing import consumer_lags, scrape
 
@@ -153,13 +151,7 @@ def produce(
 ) -> dict:
     """Synthetic records into ``topic``; ``client``: the library the producer writes through."""
     gen = SyntheticTraffic(seed=seed, hosts=hosts, attack_every_s=30.0)
-    producer = None
-    if client == "confluent":
-        cfg = Settings(bootstrap_servers=bootstrap).client_config(security={})
-        producer = make_producer(
-            "confluent", cfg, {"acks": "all", "linger_ms": 20, "compression_type": "lz4"}
-        )
-    pub = Publisher(bootstrap, topic, compression="lz4", linger_ms=20, client=producer)
+    pub = Publisher(topic, replay_producer(bootstrap, client=client, compression="lz4", linger_ms=20))
     summary = publish(
         gen.stream(rate=rate or 50_000, chunk=2000, limit=n),
         pub,

@@ -40,7 +40,7 @@ from benchmarks.throughput import produce, start_detector, time_backlog
 from flowsentinel.broker import EmbeddedBroker, free_port
 from flowsentinel.detector.artifact import save_artifact
 from flowsentinel.detector.train import TrainConfig, train
-from flowsentinel.kafka_admin import ensure_topics
+from flowsentinel.kafka.admin import ensure_topics
 from flowsentinel.producers.synthetic import normal_training_records, to_batch
 
 ROOT = Path(__file__).resolve().parent.parent

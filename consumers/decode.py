@@ -16,7 +16,7 @@ import json
 import operator
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, ClassVar, Literal, NamedTuple
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 
@@ -41,6 +41,7 @@ from flowsentinel.detector.schema import (
     parse_table,
 )
 from flowsentinel.detector.text import shown
+from flowsentinel.kafka.client import InputMessage  # (also importable from here)
 
 REASONS = (
     "oversized",
@@ -58,21 +59,6 @@ REASONS = (
 )
 META_FIELDS = ("schema", "schema_version")
 SCHEMA_FIELD_MODES = ("required", "optional")
-
-
-class InputMessage(NamedTuple):
-    """One consumed Kafka message (a named tuple: the service makes one per record, so it must be cheap)."""
-
-    topic: str
-    partition: int
-    offset: int
-    key: bytes | None
-    value: bytes | None
-    timestamp_ms: int
-
-    @property
-    def position(self) -> str:
-        return f"{self.topic}[{self.partition}]@{self.offset}"
 
 
 @dataclass(frozen=True)

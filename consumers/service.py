@@ -29,19 +29,6 @@ import torch
 from flowsentinel.consumers.alerts import AlertRecord, EpisodeTracker, publishable, severity, to_ecs
 from flowsentinel.consumers.decode import DeadLetter, InputMessage, decode_messages
 from flowsentinel.consumers.feedback import FeedbackState
-from flowsentinel.consumers.kafka_client import (
-    CommitRejected,
-    Committed,
-    Delivery,
-    GroupConsumer,
-    KafkaFailure,
-    Partition,
-    Producer,
-    make_consumer,
-    make_producer,
-    resolve_client,
-)
-from flowsentinel.consumers.kafka_conn import KafkaUnreachable
 from flowsentinel.consumers.kafka_options import GROUP_ONLY_OPTIONS
 from flowsentinel.consumers.metrics import Metrics, package_version
 from flowsentinel.consumers.settings import (
@@ -60,6 +47,19 @@ from flowsentinel.detector.schema import RecordBatch
 from flowsentinel.detector.store import ModelStore
 from flowsentinel.detector.text import clean_text, printable, utf8
 from flowsentinel.detector.thresholds import make_thresholder
+from flowsentinel.kafka.client import (
+    CommitRejected,
+    Committed,
+    Delivery,
+    GroupConsumer,
+    KafkaFailure,
+    Partition,
+    Producer,
+    make_consumer,
+    make_producer,
+    resolve_client,
+)
+from flowsentinel.kafka.conn import KafkaUnreachable
 
 log = logging.getLogger(__name__)
 VERSION = package_version()  # in alerts' observer and the dead letters' headers

@@ -21,17 +21,17 @@ from typing import Any
 
 from flowsentinel.consumers.alerts import SEVERITIES
 from flowsentinel.consumers.decode import SCHEMA_FIELD_MODES
-from flowsentinel.consumers.kafka_client import (
+from flowsentinel.consumers.kafka_options import parse_kafka_options
+from flowsentinel.detector.errors import ConfigError
+from flowsentinel.detector.feedback import FeedbackPolicy
+from flowsentinel.detector.thresholds import AdaptPolicy
+from flowsentinel.kafka.client import (
     KAFKA_CLIENTS,
     ClientConfig,
     check_confluent_options,
     resolve_client,
 )
-from flowsentinel.consumers.kafka_conn import TLS_PROTOCOLS, build_ssl_context, probe
-from flowsentinel.consumers.kafka_options import parse_kafka_options
-from flowsentinel.detector.errors import ConfigError
-from flowsentinel.detector.feedback import FeedbackPolicy
-from flowsentinel.detector.thresholds import AdaptPolicy
+from flowsentinel.kafka.conn import TLS_PROTOCOLS, build_ssl_context, probe
 
 ENV_PREFIX = "FLOWSENTINEL_"
 
@@ -360,7 +360,7 @@ class Settings:
         }
 
     def client_config(self, security: dict[str, Any] | None = None) -> ClientConfig:
-        """What :mod:`consumers.kafka_client` builds either library's clients from (``security``: the
+        """What :mod:`flowsentinel.kafka.client` builds either library's clients from (``security``: the
         :func:`security_options` already made, so that a TLS context is built once)."""
 
         def path(name: str) -> str:
@@ -633,7 +633,7 @@ def check_security(s: Settings) -> None:
 def security_options(s: Settings) -> dict[str, Any]:
     """kafka-python client options for the :data:`SECURITY_SETTINGS` of ``s``. With TLS they carry one
     ``ssl_context``, built here from the files (a file that cannot be loaded is a :class:`ConfigError`
-    naming it), so the clients and :func:`consumers.kafka_conn.probe` verify the broker alike."""
+    naming it), so the clients and :func:`flowsentinel.kafka.conn.probe` verify the broker alike."""
     out: dict[str, Any] = {"security_protocol": s.security_protocol}
     if s.sasl_mechanism:
         out["sasl_mechanism"] = s.sasl_mechanism
@@ -651,7 +651,7 @@ def security_options(s: Settings) -> dict[str, Any]:
 
 
 def probe_kafka(s: Settings, bootstrap_servers: str, options: dict[str, Any], timeout: float = 5.0) -> None:
-    """:func:`consumers.kafka_conn.probe` with the options :func:`security_options` made."""
+    """:func:`flowsentinel.kafka.conn.probe` with the options :func:`security_options` made."""
     probe(
         [x.strip() for x in bootstrap_servers.split(",")],
         security_protocol=s.security_protocol,
@@ -667,7 +667,7 @@ def client_security(
     """For commands other than ``detect`` (``produce``, ``demo``): the :data:`SECURITY_SETTINGS` and
     ``kafka_client`` from their flags (``None``: unset) and ``FLOWSENTINEL_*`` variables, validated as
     ``detect`` validates them, and the kafka-python options they make, after a probe of the brokers
-    (:class:`consumers.kafka_conn.KafkaUnreachable` if none answers). The returned settings carry only
+    (:class:`flowsentinel.kafka.conn.KafkaUnreachable` if none answers). The returned settings carry only
     those values and ``bootstrap_servers``."""
     names = (*SECURITY_SETTINGS, "kafka_client")
     env = dict(os.environ if environ is None else environ)

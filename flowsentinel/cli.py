@@ -1168,25 +1168,6 @@ def cmd_detect(args: argparse.Namespace) -> int:
 
 
 # ----------------------------------------------------------------------------------------- produce
-def _replay_producer(settings: Any, security: dict[str, Any], args: argparse.Namespace) -> Any:
-    """The producer ``produce`` writes through: librdkafka's where setting kafka_client takes it (the
-    default where confluent-kafka is installed), else None (the Publisher's kafka-python producer)."""
-    from flowsentinel.consumers.kafka_client import make_producer, resolve_client
-
-    client = resolve_client(settings.kafka_client)
-    if client != "confluent":
-        return None
-    options = {
-        "acks": "all",
-        "enable_idempotence": False,
-        "linger_ms": args.linger_ms,
-        "batch_size": args.batch_bytes,
-        "compression_type": None if args.compression == "none" else args.compression,
-        "max_block_ms": 30_000,
-    }
-    return make_producer(client, settings.client_config(security), options)
-
-
 def cmd_produce(args: argparse.Namespace) -> int:
     if "FLOWSENTINEL_COMPRESSION" in os.environ and "FLOWSENTINEL_PRODUCE_COMPRESSION" not in os.environ:
         print(
@@ -1195,9 +1176,9 @@ def cmd_produce(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
     from flowsentinel.detector.schema import load_schema
-    from flowsentinel.kafka_admin import ensure_topics
+    from flowsentinel.kafka.admin import ensure_topics
     from flowsentinel.producers.files import iter_batches
-    from flowsentinel.producers.publisher import Pacer, Publisher, publish
+    from flowsentinel.producers.publisher import Pacer, Publisher, publish, replay_producer
     from flowsentinel.producers.synthetic import SyntheticTraffic
 
     synthetic = args.schema == "synthetic"
@@ -1230,8 +1211,8 @@ def cmd_produce(args: argparse.Namespace) -> int:
                 pacer.restart_clock()
 
         source = file_batches()
-    from flowsentinel.consumers.kafka_conn import KafkaUnreachable
     from flowsentinel.consumers.settings import client_security
+    from flowsentinel.kafka.conn import KafkaUnreachable
 
     try:
         settings, security = client_security(args.bootstrap_servers, vars(args))
@@ -1239,15 +1220,17 @@ def cmd_produce(args: argparse.Namespace) -> int:
         print(f"flowsentinel produce: error: {exc}", file=sys.stderr)
         return 1
     ensure_topics(args.bootstrap_servers, {args.topic: args.partitions}, security=security)
-    publisher = Publisher(
+    from flowsentinel.kafka.client import resolve_client
+
+    producer = replay_producer(
         args.bootstrap_servers,
-        args.topic,
+        client=resolve_client(settings.kafka_client),
         compression=args.compression,
         linger_ms=args.linger_ms,
         batch_bytes=args.batch_bytes,
-        security=security,
-        client=_replay_producer(settings, security, args),
+        config=settings.client_config(security),
     )
+    publisher = Publisher(args.topic, producer)
     bar = progress_bar(total=args.limit, quiet=args.quiet, unit="rec", desc=f"→ {args.topic}")
     limit = args.limit if (args.limit or not synthetic) else None
     try:
@@ -1318,9 +1301,9 @@ def read_verdicts(path: str, verdict: str | None = None, analyst: str | None = N
 
 
 def cmd_feedback(args: argparse.Namespace) -> int:
-    from flowsentinel.consumers.kafka_conn import KafkaUnreachable
     from flowsentinel.consumers.settings import client_security
-    from flowsentinel.producers.publisher import Publisher
+    from flowsentinel.kafka.conn import KafkaUnreachable
+    from flowsentinel.producers.publisher import Publisher, replay_producer
 
     _check_files([args.file], "file")
     verdicts = read_verdicts(args.file, args.verdict, args.analyst)
@@ -1329,7 +1312,9 @@ def cmd_feedback(args: argparse.Namespace) -> int:
     except KafkaUnreachable as exc:
         print(f"flowsentinel feedback: error: {exc}", file=sys.stderr)
         return 1
-    publisher = Publisher(args.bootstrap_servers, args.topic, compression="none", security=security)
+    publisher = Publisher(
+        args.topic, replay_producer(args.bootstrap_servers, compression="none", security=security)
+    )
     try:
         for v in verdicts:
             publisher.send(v, v.get("alert_id") or v.get("episode_id"))
@@ -1374,10 +1359,10 @@ def cmd_models(args: argparse.Namespace) -> int:
 
 
 def cmd_retrain(args: argparse.Namespace) -> int:
-    from flowsentinel.consumers.kafka_conn import KafkaUnreachable
     from flowsentinel.consumers.settings import client_security
     from flowsentinel.detector.artifact import load_artifact
     from flowsentinel.detector.store import ModelStore
+    from flowsentinel.kafka.conn import KafkaUnreachable
     from flowsentinel.retrain import judged_positions, read_topic, recent_normal, retrain
 
     store = ModelStore(args.model_store)

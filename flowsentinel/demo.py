@@ -124,8 +124,8 @@ def run_demo(args: argparse.Namespace) -> int:
     from flowsentinel.broker import EmbeddedBroker
     from flowsentinel.consumers.main import start_service
     from flowsentinel.consumers.settings import SECURITY_SETTINGS, Settings, client_security
-    from flowsentinel.kafka_admin import ensure_topics
-    from flowsentinel.producers.publisher import Pacer, Publisher, publish
+    from flowsentinel.kafka.admin import ensure_topics
+    from flowsentinel.producers.publisher import Pacer, Publisher, publish, replay_producer
     from flowsentinel.producers.synthetic import SyntheticTraffic
 
     logging.getLogger("kafka").setLevel(logging.ERROR)
@@ -182,7 +182,7 @@ def run_demo(args: argparse.Namespace) -> int:
             flush=True,
         )
         gen = SyntheticTraffic(seed=int(time.time()), attack_every_s=args.attack_every)
-        publisher = Publisher(bootstrap, RECORDS, compression="lz4", security=security)
+        publisher = Publisher(RECORDS, replay_producer(bootstrap, compression="lz4", security=security))
 
         def produce() -> None:
             publish(

@@ -1,8 +1,8 @@
-"""Publish records into Kafka: the only module under producers/ that imports kafka.
+"""Publish records into Kafka: the only module under producers/ that talks to it.
 
-A :class:`Publisher` writes through kafka-python's producer, or through a producer it is handed (the
-``produce`` command hands it the service's client layer, :mod:`consumers.kafka_client`, so that it writes
-through librdkafka where confluent-kafka is installed).
+A :class:`Publisher` writes through a producer of the Kafka layer (:mod:`flowsentinel.kafka.client`, the
+one the service uses): :func:`replay_producer` makes it for kafka-python or librdkafka (``produce`` takes
+librdkafka where confluent-kafka is installed, as the service does).
 
 Records are JSON objects (the schema's field names plus ``schema`` and ``schema_version``), keyed by the
 schema's entity key so one host's records stay in one partition (and its window on one detector
@@ -26,6 +26,7 @@ import numpy as np
 from flowsentinel.detector.errors import ConfigError
 from flowsentinel.detector.schema import GLOBAL_KEY, RecordBatch
 from flowsentinel.detector.text import utf8
+from flowsentinel.kafka.client import ClientConfig, Delivery, KafkaFailure, Producer, make_producer
 
 log = logging.getLogger(__name__)
 
@@ -137,53 +138,51 @@ class PublishSummary:
         }
 
 
-class Publisher:
-    """A producer configured for replay: batching, compression, delivery accounting.
+def replay_producer(
+    bootstrap_servers: str,
+    *,
+    client: str = "kafka-python",
+    compression: str = "lz4",
+    linger_ms: int = 20,
+    batch_bytes: int = 256 * 1024,
+    security: dict[str, Any] | None = None,
+    config: ClientConfig | None = None,
+) -> Producer:
+    """A producer of the Kafka layer configured for replay (batching, compression, every replica acks).
+    ``client``: ``kafka-python`` or ``confluent`` (resolved); ``config``: the connection and security from
+    a command's settings (``Settings.client_config``), else ``bootstrap_servers`` with kafka-python's
+    ``security`` options only."""
+    if config is None:
+        config = ClientConfig(bootstrap_servers, "flowsentinel-produce", dict(security or {}), {}, {})
+    options = {
+        "acks": "all",
+        "enable_idempotence": False,
+        "linger_ms": linger_ms,
+        "batch_size": batch_bytes,
+        "compression_type": None if compression == "none" else compression,
+        "max_block_ms": 30_000,
+    }
+    try:
+        return make_producer(client, config, options)
+    except RuntimeError as exc:  # e.g. missing compression codec library
+        raise ConfigError(f"compression = {compression!r}: {exc}") from None
+    except KafkaFailure as exc:
+        raise ConfigError(f"cannot connect to Kafka at {bootstrap_servers!r}: {exc}") from None
 
-    ``client``: a producer to write through instead of kafka-python's (its ``send(topic, key, value,
-    headers)`` returns a delivery with ``done``, ``failed`` and ``error``; ``flush(timeout_s)``,
-    ``close(timeout_s)``), built with the same batching and compression by whoever hands it over."""
+
+class Publisher:
+    """Records to one topic through a producer of the Kafka layer (:func:`replay_producer`), with delivery
+    accounting: a record whose delivery fails (or is never acknowledged before :meth:`close`) is counted
+    failed, with the first few reasons."""
 
     # deliveries kept before the finished ones are counted and dropped
     _SWEEP_EVERY = 10_000
 
-    def __init__(
-        self,
-        bootstrap_servers: str,
-        topic: str,
-        *,
-        compression: str = "lz4",
-        linger_ms: int = 20,
-        batch_bytes: int = 256 * 1024,
-        security: dict[str, Any] | None = None,
-        client: Any = None,
-    ) -> None:
-        from kafka.errors import KafkaError
-
-        self._kafka_error = KafkaError
+    def __init__(self, topic: str, producer: Producer) -> None:
         self.topic = topic
         self.summary = PublishSummary()
-        self._client = client
-        self._deliveries: list[Any] = []
-        if client is not None:
-            return
-        from kafka import KafkaProducer
-
-        try:
-            self._producer = KafkaProducer(
-                bootstrap_servers=[s.strip() for s in bootstrap_servers.split(",")],
-                compression_type=None if compression == "none" else compression,
-                linger_ms=linger_ms,
-                batch_size=batch_bytes,
-                acks="all",
-                enable_idempotence=False,
-                max_block_ms=30_000,
-                **(security or {}),
-            )
-        except RuntimeError as exc:  # e.g. missing compression codec library
-            raise ConfigError(f"compression = {compression!r}: {exc}") from None
-        except self._kafka_error as exc:
-            raise ConfigError(f"cannot connect to Kafka at {bootstrap_servers!r}: {exc}") from None
+        self._client = producer
+        self._deliveries: list[Delivery] = []
 
     def _on_error(self, exc: BaseException) -> None:
         self.summary.failed += 1
@@ -193,15 +192,10 @@ class Publisher:
 
     def send(self, record: dict[str, Any], key: str | None) -> None:
         value = json.dumps(record, separators=(",", ":")).encode()
-        if self._client is not None:
-            self._deliveries.append(self._client.send(self.topic, utf8(key) if key else None, value, None))
-            self.summary.sent += 1
-            if len(self._deliveries) >= self._SWEEP_EVERY:
-                self._sweep(final=False)
-            return
-        fut = self._producer.send(self.topic, key=utf8(key) if key else None, value=value)
-        fut.add_errback(self._on_error)
+        self._deliveries.append(self._client.send(self.topic, utf8(key) if key else None, value, None))
         self.summary.sent += 1
+        if len(self._deliveries) >= self._SWEEP_EVERY:
+            self._sweep(final=False)
 
     def _sweep(self, *, final: bool) -> None:
         """Count the failed deliveries among those done and drop them; at the end (``final``), one never
@@ -215,24 +209,15 @@ class Publisher:
         self._deliveries = pending
 
     def flush(self, timeout: float | None = None) -> None:
-        if self._client is not None:
-            self._client.flush(30.0 if timeout is None else timeout)
-            self._sweep(final=False)
-            return
-        self._producer.flush(timeout=timeout)
+        self._client.flush(30.0 if timeout is None else timeout)
+        self._sweep(final=False)
 
     def close(self) -> None:
-        if self._client is not None:
-            try:
-                self._client.flush(30.0)
-            finally:
-                self._sweep(final=True)
-                self._client.close(10.0)
-            return
         try:
-            self._producer.flush(timeout=30)
+            self._client.flush(30.0)
         finally:
-            self._producer.close(timeout=10)
+            self._sweep(final=True)
+            self._client.close(10.0)
 
 
 def publish(

@@ -66,8 +66,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     from flowsentinel.broker import EmbeddedBroker, free_port
     from flowsentinel.consumers.main import start_service
     from flowsentinel.consumers.settings import Settings
-    from flowsentinel.kafka_admin import ensure_topics
-    from flowsentinel.producers.publisher import Publisher
+    from flowsentinel.kafka.admin import ensure_topics
+    from flowsentinel.producers.publisher import Publisher, replay_producer
     from flowsentinel.producers.synthetic import SyntheticTraffic, normal_training_records
 
     prometheus = shutil.which("prometheus")
@@ -102,7 +102,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
              f"--web.listen-address=127.0.0.1:{prom_port}"],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )  # fmt: skip
-        publisher = Publisher(broker.bootstrap, "records", compression="lz4")
+        publisher = Publisher("records", replay_producer(broker.bootstrap, compression="lz4"))
         raw = KafkaProducer(bootstrap_servers=broker.bootstrap)
         gen = SyntheticTraffic(seed=7, attack_every_s=45.0, hosts=400)
         odd = normal_training_records(50, seed=3)

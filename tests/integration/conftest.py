@@ -18,7 +18,7 @@ import pytest
 
 from flowsentinel.broker import EmbeddedBroker
 from flowsentinel.consumers.settings import Settings
-from flowsentinel.kafka_admin import ensure_topics
+from flowsentinel.kafka.admin import ensure_topics
 from flowsentinel.testing import (  # noqa: F401  (the tests import them from here)
     committed,
     consumer_lags,

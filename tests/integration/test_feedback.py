@@ -9,7 +9,7 @@ import uuid
 import pytest
 
 from flowsentinel.consumers.main import start_service
-from flowsentinel.kafka_admin import ensure_topics
+from flowsentinel.kafka.admin import ensure_topics
 from tests.integration.conftest import (
     create_topics,
     make_settings,

@@ -457,7 +457,7 @@ def test_end_to_end_latency_is_observed_from_kafka_timestamps(bootstrap, names, 
 
 
 def test_missing_output_topics_are_named_at_start(bootstrap, names, model_dir, caplog):
-    from flowsentinel.kafka_admin import ensure_topics
+    from flowsentinel.kafka.admin import ensure_topics
 
     ensure_topics(bootstrap, {names["input"]: 2})  # the alerts and dead-letter topics are not created
     caplog.set_level("WARNING", logger="flowsentinel.consumers.service")

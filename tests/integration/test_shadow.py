@@ -15,7 +15,7 @@ import pytest
 
 from flowsentinel.consumers.main import start_service
 from flowsentinel.detector.store import ModelStore
-from flowsentinel.kafka_admin import ensure_topics
+from flowsentinel.kafka.admin import ensure_topics
 from flowsentinel.producers.synthetic import normal_training_records
 from tests.integration.conftest import (
     create_topics,

@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import pytest
 
-from flowsentinel.consumers.kafka_client import (
+from flowsentinel.consumers.settings import Secret, Settings
+from flowsentinel.detector.errors import ConfigError
+from flowsentinel.kafka.client import (
     ClientConfig,
     ConfluentConsumer,
     Delivery,
@@ -15,8 +17,6 @@ from flowsentinel.consumers.kafka_client import (
     make_producer,
     resolve_client,
 )
-from flowsentinel.consumers.settings import Secret, Settings
-from flowsentinel.detector.errors import ConfigError
 
 
 def test_auto_takes_confluent_where_installed_and_a_name_is_taken_as_given():

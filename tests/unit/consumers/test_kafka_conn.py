@@ -9,8 +9,8 @@ import threading
 
 import pytest
 
-from flowsentinel.consumers.kafka_conn import KafkaUnreachable, probe
 from flowsentinel.detector.errors import ConfigError
+from flowsentinel.kafka.conn import KafkaUnreachable, probe
 
 
 def serve_once(reply: bytes | None) -> tuple[int, threading.Thread]:

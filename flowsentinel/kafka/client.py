@@ -27,12 +27,26 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any, NamedTuple, Protocol
 
-from flowsentinel.consumers.decode import InputMessage
 from flowsentinel.detector.errors import ConfigError, FlowSentinelError
 
 log = logging.getLogger(__name__)
 
 KAFKA_CLIENTS = ("auto", "confluent", "kafka-python")
+
+
+class InputMessage(NamedTuple):
+    """One consumed Kafka message (a named tuple: the service makes one per record, so it must be cheap)."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+    timestamp_ms: int
+
+    @property
+    def position(self) -> str:
+        return f"{self.topic}[{self.partition}]@{self.offset}"
 
 
 class Partition(NamedTuple):
