@@ -27,6 +27,7 @@ import numpy as np
 import torch
 
 from flowsentinel.consumers.alerts import AlertRecord, EpisodeTracker, publishable, severity, to_ecs
+from flowsentinel.consumers.checkpoint import Checkpoint
 from flowsentinel.consumers.decode import DeadLetter, InputMessage, decode_messages
 from flowsentinel.consumers.feedback import FeedbackState
 from flowsentinel.consumers.kafka_options import GROUP_ONLY_OPTIONS
@@ -48,9 +49,7 @@ from flowsentinel.detector.store import ModelStore
 from flowsentinel.detector.text import clean_text, printable, utf8
 from flowsentinel.detector.thresholds import make_thresholder
 from flowsentinel.kafka.client import (
-    CommitRejected,
     Committed,
-    Delivery,
     GroupConsumer,
     KafkaFailure,
     Partition,
@@ -138,7 +137,7 @@ class DetectorService:
         self.kafka_client = resolve_client(settings.kafka_client)  # "confluent" or "kafka-python"
         self._consumer: GroupConsumer | None = None
         self._producer: Producer | None = None
-        self._pending: list[tuple[str, bytes | None, bytes, Any]] = []  # (topic, key, value, headers)
+        self.checkpoint: Checkpoint | None = None  # publish → flush until acknowledged → commit
         self._side: GroupConsumer | None = None  # reads the alerts and feedback topics, outside the group
         self._side_positions: dict[Partition, int] = {}
         self._side_checked = 0.0
@@ -532,6 +531,9 @@ class DetectorService:
                 **extra["producer"],
             },
         )
+        pending = self.checkpoint.pending if self.checkpoint is not None else []
+        self.checkpoint = Checkpoint(self._producer, self._consumer, self.metrics, on_outage=self._outage)
+        self.checkpoint.add(pending)
 
     # ------------------------------------------------------------------ feedback (verdicts)
     def _assign_side(self) -> None:
@@ -630,7 +632,8 @@ class DetectorService:
             closed = self.episodes.close_where(mine, "rebalance")
             if closed:
                 self._publish(closed, [])
-                self._flush_bounded(10.0)  # inside poll(): never wait out a whole outage here
+                assert self.checkpoint is not None
+                self.checkpoint.deliver_within(10.0)  # inside poll(): never wait out a whole outage here
             self._save_episode_state([tp for tp in self._committed if (tp.topic, tp.partition) in partitions])
         for tp in [tp for tp in self._resumed if (tp.topic, tp.partition) in partitions]:
             self._resumed.discard(tp)
@@ -793,9 +796,10 @@ class DetectorService:
             events, batch_dead = self._detect_isolating(messages)
             dead += batch_dead
         events.extend(self.episodes.expire())
-        if events or dead or self._pending:  # pending: episodes closed by a model reload, say
+        assert self.checkpoint is not None
+        if events or dead or self.checkpoint.pending:  # pending: episodes closed by a model reload, say
             self._publish(events, dead)
-            if not self._flush_until_done(stop):
+            if not self.checkpoint.deliver(stop):
                 return len(messages)  # stopping during an outage: leave the batch uncommitted
         if messages:
             offsets = {  # past the last record of each partition's run (a fetch returns offsets in order);
@@ -807,7 +811,7 @@ class DetectorService:
                 if records
             }
             self._save_episode_state(offsets, {tp: o.offset for tp, o in offsets.items()})
-            if self._commit(offsets, stop):
+            if self.checkpoint.commit(offsets, stop):
                 self._committed.update({tp: o.offset for tp, o in offsets.items()})
                 self._probe_metadata(offsets)
                 now = self.clock()
@@ -940,14 +944,14 @@ class DetectorService:
 
     # ------------------------------------------------------------------ output
     def _publish(self, events: list[dict[str, Any]], dead: list[DeadLetter]) -> None:
-        assert self._producer is not None
+        assert self.checkpoint is not None
         for e in events:
             self.metrics.episodes.labels(event=e["event"]).inc()
         least = self.settings.min_publish_severity
         shown = [e for e in events if publishable(e, least)]
         if len(shown) < len(events):
             self.metrics.episodes_withheld.inc(len(events) - len(shown))
-        self._pending.extend(self.outgoing(shown, dead))
+        self.checkpoint.add(self.outgoing(shown, dead))
         self.metrics.episodes_open.set(len(self.episodes.open))
 
     def outgoing(
@@ -983,83 +987,11 @@ class DetectorService:
             out.append((s.dead_letter_topic, key, value, headers))
         return out
 
-    def _flush_until_done(self, stop: threading.Event | None) -> bool:
-        """Send everything pending and wait until the broker has acknowledged it, through outages.
-
-        A message whose send failed is sent again; one still in flight is waited for, never re-sent.
-        Returns False only if asked to stop before everything was delivered.
-        """
-        assert self._producer is not None
-        in_flight: list[tuple[tuple[str, bytes | None, bytes, Any], Delivery | None]] = [
-            (item, None) for item in self._pending
-        ]
-        delay = 0.5
-        last_error = ""
-        while in_flight:
-            resent = []
-            for item, sent in in_flight:
-                if sent is None or sent.failed:
-                    if sent is not None:
-                        last_error = f"{item[0]}: {sent.error}"
-                    topic, key, value, headers = item
-                    try:
-                        sent = self._producer.send(topic, key, value, headers)
-                    except KafkaFailure as exc:  # buffer full / metadata unavailable during an outage
-                        last_error = f"{topic}: {exc}"
-                        sent = None
-                resent.append((item, sent))
-            self._producer.flush(5.0)
-            in_flight = [
-                (item, sent) for item, sent in resent if sent is None or not sent.done or sent.failed
-            ]
-            self._pending = [item for item, _ in in_flight]
-            if not in_flight:
-                return True
-            self.state.heartbeat = self.clock()  # waiting out an outage is not a stall
-            self._broker(ok=False)
-            self.metrics.produce_failures.inc()
-            log.warning(
-                "%d alert/dead-letter message(s) not yet acknowledged (last error: %s); waiting",
-                len(in_flight),
-                last_error or "none reported yet",
-            )
-            if stop is not None and stop.wait(delay):
-                log.error(
-                    "stopping with %d unpublished message(s); their batch stays uncommitted", len(in_flight)
-                )
-                return False
-            delay = min(delay * 2, 5.0)
-        return True
-
-    def _flush_bounded(self, seconds: float) -> bool:
-        deadline = threading.Event()
-        timer = threading.Timer(seconds, deadline.set)
-        timer.start()
-        try:
-            return self._flush_until_done(deadline)
-        finally:
-            timer.cancel()
-
-    def _commit(self, offsets: dict[Partition, Committed], stop: threading.Event | None) -> bool:
-        assert self._consumer is not None
-        delay = 0.5
-        while True:
-            try:
-                self._consumer.commit(offsets)
-                return True
-            except CommitRejected as exc:
-                # the group rebalanced: the partitions may be someone else's now; they will re-deliver
-                self.metrics.commit_failures.inc()
-                log.warning("commit failed after a rebalance (records will be redelivered): %s", exc)
-                return False
-            except KafkaFailure as exc:
-                self.metrics.commit_failures.inc()
-                self._broker(ok=False)
-                self.state.heartbeat = self.clock()
-                log.warning("commit failed (%s); retrying in %.1fs", exc, delay)
-                if stop is not None and stop.wait(delay):
-                    return False
-                delay = min(delay * 2, 10.0)
+    def _outage(self) -> None:
+        """Kafka did not answer as it should (the checkpoint's sends or commit): waiting that out is not a
+        stall, and the broker counts as down until it answers again."""
+        self.state.heartbeat = self.clock()
+        self._broker(ok=False)
 
     def _coordinator_alive(self) -> bool:
         """The group coordinator answered a heartbeat recently (works with an idle input topic too)."""
@@ -1099,7 +1031,8 @@ class DetectorService:
                 closed = self.episodes.close_where(lambda ep: True, "shutdown")
                 if closed:
                     self._publish(closed, [])
-                if self._flush_bounded(self.settings.shutdown_timeout_s / 2) and closed:
+                assert self.checkpoint is not None
+                if self.checkpoint.deliver_within(self.settings.shutdown_timeout_s / 2) and closed:
                     self._save_episode_state(list(self._committed))
                     self._commit_episode_state(list(self._committed))
             self.snapshot_threshold()

@@ -25,9 +25,10 @@ class Crash(Exception):
     """Raised instead of committing: the process dies with its alerts published and its offsets not."""
 
 
-def _instance(settings, crash_at_commit: int | None) -> DetectorService:
-    service = DetectorService(settings, Metrics.create(CollectorRegistry()))
-    commit, calls = service._commit, [0]
+def _crash_at(service: DetectorService, crash_at_commit: int | None) -> None:
+    """Make the connected ``service``'s checkpoint raise :class:`Crash` at its ``crash_at_commit``-th commit."""
+    assert service.checkpoint is not None
+    commit, calls = service.checkpoint.commit, [0]
 
     def commit_or_crash(offsets, stop):
         calls[0] += 1
@@ -35,8 +36,7 @@ def _instance(settings, crash_at_commit: int | None) -> DetectorService:
             raise Crash
         return commit(offsets, stop)
 
-    service._commit = commit_or_crash  # type: ignore[method-assign]
-    return service
+    service.checkpoint.commit = commit_or_crash  # type: ignore[method-assign]
 
 
 def test_a_crash_between_publishing_and_committing_never_reopens_an_episode(
@@ -54,8 +54,9 @@ def test_a_crash_between_publishing_and_committing_never_reopens_an_episode(
     # crash after every batch of the stream in turn; the last one reads to the end
     crashes = 0
     for crash_at in (1, *[2] * 8, None):
-        service = _instance(settings, crash_at)
+        service = DetectorService(settings, Metrics.create(CollectorRegistry()))
         assert service._connect_when_reachable(stop)
+        _crash_at(service, crash_at)
         idle = 0
         try:
             for _ in range(300):
@@ -70,7 +71,7 @@ def test_a_crash_between_publishing_and_committing_never_reopens_an_episode(
                 service.shutdown()
             else:  # a crash: what was published stays, nothing is committed or closed; only the group is
                 # left at once (no session timeout to wait out), without the revocation's work
-                service._flush_bounded(10.0)
+                service.checkpoint.deliver_within(10.0)
                 service._on_revoked = lambda partitions: None  # type: ignore[method-assign]
                 service.close()
     assert crashes >= 5  # one per batch of 100 of the 500 records
