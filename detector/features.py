@@ -8,7 +8,7 @@ Categorical fields are one-hot encoded over the categories seen at least ``min_c
 explicit unknown bucket; unseen categories go there and are counted per field.
 
 >>> import numpy as np
->>> from detector.schema import Schema, parse_table
+>>> from flowsentinel.detector.schema import Schema, parse_table
 >>> s = Schema.from_dict({"name": "t", "numeric": ["bytes"], "categorical": ["proto"]})
 >>> b = parse_table(s, {"bytes": ["1", "10"], "proto": ["tcp", "udp"]}, ["1", "2"])
 >>> enc = FeatureEncoder(min_count=1).fit(b)

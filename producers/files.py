@@ -4,7 +4,7 @@ Files are read in chunks so a replay of a multi-GB export runs in flat memory. R
 into the right number of fields, lines that are not valid JSON, and a gzip stream that ends early are
 reported as :class:`RecordError` with the file and line; they never stop the rows around them.
 
->>> from detector.schema import builtin_schema
+>>> from flowsentinel.detector.schema import builtin_schema
 >>> batch = read_records("KDDTest+.txt.gz", builtin_schema("kdd"))  # doctest: +SKIP
 """
 

@@ -6,6 +6,7 @@ imports as ``flowsentinel.*``, never ``detector``."""
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
 import pytest
@@ -46,10 +47,17 @@ def test_each_part_imports_only_what_it_builds_on(part):
                 )
 
 
+# an import in a docstring example or in code a test runs in a subprocess (``-c "import consumers.main"``)
+PLAIN_IN_TEXT = re.compile(r"""^\s*(>>> |["'])?(from|import) (detector|consumers|producers)\b""", re.M)
+
+
 def test_no_module_anywhere_imports_the_plain_names():
-    for folder in ("flowsentinel", "tests", "benchmarks", *PARTS):
+    """From the repository root the plain names still import (the folders are there), as second copies of
+    the modules: every import, in code, doctests and subprocess snippets, says flowsentinel.*."""
+    for folder in ("flowsentinel", "tests", "benchmarks", "scripts", *PARTS):
         for path in (REPO / folder).rglob("*.py"):
             bad = {n for n in imports(path) if n.partition(".")[0] in PARTS}
+            bad |= {m.group(0).strip() for m in PLAIN_IN_TEXT.finditer(path.read_text())}
             assert not bad, f"{path.relative_to(REPO)}: {sorted(bad)}: import them as flowsentinel.*"
 
 

@@ -16,8 +16,9 @@ from flowsentinel.cli import main
 def test_the_service_and_the_cli_import_neither_eval_dependency():
     code = (
         "import sys\n"
-        "import consumers.main, consumers.service, consumers.shadow, flowsentinel.cli, flowsentinel.retrain\n"
-        "import detector.pipeline, detector.baselines, producers.publisher\n"
+        "import flowsentinel.cli, flowsentinel.retrain\n"
+        "import flowsentinel.consumers.main, flowsentinel.consumers.service, flowsentinel.consumers.shadow\n"
+        "import flowsentinel.detector.pipeline, flowsentinel.detector.baselines, flowsentinel.producers.publisher\n"
         "flowsentinel.cli.build_parser()\n"
         "print(sorted(m for m in ('sklearn', 'matplotlib') if m in sys.modules))\n"
     )
