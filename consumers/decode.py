@@ -76,6 +76,9 @@ def _schema_names(schema: Schema) -> frozenset[str]:
 
 
 Decoded = tuple[RecordBatch, list[InputMessage], list[DeadLetter]]
+# above this share of a batch's messages not typing, the typed pass hands the whole batch to the general path
+# (which then reads each message once) instead of re-reading those messages apart
+ODD_SHARE_LIMIT = (1, 10)
 
 
 def decode_messages(
@@ -193,8 +196,8 @@ class TypedDecoder:
             except (msgspec.DecodeError, TypeError, RecursionError):  # ValidationError is a DecodeError
                 odd.append(m)
         n, k = len(records), len(schema.numeric)
-        if not n:
-            return None
+        if not n or len(odd) * ODD_SHARE_LIMIT[1] > len(messages) * ODD_SHARE_LIMIT[0]:
+            return None  # mostly not typed (a flood of bad messages): one general pass is cheaper than two
         table: dict[str, Sequence[object] | np.ndarray] = {}
         if self._numeric is not None:
             rows = map(self._numeric, records)

@@ -191,3 +191,14 @@ def test_a_label_only_a_refused_record_carries_reads_as_the_general_path_reads_i
     typed, general = both(messages(encode(records)))
     assert typed is not None and general[0].labels is not None
     assert_same(typed, general)
+
+
+def test_a_batch_mostly_of_messages_that_do_not_type_goes_to_the_general_path_whole():
+    """A flood of bad messages: re-reading them apart after the typed pass would read them twice."""
+    values = encode(RECORDS[:20])
+    for i in range(0, 20, 3):  # 7 of 20 do not type
+        values[i] = b"not json"
+    typed, general = both(messages(values))
+    assert typed is None
+    assert_same(decode_messages(messages(values), KDD, max_bytes=65_536), general)
+    assert len(general[2]) == 7
