@@ -26,6 +26,7 @@ Validation rules (documented in the README, applied identically to files and liv
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import math
 import re
@@ -653,9 +654,19 @@ def _to_float(raw: np.ndarray) -> np.ndarray:
 
 
 def _coerced(raw: np.ndarray) -> np.ndarray:
-    """Numbers from any values (pandas' coercion), NaN where one is not a number; a writable copy."""
+    """Numbers from any values (pandas' coercion), NaN where one is not a number; a writable copy.
+
+    Where pandas gives up on ASCII text that Python's ``float`` reads (digits beyond float range, which are
+    infinite, or padding blanks), the text is read as the fast path of :func:`_to_float` reads it: a value's
+    verdict must not depend on what else its batch holds."""
     coerced = pd.to_numeric(pd.Series(_huge_ints_as_inf(raw), dtype=object), errors="coerce")
-    return np.array(coerced.to_numpy(dtype=np.float64), dtype=np.float64)
+    values = np.array(coerced.to_numpy(dtype=np.float64), dtype=np.float64)
+    for i in np.flatnonzero(np.isnan(values)).tolist():
+        v = raw[i]
+        if isinstance(v, str) and v.isascii() and "_" not in v:
+            with contextlib.suppress(ValueError):
+                values[i] = float(v)
+    return values
 
 
 def _huge_ints_as_inf(raw: np.ndarray) -> np.ndarray:
