@@ -118,7 +118,8 @@ class TypedDecoder:
 
     Messages that do not type and records whose values the checks reject are read again, alone, by the
     general path, which names what is wrong with each; where it accepts one of them (a record that gives
-    numbers as text, say), or where a value would be repaired, :meth:`decode` returns None and the general
+    numbers as text, say), where a value would be repaired, or where more than a tenth of the batch does not
+    type (a flood of bad messages: :data:`ODD_SHARE_LIMIT`), :meth:`decode` returns None and the general
     path reads the whole batch. Schemas with nested (dotted) fields always take the general path."""
 
     _cache: ClassVar[dict[tuple[int, bool, bool], tuple[Schema, TypedDecoder | None]]] = {}
