@@ -27,7 +27,7 @@ import numpy as np
 import torch
 
 from flowsentinel.consumers.alerts import AlertRecord, EpisodeTracker, publishable, severity, to_ecs
-from flowsentinel.consumers.checkpoint import Checkpoint
+from flowsentinel.consumers.checkpoint import Checkpoint, Outgoing
 from flowsentinel.consumers.decode import DeadLetter, InputMessage, decode_messages
 from flowsentinel.consumers.feedback import FeedbackState
 from flowsentinel.consumers.kafka_options import GROUP_ONLY_OPTIONS
@@ -111,7 +111,7 @@ class Processed:
     dead_letters: list[DeadLetter]
     # what the poll loop would produce: (topic, key, value, headers) of the alert messages at or above
     # min_publish_severity, then of the dead letters
-    outgoing: list[tuple[str, bytes | None, bytes, Any]]
+    outgoing: list[Outgoing]
 
 
 class DetectorService:
@@ -954,16 +954,14 @@ class DetectorService:
         self.checkpoint.add(self.outgoing(shown, dead))
         self.metrics.episodes_open.set(len(self.episodes.open))
 
-    def outgoing(
-        self, events: list[dict[str, Any]], dead: list[DeadLetter]
-    ) -> list[tuple[str, bytes | None, bytes, Any]]:
+    def outgoing(self, events: list[dict[str, Any]], dead: list[DeadLetter]) -> list[Outgoing]:
         """The Kafka messages (topic, key, value, headers) for alert events and dead letters. Whatever the
         input held, every key, value and header is bytes a strict UTF-8 reader accepts (headers of a dead
         letter: the reason, the detail, where it came from); the dead letter's value and key are the
         original bytes, cut to the configured sizes."""
         s = self.settings
         form = to_ecs if s.alert_format == "ecs" else (lambda e: e)
-        out: list[tuple[str, bytes | None, bytes, Any]] = [
+        out: list[Outgoing] = [
             (s.alerts_topic, utf8(e["key"]), utf8(json.dumps(form(e), ensure_ascii=False)), None)
             for e in events
         ]
