@@ -1,9 +1,10 @@
-"""The one settings object of the detector service, and the one place that reads the environment.
+"""The one settings object of the detector service, merged from the values it is given.
 
 Precedence, lowest to highest: defaults < config file (TOML; ``--config`` or ``FLOWSENTINEL_CONFIG``) <
-environment ``FLOWSENTINEL_<FLAG>`` < command-line flags. Every value is validated at start; an invalid
-one is reported in one line naming the setting, its source and the value. Secrets (SASL password, SSL key
-password) are held as :class:`Secret` and shown masked in the effective configuration that is logged.
+environment ``FLOWSENTINEL_<FLAG>`` < command-line flags. The environment is handed in as a mapping (the
+command line's :mod:`flowsentinel.environment` reads it): nothing here looks at ``os.environ``. Every value
+is validated at start; an invalid one is reported in one line naming the setting, its source and the value.
+Secrets (SASL password, SSL key password) are held as :class:`Secret` and shown masked in the effective configuration that is logged.
 """
 
 from __future__ import annotations
@@ -399,11 +400,12 @@ class Settings:
         cls,
         cli: Mapping[str, Any] | None = None,
         *,
-        environ: Mapping[str, str] | None = None,
+        environ: Mapping[str, str],
         config_file: str | None = None,
     ) -> Settings:
-        """Merge defaults, config file, environment and CLI values (``None`` in ``cli`` means unset)."""
-        env = dict(os.environ if environ is None else environ)
+        """Merge defaults, config file, environment (``FLOWSENTINEL_*`` names; others are not read) and CLI
+        values (``None`` in ``cli`` means unset)."""
+        env = dict(environ)
         cli = {k: v for k, v in (cli or {}).items() if v is not None}
         path = config_file or cli.pop("config", None) or env.get(ENV_PREFIX + "CONFIG")
         merged: dict[str, Any] = {}
@@ -662,7 +664,7 @@ def probe_kafka(s: Settings, bootstrap_servers: str, options: dict[str, Any], ti
 
 
 def client_security(
-    bootstrap_servers: str, flags: Mapping[str, Any], environ: Mapping[str, str] | None = None
+    bootstrap_servers: str, flags: Mapping[str, Any], environ: Mapping[str, str]
 ) -> tuple[Settings, dict[str, Any]]:
     """For commands other than ``detect`` (``produce``, ``demo``): the :data:`SECURITY_SETTINGS` and
     ``kafka_client`` from their flags (``None``: unset) and ``FLOWSENTINEL_*`` variables, validated as
@@ -670,8 +672,7 @@ def client_security(
     (:class:`flowsentinel.kafka.conn.KafkaUnreachable` if none answers). The returned settings carry only
     those values and ``bootstrap_servers``."""
     names = (*SECURITY_SETTINGS, "kafka_client")
-    env = dict(os.environ if environ is None else environ)
-    env = {k: v for k, v in env.items() if k.removeprefix(ENV_PREFIX).lower() in names}
+    env = {k: v for k, v in environ.items() if k.removeprefix(ENV_PREFIX).lower() in names}
     values = {name: flags.get(name) for name in names}
     settings = Settings.load({**values, "bootstrap_servers": bootstrap_servers}, environ=env)
     options = security_options(settings)

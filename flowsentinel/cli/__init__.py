@@ -13,7 +13,8 @@ import logging
 import sys
 from collections.abc import Sequence
 
-from flowsentinel.cli.common import DETECTORS, UsageError, _resolve_env, int_at_least
+from flowsentinel import environment
+from flowsentinel.cli.common import DETECTORS, UsageError, int_at_least
 from flowsentinel.cli.demo import cmd_demo
 from flowsentinel.cli.detect import cmd_detect
 from flowsentinel.cli.evaluate import cmd_eval
@@ -30,7 +31,6 @@ __all__ = [  # what other code imports from here; the rest lives in the command 
     "COMMANDS",
     "DETECTORS",
     "UsageError",
-    "_resolve_env",
     "build_parser",
     "int_at_least",
     "main",
@@ -57,12 +57,14 @@ COMMANDS = {
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    _resolve_env(args)
+    environment.resolve_flags(args)
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
+    for line in environment.unknown_variables():
+        logging.getLogger("flowsentinel").warning("%s", line)
     from flowsentinel.consumers.settings import redact_secrets_in_logs
 
     redact_secrets_in_logs()

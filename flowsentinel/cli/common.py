@@ -1,4 +1,5 @@
-"""What the commands share: argument types, the environment fallback of flags, settings flags, file checks and reading."""
+"""What the commands share: argument types, settings flags, file checks and reading (the environment is
+:mod:`flowsentinel.environment`'s)."""
 
 from __future__ import annotations
 
@@ -6,12 +7,12 @@ import argparse
 import collections
 import logging
 import math
-import os
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
+from flowsentinel import environment
 from flowsentinel.detector.thresholds import AdaptPolicy
 
 log = logging.getLogger("flowsentinel")
@@ -126,46 +127,6 @@ def _detector_list(text: str) -> list[str]:
     return names
 
 
-class _FromEnv:
-    """A flag's default taken from ``FLOWSENTINEL_<NAME>``, checked only when the command that has the flag
-    runs (:func:`_resolve_env`): a variable meant for ``produce`` must not stop ``detect --help``."""
-
-    def __init__(self, name: str, raw: str, convert: Any) -> None:
-        self.name, self.raw, self.convert = name, raw, convert
-
-    def __str__(self) -> str:
-        return self.raw
-
-    def resolve(self) -> Any:
-        try:
-            return self.convert(self.raw)
-        except argparse.ArgumentTypeError as exc:  # the flag's own check, e.g. a negative seed
-            print(f"flowsentinel: error: FLOWSENTINEL_{self.name}: {exc}", file=sys.stderr)
-            raise SystemExit(2) from None
-        except ValueError:
-            print(
-                f"flowsentinel: error: FLOWSENTINEL_{self.name} = {self.raw!r} is not valid", file=sys.stderr
-            )
-            raise SystemExit(2) from None
-
-
-def _env(name: str, default: Any, convert: Any = str) -> Any:
-    raw = os.environ.get("FLOWSENTINEL_" + name)
-    return default if raw is None else _FromEnv(name, raw, convert)
-
-
-def _resolve_env(args: argparse.Namespace) -> None:
-    """Convert the parsed command's environment defaults (the flags it was given need none)."""
-    for key, value in vars(args).items():
-        if isinstance(value, _FromEnv):
-            setattr(args, key, value.resolve())
-
-
-def _env_list(name: str) -> list[str] | None:
-    raw = os.environ.get("FLOWSENTINEL_" + name)
-    return raw.split() if raw else None
-
-
 def _truthy(text: str) -> bool:
     if text.strip().lower() in ("1", "true", "yes", "on"):
         return True
@@ -241,8 +202,9 @@ def _model_key(args: argparse.Namespace, *, env: bool = False) -> bytes | None:
         key = read_key(args.model_key_file)
         Secret(key.decode(errors="replace"))  # remembered: never in a log line
         return key
-    if env and os.environ.get("FLOWSENTINEL_MODEL_KEY"):
-        secret = Secret(os.environ["FLOWSENTINEL_MODEL_KEY"])
+    text = environment.value("MODEL_KEY") if env else None
+    if text:
+        secret = Secret(text)
         return check_key(secret.reveal().encode(), "FLOWSENTINEL_MODEL_KEY")
     return None
 

@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from flowsentinel import environment
 from flowsentinel.cli.common import UsageError, _check_files
 
 
@@ -61,7 +62,7 @@ def cmd_feedback(args: argparse.Namespace) -> int:
     _check_files([args.file], "file")
     verdicts = read_verdicts(args.file, args.verdict, args.analyst)
     try:
-        _, security = client_security(args.bootstrap_servers, vars(args))
+        _, security = client_security(args.bootstrap_servers, vars(args), environment.for_command("feedback"))
     except KafkaUnreachable as exc:
         print(f"flowsentinel feedback: error: {exc}", file=sys.stderr)
         return 1

@@ -9,6 +9,7 @@ from functools import partial
 
 import numpy as np
 
+from flowsentinel import environment
 from flowsentinel.cli.common import UsageError, _model_key, _read_files
 from flowsentinel.progress import progress_bar
 
@@ -62,7 +63,7 @@ def cmd_retrain(args: argparse.Namespace) -> int:
         normal = data.is_normal
         original = data if normal is None else data.take(np.flatnonzero(normal))
     try:
-        settings, _ = client_security(args.bootstrap_servers, vars(args))
+        settings, _ = client_security(args.bootstrap_servers, vars(args), environment.for_command("retrain"))
     except KafkaUnreachable as exc:
         print(f"flowsentinel retrain: error: {exc}", file=sys.stderr)
         return 1

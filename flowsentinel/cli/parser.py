@@ -12,8 +12,6 @@ from flowsentinel.cli.common import (
     _add_reject_flag,
     _add_settings_flags,
     _detector_list,
-    _env,
-    _env_list,
     _fraction,
     _names,
     _number_at_least,
@@ -25,6 +23,7 @@ from flowsentinel.cli.common import (
     _truthy,
     int_at_least,
 )
+from flowsentinel.environment import flag_default, flag_default_list
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -169,10 +168,18 @@ def build_parser() -> argparse.ArgumentParser:
     rsrc = rt.add_mutually_exclusive_group(required=True)
     rsrc.add_argument("--data", nargs="+", metavar="PATH", help="the original training files")
     rsrc.add_argument("--synthetic", type=_positive_int, metavar="N", help="N synthetic normal records")
-    rt.add_argument("--bootstrap-servers", default=_env("BOOTSTRAP_SERVERS", "127.0.0.1:9092"))
-    rt.add_argument("--topic", default=_env("INPUT_TOPIC", "flowsentinel.records"), help="the input topic")
-    rt.add_argument("--alerts-topic", default=_env("ALERTS_TOPIC", "flowsentinel.alerts"))
-    rt.add_argument("--feedback-topic", default=_env("FEEDBACK_TOPIC", "flowsentinel.feedback"))
+    rt.add_argument(
+        "--bootstrap-servers", default=flag_default("retrain", "BOOTSTRAP_SERVERS", "127.0.0.1:9092")
+    )
+    rt.add_argument(
+        "--topic",
+        default=flag_default("retrain", "INPUT_TOPIC", "flowsentinel.records"),
+        help="the input topic",
+    )
+    rt.add_argument("--alerts-topic", default=flag_default("retrain", "ALERTS_TOPIC", "flowsentinel.alerts"))
+    rt.add_argument(
+        "--feedback-topic", default=flag_default("retrain", "FEEDBACK_TOPIC", "flowsentinel.feedback")
+    )
     rt.add_argument("--recent", type=_positive_int, default=50_000,
                     help="recent records to read, per input partition (default %(default)s)")  # fmt: skip
     rt.add_argument("--risk", type=_fraction(0.0, 0.5), default=0.01,
@@ -283,59 +290,81 @@ def build_parser() -> argparse.ArgumentParser:
 
     pr = sub.add_parser("produce", help="replay a file, or synthetic traffic, into a Kafka topic")
     pr.add_argument("schema", help=f"{builtins}, a schema file, or 'synthetic'")
-    pr.add_argument("--bootstrap-servers", default=_env("BOOTSTRAP_SERVERS", "127.0.0.1:9092"))
-    pr.add_argument("--topic", default=_env("TOPIC", "flowsentinel.records"))
-    pr.add_argument("--data", nargs="+", metavar="PATH", default=_env_list("DATA"))
+    pr.add_argument(
+        "--bootstrap-servers", default=flag_default("produce", "BOOTSTRAP_SERVERS", "127.0.0.1:9092")
+    )
+    pr.add_argument(
+        "--topic",
+        default=flag_default(
+            "produce", "INPUT_TOPIC", flag_default("produce", "TOPIC", "flowsentinel.records")
+        ),
+    )
+    pr.add_argument("--data", nargs="+", metavar="PATH", default=flag_default_list("produce", "DATA"))
     pace = pr.add_mutually_exclusive_group()
     pace.add_argument(
         "--rate",
         type=_positive_float,
-        default=_env("RATE", None, _positive_float),
+        default=flag_default("produce", "RATE", None, _positive_float),
         help=f"records per second (synthetic default: {SYNTHETIC_RATE:g})",
     )
     pace.add_argument(
         "--speedup",
         type=_positive_float,
-        default=_env("SPEEDUP", None, _positive_float),
+        default=flag_default("produce", "SPEEDUP", None, _positive_float),
         help="replay at X times the records' own timestamps",
     )
     pace.add_argument(
         "--realtime",
         action="store_true",
-        default=_env("REALTIME", False, _truthy),
+        default=flag_default("produce", "REALTIME", False, _truthy),
         help="replay at the records' own pace (--speedup 1)",
     )
     pr.add_argument(
-        "--loop", action="store_true", default=_env("LOOP", False, _truthy), help="start over at the end"
+        "--loop",
+        action="store_true",
+        default=flag_default("produce", "LOOP", False, _truthy),
+        help="start over at the end",
     )
     pr.add_argument(
-        "--limit", type=_positive_int, default=_env("LIMIT", None, _positive_int), help="stop after N records"
+        "--limit",
+        type=_positive_int,
+        default=flag_default("produce", "LIMIT", None, _positive_int),
+        help="stop after N records",
     )
     pr.add_argument(
         "--partitions",
         type=_positive_int,
-        default=_env("PARTITIONS", 4, _positive_int),
+        default=flag_default("produce", "PARTITIONS", 4, _positive_int),
         help="partitions if the topic has to be created (default %(default)s)",
     )
     pr.add_argument(
         "--compression",
         choices=("none", "gzip", "snappy", "lz4", "zstd"),
-        default=_env("PRODUCE_COMPRESSION", "lz4"),
+        default=flag_default("produce", "PRODUCE_COMPRESSION", "lz4"),
         help="the codec of the records written (default lz4; env FLOWSENTINEL_PRODUCE_COMPRESSION: "
         "FLOWSENTINEL_COMPRESSION is detect's, for its alerts and dead letters)",
     )
-    pr.add_argument("--linger-ms", type=int, default=_env("LINGER_MS", 20, int))
-    pr.add_argument("--batch-bytes", type=_positive_int, default=_env("BATCH_BYTES", 262144, _positive_int))
+    pr.add_argument("--linger-ms", type=int, default=flag_default("produce", "LINGER_MS", 20, int))
     pr.add_argument(
-        "--hosts", type=_positive_int, default=_env("HOSTS", 200, _positive_int), help="synthetic: hosts"
+        "--batch-bytes",
+        type=_positive_int,
+        default=flag_default("produce", "BATCH_BYTES", 262144, _positive_int),
+    )
+    pr.add_argument(
+        "--hosts",
+        type=_positive_int,
+        default=flag_default("produce", "HOSTS", 200, _positive_int),
+        help="synthetic: hosts",
     )
     pr.add_argument(
         "--attack-every",
         type=float,
-        default=_env("ATTACK_EVERY", 30.0, float),
+        default=flag_default("produce", "ATTACK_EVERY", 30.0, float),
         help="synthetic: seconds between attack episodes (0: none)",
     )
-    pr.add_argument("--seed", type=_seed, default=_env("SEED", 0, _seed), help="synthetic: random seed")
+    pr.add_argument(
+        "--seed", type=_seed, default=flag_default("produce", "SEED", 0, _seed), help="synthetic: random seed"
+    )
     pr.add_argument("--quiet", action="store_true", help="no progress display")
 
     _add_settings_flags(
@@ -353,8 +382,10 @@ def build_parser() -> argparse.ArgumentParser:
         "lines: one verdict object per line, as on the topic. Every row is checked before any is sent.",
     )
     fb.add_argument("file", help="CSV (.csv) or JSON lines (anything else)")
-    fb.add_argument("--bootstrap-servers", default=_env("BOOTSTRAP_SERVERS", "127.0.0.1:9092"))
-    fb.add_argument("--topic", default=_env("FEEDBACK_TOPIC", "flowsentinel.feedback"))
+    fb.add_argument(
+        "--bootstrap-servers", default=flag_default("feedback", "BOOTSTRAP_SERVERS", "127.0.0.1:9092")
+    )
+    fb.add_argument("--topic", default=flag_default("feedback", "FEEDBACK_TOPIC", "flowsentinel.feedback"))
     fb.add_argument("--verdict", choices=("attack", "benign"), default=None, help="for rows that give none")
     fb.add_argument("--analyst", default=None, help="for rows that name none")
     _add_settings_flags(
@@ -369,21 +400,25 @@ def build_parser() -> argparse.ArgumentParser:
     )
     dm.add_argument(
         "--bootstrap-servers",
-        default=_env("BOOTSTRAP_SERVERS", None),
+        default=flag_default("demo", "BOOTSTRAP_SERVERS", None),
         help="use this Kafka instead of starting an embedded broker",
     )
-    dm.add_argument("--model", default=_env("MODEL", None), help="model directory (default: train one)")
+    dm.add_argument(
+        "--model", default=flag_default("demo", "MODEL", None), help="model directory (default: train one)"
+    )
     dm.add_argument(
         "--rate",
         type=_positive_float,
-        default=_env("RATE", 500.0, _positive_float),
+        default=flag_default("demo", "RATE", 500.0, _positive_float),
         help="records/s (default %(default)s)",
     )
-    dm.add_argument("--metrics-port", type=int, default=_env("METRICS_PORT", 9464, int))
-    dm.add_argument("--attack-every", type=float, default=_env("ATTACK_EVERY", 20.0, float))
+    dm.add_argument("--metrics-port", type=int, default=flag_default("demo", "METRICS_PORT", 9464, int))
+    dm.add_argument("--attack-every", type=float, default=flag_default("demo", "ATTACK_EVERY", 20.0, float))
     dm.add_argument("--duration", type=_positive_float, default=None, help="stop after S seconds")
     dm.add_argument(
-        "--workdir", default=_env("WORKDIR", "models/demo"), help="where the demo keeps its model/state"
+        "--workdir",
+        default=flag_default("demo", "WORKDIR", "models/demo"),
+        help="where the demo keeps its model/state",
     )
     dm.add_argument(
         "--show-low",

@@ -3,20 +3,26 @@
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from typing import Any
 
+from flowsentinel import environment
 from flowsentinel.cli.common import PROBE_ROWS, SYNTHETIC_RATE, UsageError, _check_files, _file_batches
 from flowsentinel.progress import progress_bar
 
 
 # ----------------------------------------------------------------------------------------- produce
 def cmd_produce(args: argparse.Namespace) -> int:
-    if "FLOWSENTINEL_COMPRESSION" in os.environ and "FLOWSENTINEL_PRODUCE_COMPRESSION" not in os.environ:
+    if environment.value("COMPRESSION") is not None and environment.value("PRODUCE_COMPRESSION") is None:
         print(
             "flowsentinel produce: note: FLOWSENTINEL_COMPRESSION is detect's codec (alerts, dead letters), not "
             f"produce's; writing with {args.compression} (set FLOWSENTINEL_PRODUCE_COMPRESSION)",
+            file=sys.stderr,
+        )
+    if environment.value("TOPIC") is not None and environment.value("INPUT_TOPIC") is None:
+        print(
+            "flowsentinel produce: note: FLOWSENTINEL_TOPIC is the older name of FLOWSENTINEL_INPUT_TOPIC, the "
+            "name detect and retrain read too; it still works here",
             file=sys.stderr,
         )
     from flowsentinel.detector.schema import load_schema
@@ -59,7 +65,9 @@ def cmd_produce(args: argparse.Namespace) -> int:
     from flowsentinel.kafka.conn import KafkaUnreachable
 
     try:
-        settings, security = client_security(args.bootstrap_servers, vars(args))
+        settings, security = client_security(
+            args.bootstrap_servers, vars(args), environment.for_command("produce")
+        )
     except KafkaUnreachable as exc:  # not a bad argument: exit 1, as for a failed delivery
         print(f"flowsentinel produce: error: {exc}", file=sys.stderr)
         return 1

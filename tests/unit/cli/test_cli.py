@@ -180,17 +180,18 @@ def test_a_variable_for_one_command_does_not_touch_another():
 
 def test_produce_and_detect_read_their_own_compression_variable(monkeypatch):
     """FLOWSENTINEL_COMPRESSION is detect's codec; produce's is FLOWSENTINEL_PRODUCE_COMPRESSION."""
-    from flowsentinel.cli import _resolve_env, build_parser
+    from flowsentinel.cli import build_parser
     from flowsentinel.consumers.settings import Settings
+    from flowsentinel.environment import for_command, resolve_flags
 
     monkeypatch.setenv("FLOWSENTINEL_COMPRESSION", "zstd")
     args = build_parser().parse_args(["produce", "synthetic"])
-    _resolve_env(args)
+    resolve_flags(args)
     assert args.compression == "lz4"
-    assert Settings.load({}).compression == "zstd"
+    assert Settings.load({}, environ=for_command("detect")).compression == "zstd"
     monkeypatch.setenv("FLOWSENTINEL_PRODUCE_COMPRESSION", "gzip")
     args = build_parser().parse_args(["produce", "synthetic"])
-    _resolve_env(args)
+    resolve_flags(args)
     assert args.compression == "gzip"
 
 
