@@ -32,22 +32,19 @@ from flowsentinel.consumers.decode import DeadLetter, InputMessage, decode_messa
 from flowsentinel.consumers.feedback import FeedbackState
 from flowsentinel.consumers.kafka_options import GROUP_ONLY_OPTIONS
 from flowsentinel.consumers.metrics import Metrics, package_version
+from flowsentinel.consumers.model_slot import ModelSlot, write_state
 from flowsentinel.consumers.settings import (
     Settings,
     feedback_policy,
     probe_kafka,
-    probe_writable_dir,
-    shift_policy,
 )
-from flowsentinel.consumers.shadow import PromotionRule, Shadow, promotion_decision
-from flowsentinel.detector.artifact import TrainedModel, artifact_identity, load_artifact
-from flowsentinel.detector.errors import ArtifactError, ConfigError
+from flowsentinel.consumers.shadow import Shadow
+from flowsentinel.detector.artifact import TrainedModel
+from flowsentinel.detector.errors import ConfigError
 from flowsentinel.detector.feedback import VerdictMemory
 from flowsentinel.detector.pipeline import Detector
 from flowsentinel.detector.schema import RecordBatch
-from flowsentinel.detector.store import ModelStore
 from flowsentinel.detector.text import clean_text, printable, utf8
-from flowsentinel.detector.thresholds import make_thresholder
 from flowsentinel.kafka.client import (
     Committed,
     GroupConsumer,
@@ -74,11 +71,6 @@ def _partition_list(partitions: set[Partition]) -> str:
     for topic, p in sorted(partitions):
         by_topic.setdefault(topic, []).append(p)
     return ", ".join(f"{t}{ps}" for t, ps in by_topic.items()) or "none"
-
-
-def _one_line(exc: BaseException) -> str:
-    text = str(exc) if isinstance(exc, ArtifactError) else f"{type(exc).__name__}: {exc}"
-    return printable(text.splitlines()[0] if text else type(exc).__name__, limit=600)
 
 
 def settle_heap() -> None:
@@ -127,12 +119,7 @@ class DetectorService:
         self.metrics = metrics
         self.clock = clock
         self.state = LoopState()
-        self.reload_requested = threading.Event()
-        self._model_identity: tuple[Any, ...] = ()  # of the directory the live model was loaded from
-        self._refused_identity: tuple[Any, ...] = ()  # of the last content refused (logged once)
-        self.shadow: Shadow | None = None  # a candidate model scoring beside the live one (model_store)
-        self._shadow_identity: tuple[Any, ...] = ()
-        self._last_reload_check = 0.0
+        self.slot = ModelSlot(settings, metrics, clock=clock)  # the live model, its threshold, the shadow
         self._last_snapshot = clock()
         self.kafka_client = resolve_client(settings.kafka_client)  # "confluent" or "kafka-python"
         self._consumer: GroupConsumer | None = None
@@ -145,46 +132,52 @@ class DetectorService:
         self._committed: dict[Partition, int] = {}  # the offsets this process last committed
         self._metadata_kept: bool | None = None  # does the broker keep commit metadata (None: not known yet)
         self._episode_files: dict[Partition, list[list[Any]]] = {}  # what each partition's file holds
-        model = model or self._load_model()
+        model = model or self.slot.load()
         self.feedback: FeedbackState | None = None
         if settings.feedback_topic:
             names = list(model.encoder.field_names)
             memory = VerdictMemory(len(names), feedback_policy(settings))
             self.feedback = FeedbackState(memory, names, settings.feedback_store_entries)
+            self.slot.feedback = memory
         self._install_model(model)
-        self.check_state_dir()
-        self._restore_threshold()
+        self.slot.check_state_dir()
+        self.slot.restore_threshold()
         self._restore_feedback()
         self._feedback_gauges()
-        self._check_shadow()
+        self.slot.check_shadow()
         self.scored = 0
 
-    # ------------------------------------------------------------------ model and state
-    def _load_model(self) -> TrainedModel:
-        s = self.settings
-        if not s.model_path:
-            raise ConfigError("setting model is empty: pass --model MODEL_DIR (or --model-store STORE)")
-        identity = artifact_identity(s.model_path)  # before reading: a change during the read is seen next
-        model = self._read_model(s.model_path)
-        self._model_identity = identity
-        return model
+    # ------------------------------------------------------------------ the model slot
+    @property
+    def model(self) -> TrainedModel:
+        """The live model."""
+        return self.slot.live
 
-    def _read_model(self, path: str) -> TrainedModel:
-        """The model in ``path``, checked as the settings ask (signature, size); once a model is live, one for
-        another schema is refused too (the live model's and the shadow's reloads alike)."""
-        s = self.settings
-        model = load_artifact(path, key=s.signing_key(), max_params=s.model_max_params)
-        live = getattr(self, "model", None)
-        if live is not None and model.schema.name != live.schema.name:
-            raise ArtifactError(f"the model is for schema {model.schema.name!r}, not {live.schema.name!r}")
-        return model
+    @property
+    def detector(self) -> Detector:
+        """The live model's detector: its windows, online threshold and the analysts' verdicts."""
+        return self.slot.scorer
+
+    @property
+    def shadow(self) -> Shadow | None:
+        """The candidate model scoring beside the live one, if a model store names one."""
+        return self.slot.shadow
+
+    @property
+    def reload_requested(self) -> threading.Event:
+        """Set (as SIGHUP does) to read the model directory again before the next batch."""
+        return self.slot.reload_requested
+
+    @reload_requested.setter
+    def reload_requested(self, event: threading.Event) -> None:
+        self.slot.reload_requested = event
 
     def _install_model(self, model: TrainedModel) -> None:
+        self.slot.install(model)
+        self._start_episodes(model)
+
+    def _start_episodes(self, model: TrainedModel) -> None:
         s = self.settings
-        self.model = model
-        thresholder = make_thresholder(s.thresholder, s.risk, shift_policy(s))
-        memory = None if self.feedback is None else self.feedback.memory
-        self.detector = Detector(model, thresholder, max_keys=s.max_keys, feedback=memory)
         self.episodes = EpisodeTracker(
             schema=model.schema.name,
             model_version=model.version,
@@ -197,74 +190,31 @@ class DetectorService:
             **{f: (False, j) for j, f in enumerate(model.schema.numeric)},
             **{f: (True, j) for j, f in enumerate(model.schema.categorical)},
         }
-        self.metrics.model_info.clear()
-        self.metrics.model_info.labels(version=model.version, schema=model.schema.name).set(1)
-        self.metrics.threshold.set(self.detector.thresholder.threshold)
 
-    def _snapshot_path(self) -> Path | None:
-        if not self.settings.state_dir:
-            return None
-        name = f"threshold-{self.settings.group}-{self.model.version}.json"
-        return Path(self.settings.state_dir).expanduser() / name
-
-    def _restore_threshold(self) -> None:
-        path = self._snapshot_path()
-        if path is None or not path.is_file():
+    def check_model(self, *, now: bool = False) -> None:
+        """Between batches: swap in a changed model (see :meth:`ModelSlot.due`; ``now``: look at the model
+        directory now rather than every ``reload_check_s``). The old model's threshold (and the feedback state)
+        is saved and its open episodes are closed and published first."""
+        model = self.slot.due(now=now)
+        if model is None:
             return
-        th = self.detector.thresholder
-        try:
-            # refused if taken under another --risk or shift policy: a restart must not undo a change
-            th.load_state_dict(json.loads(path.read_text()), same_settings=True)
-            log.info(
-                "restored threshold state from %s (threshold %.6g, %d scores seen)",
-                path,
-                th.threshold,
-                th.seen,
-            )
-        except (ValueError, TypeError, AttributeError, ConfigError) as exc:
-            log.warning(
-                "ignoring threshold snapshot %s: %s; warming up from the model's calibration scores",
-                path,
-                exc,
-            )
-
-    def check_state_dir(self) -> None:
-        """At start: the threshold snapshots' directory must be writable (ConfigError naming it if not)."""
-        path = self._snapshot_path()
-        if path is None:
-            return
-        try:
-            probe_writable_dir(path.parent)
-        except OSError as exc:
-            raise ConfigError(
-                f"setting state_dir = {self.settings.state_dir!r}: cannot write threshold snapshots there "
-                f"({exc.strerror or exc}); point it at a writable directory, or '' to keep none"
-            ) from None
+        self.snapshot_threshold()  # the old model's adapted threshold, should it come back
+        closed = self.episodes.close_where(lambda ep: True, "model_reload")
+        if closed:
+            self._publish(closed, [])
+        self.slot.swap(model)
+        self._start_episodes(model)
+        settle_heap()
 
     def snapshot_threshold(self) -> None:
-        """Save the thresholder's state. A failure (a full disk, a directory gone) is logged and scoring goes
-        on: the snapshot only spares a restart its warm-up."""
-        path = self._snapshot_path()
-        if path is None:
+        """Save the thresholder's state, then the feedback state. A failure (a full disk, a directory gone) is
+        logged and scoring goes on: the snapshot only spares a restart its warm-up."""
+        if self.slot.snapshot_path() is None:
             return
         self._last_snapshot = self.clock()
         # the feedback state goes to the same directory: after a failure here, not tried (counted once)
-        if self._save_state(path, self.detector.thresholder.state_dict(), "the threshold snapshot"):
+        if self.slot.save_threshold():
             self.snapshot_feedback()
-
-    def _save_state(self, path: Path, state: dict[str, Any], what: str) -> bool:
-        """Write ``state`` as JSON to ``path`` atomically. A failure (a full disk, a directory gone) is counted,
-        logged, and False: scoring goes on."""
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_suffix(".tmp")
-            tmp.write_text(json.dumps(state))
-            tmp.replace(path)
-        except OSError as exc:
-            self.metrics.snapshot_failures.inc()
-            log.warning("could not save %s %s: %s; scoring goes on", what, path, exc.strerror or exc)
-            return False
-        return True
 
     def _feedback_path(self) -> Path | None:
         if not self.settings.state_dir or self.feedback is None:
@@ -299,7 +249,7 @@ class DetectorService:
         self._save_side_positions()
         state = self.feedback.state_dict()
         state["positions"] = [[t, p, o] for (t, p), o in sorted(self._side_positions.items())]
-        self._save_state(path, state, "the feedback state")
+        write_state(path, state, "the feedback state", self.metrics)
 
     def _feedback_gauges(self) -> None:
         if self.feedback is None:
@@ -310,128 +260,15 @@ class DetectorService:
         self.metrics.feedback_store_alerts.set(len(self.feedback.store))
         self.metrics.feedback_store_bytes.set(self.feedback.store.nbytes)
 
-    def _maybe_reload(self) -> None:
-        """Between batches: load the model directory again if its content changed (see
-        :func:`~detector.artifact.artifact_identity`: a rewrite, a symlink swapped to another version) or a
-        SIGHUP asked. A model that does not load, check, verify or fit is refused: the live model keeps
-        scoring, and the directory is tried again at every check until it loads or changes (a copy caught
-        half done converges); each refused content is logged and counted once."""
-        now = self.clock()
-        changed = False
-        if self.settings.model_path and now - self._last_reload_check >= self.settings.reload_check_s:
-            self._last_reload_check = now
-            changed = artifact_identity(self.settings.model_path) != self._model_identity
-            self._check_shadow()
-        forced = self.reload_requested.is_set()
-        if not (changed or forced):
-            return
-        self.reload_requested.clear()
-        identity, live = artifact_identity(self.settings.model_path), self._model_identity
-        try:
-            model = self._load_model()
-        except Exception as exc:  # whatever a broken model raises, the live one keeps scoring
-            self._model_identity = live  # not taken: the next check tries again
-            if identity != self._refused_identity or forced:
-                self._refused_identity = identity
-                self.metrics.model_reloads.labels(result="refused").inc()
-                log.error("model reload refused, keeping version %s: %s", self.model.version, _one_line(exc))
-            return
-        self._refused_identity = ()
-        old = self.model.version
-        if model.version == old:  # a SIGHUP, a touch, a deployment that rewrote the same files
-            self.metrics.model_reloads.labels(result="unchanged").inc()
-            log.info("model directory re-read: the same model (version %s), live state kept", old)
-            return
-        self.snapshot_threshold()  # the old model's adapted threshold, should it come back
-        closed = self.episodes.close_where(lambda ep: True, "model_reload")
-        if closed:
-            self._publish(closed, [])
-        self._install_model(model)
-        self._restore_threshold()  # this model's own, if it ran here before
-        if self.shadow is not None:  # compared with another live model now: start the tally again
-            self._set_shadow(None if self.shadow.version == model.version else self.shadow.model)
-        settle_heap()
-        self.metrics.model_reloads.labels(result="ok").inc()
-        log.info("model reloaded: %s → %s", old, model.version)
-
-    # ------------------------------------------------------------------ shadow
-    def _check_shadow(self) -> None:
-        """With a model store: start, replace or stop the shadow model when ``STORE/shadow`` appears, changes or
-        goes. A shadow that does not load is refused (logged, counted) and none runs."""
-        s = self.settings
-        if not s.shadow_path:
-            return
-        identity = artifact_identity(s.shadow_path)
-        if identity == self._shadow_identity:
-            return
-        self._shadow_identity = identity
-        if not Path(s.shadow_path).exists():
-            self._set_shadow(None)
-            return
-        try:
-            model = self._read_model(s.shadow_path)
-        except Exception as exc:  # a broken candidate never stops the live model
-            self.metrics.shadow_loads.labels(result="refused").inc()
-            log.error("shadow model refused: %s", _one_line(exc))
-            self._set_shadow(None)
-            return
-        if self.shadow is not None and self.shadow.version == model.version:
-            return
-        self.metrics.shadow_loads.labels(result="ok").inc()
-        self._set_shadow(None if model.version == self.model.version else model)
-
-    def _set_shadow(self, model: TrainedModel | None) -> None:
-        s = self.settings
-        if self.shadow is not None:
-            log.info("shadow model %s stopped", self.shadow.version)
-        self.shadow = None
-        self.metrics.shadow_info.clear()
-        if model is None:
-            return
-        thresholder = make_thresholder(s.thresholder, s.risk, shift_policy(s))
-        self.shadow = Shadow(model, thresholder, max_keys=s.max_keys, remember=s.feedback_store_entries)
-        self.metrics.shadow_info.labels(version=model.version).set(1)
-        log.info("shadow model %s scoring beside the live model %s (publishing nothing; promotion %s)",
-                 model.version, self.model.version, s.shadow_promote)  # fmt: skip
-
-    def _shadow_verdicts(self) -> None:
+    def tally_shadow(self) -> None:
         """Tally the verdicts just applied against what the shadow did with the alerts they judge."""
         if self.feedback is None:
             return
         judged, self.feedback.judged = self.feedback.judged, []
-        if self.shadow is None:
-            return
-        tally = self.shadow.stats.verdicts
-        before = {v: list(t) for v, t in tally.items()}
-        for alert_id, episode_id, verdict in judged:
-            self.shadow.on_verdict(alert_id or None, episode_id or None, verdict)
-        for verdict, (flagged, total) in tally.items():
-            was_flagged, was_total = before[verdict]
-            self.metrics.shadow_verdicts.labels(verdict=verdict, shadow="flagged").inc(flagged - was_flagged)
-            quiet = (total - flagged) - (was_total - was_flagged)
-            self.metrics.shadow_verdicts.labels(verdict=verdict, shadow="quiet").inc(quiet)
-
-    def _maybe_promote(self) -> None:
-        s = self.settings
-        if self.shadow is None or s.shadow_promote != "auto":
-            return
-        rule = PromotionRule(s.shadow_min_records, s.shadow_min_verdicts, s.shadow_min_attack_kept)
-        ok, why = promotion_decision(self.shadow.stats, rule)
-        if not ok:
-            return
-        version = self.shadow.version
-        try:
-            ModelStore(s.model_store).promote(reason=f"auto: {why}")
-        except (ArtifactError, OSError) as exc:  # another instance promoted it first, or the store is gone
-            log.info("shadow model %s not promoted here: %s", version, _one_line(exc))
-        else:
-            self.metrics.shadow_promotions.inc()
-            log.warning("shadow model %s promoted to live (was %s): %s", version, self.model.version, why)
-        self._set_shadow(None)
-        self._last_reload_check = 0.0  # take the new live model at the next batch
+        self.slot.tally(judged)
 
     # ------------------------------------------------------------------ kafka clients
-    def _connect_when_reachable(self, stop: threading.Event) -> bool:
+    def connect_when_reachable(self, stop: threading.Event) -> bool:
         """Connect once the brokers answer, waiting (with a growing pause, logged) while they do not: a
         detector started before its Kafka, or during an outage, comes up when Kafka does. A setting that
         cannot work (a certificate that does not verify, a file that does not load) raises ConfigError at
@@ -506,7 +343,7 @@ class DetectorService:
         # the side consumer is in no group: group membership options are not for it
         side_extra = {k: v for k, v in extra["consumer"].items() if k not in GROUP_ONLY_OPTIONS}
         self._consumer.subscribe(  # looked up at each call: a test may replace them on the instance
-            list(s.input_topics), lambda p: self._on_assigned(p), lambda p: self._on_revoked(p)
+            list(s.input_topics), lambda p: self.on_assigned(p), lambda p: self.on_revoked(p)
         )
         if self.feedback is not None:
             self._side = make_consumer(self.kafka_client, cfg, None, {
@@ -587,7 +424,7 @@ class DetectorService:
                     dead.append(d)
                     self.metrics.records_invalid.labels(reason=d.reason).inc()
         self.feedback.retry_pending()
-        self._shadow_verdicts()
+        self.tally_shadow()
         for result, n in self.feedback.counts.items():
             if n > before[result]:
                 self.metrics.feedback_verdicts.labels(result=result).inc(n - before[result])
@@ -616,7 +453,7 @@ class DetectorService:
             self._producer = None
 
     # ------------------------------------------------------------------ rebalance
-    def _on_revoked(self, partitions: set[Partition]) -> None:
+    def on_revoked(self, partitions: set[Partition]) -> None:
         """``partitions``: (topic, partition) pairs. Their windows go: whoever is assigned them next starts
         their keys afresh. Their open episodes are handed over through the committed offsets' metadata where
         the broker keeps it (whoever resumes the partition continues them); where it does not, they are
@@ -706,7 +543,7 @@ class DetectorService:
             if not state and not any(e[1] for e in entries):
                 continue
             entries = [*[e for e in entries if e[0] != offset][-1:], [offset, state]]
-            if self._save_state(path, {"entries": entries}, "the episode state"):
+            if write_state(path, {"entries": entries}, "the episode state", self.metrics):
                 self._episode_files[tp] = entries
 
     @staticmethod
@@ -741,7 +578,7 @@ class DetectorService:
         except KafkaFailure as exc:
             log.info("could not commit the episodes' state on the way out (%s)", exc)
 
-    def _on_assigned(self, partitions: set[Partition]) -> None:
+    def on_assigned(self, partitions: set[Partition]) -> None:
         self.metrics.rebalances.labels(kind="assigned").inc()
         # cooperative rebalancing hands over only the partitions that move: count what is owned now
         owned = self._consumer.assignment() if self._consumer is not None else partitions
@@ -751,7 +588,7 @@ class DetectorService:
 
     # ------------------------------------------------------------------ the loop
     def run(self, stop: threading.Event) -> None:
-        if not self._connect_when_reachable(stop):
+        if not self.connect_when_reachable(stop):
             return
         self.state.started = True
         log.info(
@@ -774,7 +611,7 @@ class DetectorService:
         """One poll batch, fully handled. Returns the number of messages consumed."""
         assert self._consumer is not None
         self.state.heartbeat = self.clock()
-        self._maybe_reload()
+        self.check_model()
         try:
             polled = self._consumer.poll(self.settings.poll_timeout_ms / 1000, self.settings.batch_size)
             self._broker(ok=self._coordinator_alive())
@@ -823,7 +660,7 @@ class DetectorService:
                 self.metrics.last_batch_timestamp.set(now)
             self.metrics.batch_duration.observe(time.monotonic() - started)
         self._update_gauges(polled)
-        self._maybe_promote()
+        self.slot.maybe_promote()
         if self.clock() - self._last_snapshot >= self.settings.snapshot_interval_s:
             self.snapshot_threshold()
         return len(messages)

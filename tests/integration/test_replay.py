@@ -55,7 +55,7 @@ def test_a_crash_between_publishing_and_committing_never_reopens_an_episode(
     crashes = 0
     for crash_at in (1, *[2] * 8, None):
         service = DetectorService(settings, Metrics.create(CollectorRegistry()))
-        assert service._connect_when_reachable(stop)
+        assert service.connect_when_reachable(stop)
         _crash_at(service, crash_at)
         idle = 0
         try:
@@ -72,7 +72,7 @@ def test_a_crash_between_publishing_and_committing_never_reopens_an_episode(
             else:  # a crash: what was published stays, nothing is committed or closed; only the group is
                 # left at once (no session timeout to wait out), without the revocation's work
                 service.checkpoint.deliver_within(10.0)
-                service._on_revoked = lambda partitions: None  # type: ignore[method-assign]
+                service.on_revoked = lambda partitions: None  # type: ignore[method-assign]
                 service.close()
     assert crashes >= 5  # one per batch of 100 of the 500 records
     alerts = [json.loads(m.value) for m in read_topic(bootstrap, names["alerts"], settle=2.0)]

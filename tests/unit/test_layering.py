@@ -67,3 +67,13 @@ def test_benchmarks_run_as_modules_and_import_no_test_module():
     for path in sorted((REPO / "benchmarks").glob("*.py")):
         assert "sys.path" not in path.read_text(), f"{path.relative_to(REPO)} edits sys.path"
         assert not {n for n in imports(path) if n.partition(".")[0] == "tests"}, path.relative_to(REPO)
+
+
+def test_tests_drive_the_service_through_its_public_methods():
+    """``process``, ``check_model``, ``tally_shadow``, ``on_revoked`` and the parts' own APIs: no test reaches
+    into the service's private methods or attributes (they may change with any refactoring)."""
+    private = re.compile(r"\bservice\._[a-z]\w*")
+    for folder in ("tests", "benchmarks", "scripts"):
+        for path in (REPO / folder).rglob("*.py"):
+            found = sorted(set(private.findall(path.read_text())))
+            assert not found, f"{path.relative_to(REPO)}: {found}"

@@ -41,8 +41,7 @@ def _service(live, tmp_path, **settings):
 
 def _check(service) -> None:
     service.episodes.open.clear()  # (no producer here to publish their closing messages to)
-    service._last_reload_check = 0.0
-    service._maybe_reload()
+    service.check_model(now=True)
 
 
 def _refused(registry) -> float:

@@ -238,7 +238,7 @@ def test_revoking_one_topics_partition_drops_its_windows_and_no_other_topics(tin
     assert {k[:2] for k in keys} == {("a", 0), ("b", 0)}
     assert {k[2] for k in keys if k[0] == "a"} == {k[2] for k in keys if k[0] == "b"}  # the same hosts
     service.episodes.open.clear()  # (no producer here to publish their closing messages to)
-    service._on_revoked({("b", 0)})
+    service.on_revoked({("b", 0)})
     assert set(windows.keys()) == {k for k in keys if k[0] == "a"}
 
 
@@ -269,7 +269,7 @@ def test_a_reload_of_the_same_model_keeps_the_live_state_and_a_switch_back_resto
     def reload() -> None:
         service.episodes.open.clear()  # (no producer here to publish their closing messages to)
         service.reload_requested.set()  # as SIGHUP does
-        service._maybe_reload()
+        service.check_model()
 
     save_artifact(tiny_model, live)  # the same files again
     reload()

@@ -92,8 +92,7 @@ def test_a_shadow_publishes_nothing_is_promoted_by_the_rule_and_rolled_back_by_c
     service = DetectorService(settings, Metrics.create(registry))
     assert service.shadow is None and service.model.version == live
     store.set("shadow", store.add(candidate))
-    service._last_reload_check = 0.0
-    service._maybe_reload()
+    service.check_model(now=True)
     assert service.shadow is not None and service.shadow.version == candidate.version
     sample = registry.get_sample_value
 
@@ -117,11 +116,11 @@ def test_a_shadow_publishes_nothing_is_promoted_by_the_rule_and_rolled_back_by_c
                 verdict = "benign" if e["key"] == NEW_APP else "attack"
                 service.feedback.on_verdict(_verdict(verdicts, e["id"], verdict), at=0.0)
                 verdicts += 1
-        service._shadow_verdicts()
+        service.tally_shadow()
         if service.shadow is not None:
             stats = service.shadow.stats
             assert stats.scored == offset
-        service._maybe_promote()
+        service.slot.maybe_promote()
         if service.shadow is None:
             break
     assert all(e["model_version"] == live for e in published)  # nothing from the shadow
@@ -132,11 +131,10 @@ def test_a_shadow_publishes_nothing_is_promoted_by_the_rule_and_rolled_back_by_c
     assert store.version_of("live") == candidate.version and store.version_of("previous") == live
     assert store.version_of("shadow") is None and store.history()[-1]["reason"].startswith("auto: meets")
     service.episodes.open.clear()  # (no producer here to publish their closing messages to)
-    service._maybe_reload()
+    service.check_model()
     assert service.model.version == candidate.version
 
     assert store.rollback(reason="test") == (candidate.version, live)
-    service._last_reload_check = 0.0
     service.episodes.open.clear()  # (no producer here to publish their closing messages to)
-    service._maybe_reload()
+    service.check_model(now=True)
     assert service.model.version == live and service.shadow is None
