@@ -36,7 +36,6 @@ from flowsentinel.consumers.model_slot import ModelSlot, write_state
 from flowsentinel.consumers.settings import (
     Settings,
     feedback_policy,
-    probe_kafka,
 )
 from flowsentinel.consumers.shadow import Shadow
 from flowsentinel.detector.artifact import TrainedModel
@@ -278,7 +277,7 @@ class DetectorService:
         delay = 1.0
         while not stop.is_set():
             try:
-                probe_kafka(s, s.bootstrap_servers, options)
+                s.connection.probe(options)
                 self._connect(options)
                 self.state.waiting_for = ""
                 self._check_topics()

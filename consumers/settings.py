@@ -10,7 +10,7 @@ Secrets (SASL password, SSL key password) are held as :class:`Secret` and shown 
 from __future__ import annotations
 
 import dataclasses
-import logging
+import functools
 import math
 import os
 import re
@@ -26,80 +26,17 @@ from flowsentinel.consumers.kafka_options import parse_kafka_options
 from flowsentinel.detector.errors import ConfigError
 from flowsentinel.detector.feedback import FeedbackPolicy
 from flowsentinel.detector.thresholds import AdaptPolicy
-from flowsentinel.kafka.client import (
-    KAFKA_CLIENTS,
-    ClientConfig,
-    check_confluent_options,
-    resolve_client,
+from flowsentinel.kafka.client import ClientConfig, check_confluent_options, resolve_client
+from flowsentinel.kafka.connection import (
+    CONNECTION_SETTINGS,
+    ENV_PREFIX,
+    Connection,
+    check_text,
+    coerce_setting,
+    field_kind,
+    with_source,
 )
-from flowsentinel.kafka.conn import TLS_PROTOCOLS, build_ssl_context, probe
-
-ENV_PREFIX = "FLOWSENTINEL_"
-
-
-class Secret(str):
-    """A string that does not show itself in logs, reprs or the effective configuration. Every secret made is
-    remembered (in this process) so that :class:`RedactSecrets` can cut it out of any log line — the Kafka
-    client logs its whole configuration at debug level, password included."""
-
-    def __new__(cls, value: str = "") -> Secret:
-        self = super().__new__(cls, value)
-        if value:
-            _SECRETS.update({value, repr(value)[1:-1], json_escaped(value)})
-        return self
-
-    def __repr__(self) -> str:
-        return "Secret('***')"
-
-    def __str__(self) -> str:  # str(), %s and logging show the mask; the value only through reveal()
-        return self.masked()
-
-    def __format__(self, spec: str) -> str:  # f-strings and str.format too
-        return format(self.masked(), spec)
-
-    def masked(self) -> str:
-        return "***" if self else ""
-
-    def reveal(self) -> str:
-        """The secret's text, as a plain ``str``: for the one place that hands it to a client or a check."""
-        return str.__str__(self)
-
-
-_SECRETS: set[str] = set()
-
-
-def json_escaped(value: str) -> str:
-    import json
-
-    return json.dumps(value)[1:-1]
-
-
-class RedactSecrets(logging.Filter):
-    """A handler filter that replaces every known :class:`Secret` in a record's message with ``***``."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        if not _SECRETS:
-            return True
-        try:
-            message = record.getMessage()
-        except Exception:  # a malformed record: leave it to the handler's own error path
-            return True
-        redacted = message
-        for secret in sorted(_SECRETS, key=len, reverse=True):
-            if secret in redacted:
-                redacted = redacted.replace(secret, "***")
-        if redacted is not message:
-            record.msg, record.args = redacted, None
-        return True
-
-
-def redact_secrets_in_logs() -> None:
-    """Put :class:`RedactSecrets` on every handler of the root logger (each command calls it after the
-    logging set-up), so no library's log line carries a secret, at any level."""
-    for handler in logging.getLogger().handlers:
-        if not any(isinstance(f, RedactSecrets) for f in handler.filters):
-            handler.addFilter(RedactSecrets())
-
+from flowsentinel.kafka.secret import Secret
 
 _TOPIC_NAME = re.compile(r"[A-Za-z0-9._-]{1,249}")
 
@@ -248,10 +185,7 @@ class Settings:
         def bad(name: str, why: str) -> ConfigError:
             return ConfigError(f"setting {name} = {getattr(self, name)!r}: {why}")
 
-        for name in ("bootstrap_servers",):
-            for server in str(getattr(self, name)).split(","):
-                if not re.fullmatch(r"\[?[A-Za-z0-9_.:-]+\]?:\d{1,5}", server.strip()):
-                    raise bad(name, "expected HOST:PORT[,HOST:PORT...]")
+        self.connection  # noqa: B018  (made and checked here: bootstrap servers, client, TLS, SASL)
         topic_name = "a Kafka topic name is 1-249 of letters, digits, '.', '_', '-'"
         differ = "input, alerts and dead-letter topics must all differ"
         if not all(map(_TOPIC_NAME.fullmatch, self.input_topics)):
@@ -300,10 +234,7 @@ class Settings:
         if self.heartbeat_interval_ms >= self.session_timeout_ms:
             raise bad("heartbeat_interval_ms", "must be below session_timeout_ms")
         for f in fields(self):
-            value = getattr(self, f.name)
-            if isinstance(value, str) and any(ord(c) < 32 or ord(c) == 127 for c in value):
-                shown = "***" if isinstance(value, Secret) else repr(value)
-                raise ConfigError(f"setting {f.name} = {shown}: holds a control character (a newline?)")
+            check_text(f.name, getattr(self, f.name))
         if self.min_publish_severity not in SEVERITIES:
             raise bad("min_publish_severity", "must be one of " + ", ".join(SEVERITIES))
         if self.schema_field not in SCHEMA_FIELD_MODES:
@@ -317,9 +248,6 @@ class Settings:
         missing = missing_codec(self.compression)
         if missing:
             raise bad("compression", missing)
-        if self.kafka_client not in KAFKA_CLIENTS:
-            raise bad("kafka_client", "must be one of " + ", ".join(KAFKA_CLIENTS))
-        check_security(self)
         if self.kafka_options:
             client = resolve_client(self.kafka_client)
             extra = parse_kafka_options(self.kafka_options, client)
@@ -352,39 +280,20 @@ class Settings:
             return key
         return check_key(self.model_key.reveal().encode(), "setting model_key")
 
+    @functools.cached_property
+    def connection(self) -> Connection:
+        """The brokers and how to talk to them (the same fields, checked as one)."""
+        return Connection(**{name: getattr(self, name) for name in CONNECTION_SETTINGS})
+
     def kafka_common(self) -> dict[str, Any]:
         """Connection and security settings shared by consumer, producer and admin clients."""
-        return {
-            "bootstrap_servers": [s.strip() for s in self.bootstrap_servers.split(",")],
-            "client_id": self.client_id,
-            **security_options(self),
-        }
+        return self.connection.common()
 
     def client_config(self, security: dict[str, Any] | None = None) -> ClientConfig:
         """What :mod:`flowsentinel.kafka.client` builds either library's clients from (``security``: the
-        :func:`security_options` already made, so that a TLS context is built once)."""
-
-        def path(name: str) -> str:
-            value = getattr(self, name)
-            return str(Path(value).expanduser()) if value else ""
-
-        return ClientConfig(
-            bootstrap_servers=self.bootstrap_servers,
-            client_id=self.client_id,
-            security=security_options(self) if security is None else security,
-            security_files={
-                "security_protocol": self.security_protocol,
-                "ssl_cafile": path("ssl_cafile"),
-                "ssl_certfile": path("ssl_certfile"),
-                "ssl_keyfile": path("ssl_keyfile"),
-                "ssl_password": self.ssl_password,  # Secret: revealed only into the client
-                "ssl_check_hostname": self.ssl_check_hostname,
-                "sasl_mechanism": self.sasl_mechanism,
-                "sasl_username": self.sasl_username,
-                "sasl_password": self.sasl_password,
-            },
-            extra=parse_kafka_options(self.kafka_options, resolve_client(self.kafka_client)),
-        )
+        :meth:`Connection.options` already made, so that a TLS context is built once)."""
+        extra = parse_kafka_options(self.kafka_options, resolve_client(self.kafka_client))
+        return self.connection.client_config(security, extra)
 
     def effective(self) -> dict[str, Any]:
         """The configuration as it will be used, secrets masked (for the start-up log)."""
@@ -437,14 +346,11 @@ class Settings:
                     ]
                 if isinstance(raw, list | tuple):
                     raw = ";".join(str(r) for r in raw)
-            values[name] = _coerce(name, raw, types[name], sources[name])
+            values[name] = coerce_setting(name, raw, field_kind(types[name]), sources[name])
         try:
             return cls(**values)
         except ConfigError as exc:
-            bad = next((n for n in values if f"setting {n} =" in str(exc)), None)
-            if bad and bad in sources:
-                raise ConfigError(f"{exc} (from {sources[bad]})") from None
-            raise
+            raise with_source(exc, sources) from None
 
     def replace(self, **changes: Any) -> Settings:
         return dataclasses.replace(self, **changes)
@@ -483,48 +389,6 @@ def _read_config_file(path: str) -> dict[str, Any]:
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"config file {path!r} is not valid TOML: {exc}") from None
     return data.get("flowsentinel", data)
-
-
-_INT = re.compile(r"[+-]?[0-9]+")
-_FLOAT = re.compile(r"[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
-
-
-def _coerce(name: str, raw: Any, f: dataclasses.Field, source: str) -> Any:
-    """A setting's value from text (environment, flag) or a TOML value: ASCII digits only (no '2_000', no
-    '５００'), a scalar only (a TOML list or table is not a setting's value)."""
-    kind = f.type if isinstance(f.type, str) else getattr(f.type, "__name__", str(f.type))
-    try:
-        if not isinstance(raw, str | int | float | bool):
-            raise ValueError
-        if kind == "bool":
-            if isinstance(raw, bool):
-                return raw
-            text = str(raw).strip().lower()
-            if text in ("1", "true", "yes", "on"):
-                return True
-            if text in ("0", "false", "no", "off", ""):
-                return False
-            raise ValueError
-        if kind == "int":
-            if isinstance(raw, bool) or not _INT.fullmatch(str(raw).strip()):
-                raise ValueError
-            return int(str(raw).strip())
-        if kind == "float":
-            if isinstance(raw, bool) or not _FLOAT.fullmatch(str(raw).strip()):
-                raise ValueError
-            value = float(str(raw).strip())
-            if not math.isfinite(value):
-                raise ValueError
-            return value
-        if kind == "Secret":
-            if not isinstance(raw, str):
-                raise ValueError
-            return Secret(raw)
-        return str(raw)
-    except ValueError:
-        shown = "***" if kind == "Secret" else repr(raw)
-        expected = {"Secret": "text", "str": "text", "int": "a whole number (ASCII digits)"}.get(kind, kind)
-        raise ConfigError(f"setting {name} = {shown} (from {source}): expected {expected}") from None
 
 
 # setting name -> AdaptPolicy field: the shift policy's settings, also the score/eval/tune flags' names
@@ -575,106 +439,3 @@ def missing_codec(compression: str) -> str:
     if compression in packages and not getattr(codec, f"has_{compression}")():
         return f"the {compression} codec is not installed (pip install {packages[compression]})"
     return ""
-
-
-# ---------------------------------------------------------------------------------------- Kafka security
-# The settings that say how to talk to the brokers, shared by ``detect`` (here) and ``produce`` and ``demo``
-# (flags of the same names, see client_security): validated alike, turned into client options alike.
-SECURITY_SETTINGS = (
-    "security_protocol",
-    "sasl_mechanism",
-    "sasl_username",
-    "sasl_password",
-    "ssl_cafile",
-    "ssl_certfile",
-    "ssl_keyfile",
-    "ssl_password",
-    "ssl_check_hostname",
-)
-SECURITY_PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
-# what kafka-python can do with a user name and password alone (GSSAPI needs Kerberos, OAUTHBEARER a token
-# provider object: neither can be given as a setting)
-SASL_MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
-
-
-def check_security(s: Settings) -> None:
-    """Validate the :data:`SECURITY_SETTINGS` of ``s``; the error names the setting and its value."""
-
-    def bad(name: str, why: str) -> ConfigError:
-        value = getattr(s, name)
-        shown = "***" if isinstance(value, Secret) else repr(value)
-        return ConfigError(f"setting {name} = {shown}: {why}")
-
-    protocol = s.security_protocol
-    if protocol not in SECURITY_PROTOCOLS:
-        raise bad(
-            "security_protocol", f"must be {', '.join(SECURITY_PROTOCOLS[:-1])} or {SECURITY_PROTOCOLS[-1]}"
-        )
-    if protocol.startswith("SASL"):
-        if not s.sasl_mechanism:
-            raise bad("sasl_mechanism", f"is required with security_protocol {protocol}")
-        if s.sasl_mechanism not in SASL_MECHANISMS:
-            raise bad("sasl_mechanism", f"must be {', '.join(SASL_MECHANISMS[:-1])} or {SASL_MECHANISMS[-1]}")
-        if not s.sasl_username:
-            raise bad("sasl_username", f"is required with sasl_mechanism {s.sasl_mechanism}")
-    else:
-        for name in ("sasl_mechanism", "sasl_username", "sasl_password"):
-            if getattr(s, name):
-                raise bad(name, f"is set but security_protocol is {protocol} (SASL_PLAINTEXT or SASL_SSL?)")
-    tls = protocol in TLS_PROTOCOLS
-    for name in ("ssl_cafile", "ssl_certfile", "ssl_keyfile", "ssl_password"):
-        value = getattr(s, name)
-        if value and not tls:
-            raise bad(name, f"is set but security_protocol is {protocol} (SSL or SASL_SSL?)")
-        if value and name != "ssl_password" and not Path(value).expanduser().is_file():
-            raise bad(name, "no such file")
-    if s.ssl_keyfile and not s.ssl_certfile:
-        raise bad("ssl_keyfile", "needs ssl_certfile (the client certificate) too")
-
-
-def security_options(s: Settings) -> dict[str, Any]:
-    """kafka-python client options for the :data:`SECURITY_SETTINGS` of ``s``. With TLS they carry one
-    ``ssl_context``, built here from the files (a file that cannot be loaded is a :class:`ConfigError`
-    naming it), so the clients and :func:`flowsentinel.kafka.conn.probe` verify the broker alike."""
-    out: dict[str, Any] = {"security_protocol": s.security_protocol}
-    if s.sasl_mechanism:
-        out["sasl_mechanism"] = s.sasl_mechanism
-        out["sasl_plain_username"] = s.sasl_username
-        out["sasl_plain_password"] = s.sasl_password.reveal()
-    if s.security_protocol in TLS_PROTOCOLS:
-        out["ssl_context"] = build_ssl_context(
-            cafile=str(Path(s.ssl_cafile).expanduser()) if s.ssl_cafile else "",
-            certfile=str(Path(s.ssl_certfile).expanduser()) if s.ssl_certfile else "",
-            keyfile=str(Path(s.ssl_keyfile).expanduser()) if s.ssl_keyfile else "",
-            password=s.ssl_password.reveal(),
-            check_hostname=s.ssl_check_hostname,
-        )
-    return out
-
-
-def probe_kafka(s: Settings, bootstrap_servers: str, options: dict[str, Any], timeout: float = 5.0) -> None:
-    """:func:`flowsentinel.kafka.conn.probe` with the options :func:`security_options` made."""
-    probe(
-        [x.strip() for x in bootstrap_servers.split(",")],
-        security_protocol=s.security_protocol,
-        ssl_context=options.get("ssl_context"),
-        client_cert=bool(s.ssl_certfile),
-        timeout=timeout,
-    )
-
-
-def client_security(
-    bootstrap_servers: str, flags: Mapping[str, Any], environ: Mapping[str, str]
-) -> tuple[Settings, dict[str, Any]]:
-    """For commands other than ``detect`` (``produce``, ``demo``): the :data:`SECURITY_SETTINGS` and
-    ``kafka_client`` from their flags (``None``: unset) and ``FLOWSENTINEL_*`` variables, validated as
-    ``detect`` validates them, and the kafka-python options they make, after a probe of the brokers
-    (:class:`flowsentinel.kafka.conn.KafkaUnreachable` if none answers). The returned settings carry only
-    those values and ``bootstrap_servers``."""
-    names = (*SECURITY_SETTINGS, "kafka_client")
-    env = {k: v for k, v in environ.items() if k.removeprefix(ENV_PREFIX).lower() in names}
-    values = {name: flags.get(name) for name in names}
-    settings = Settings.load({**values, "bootstrap_servers": bootstrap_servers}, environ=env)
-    options = security_options(settings)
-    probe_kafka(settings, bootstrap_servers, options)
-    return settings, options

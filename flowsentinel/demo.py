@@ -124,8 +124,9 @@ def _watch_alerts(
 def run_demo(args: argparse.Namespace) -> int:
     from flowsentinel.broker import EmbeddedBroker
     from flowsentinel.consumers.main import start_service
-    from flowsentinel.consumers.settings import SECURITY_SETTINGS, Settings, client_security
+    from flowsentinel.consumers.settings import Settings
     from flowsentinel.kafka.admin import ensure_topics
+    from flowsentinel.kafka.connection import SECURITY_SETTINGS, client_security
     from flowsentinel.producers.publisher import Pacer, Publisher, publish, replay_producer
     from flowsentinel.producers.synthetic import SyntheticTraffic
 

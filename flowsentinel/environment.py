@@ -20,7 +20,7 @@ import sys
 from collections.abc import Callable, Mapping
 from typing import Any
 
-PREFIX = "FLOWSENTINEL_"
+from flowsentinel.kafka.connection import ENV_PREFIX as PREFIX
 
 # The variables of commands other than detect's settings, by name without the prefix: the commands that read
 # each, and its one meaning. A flag's fallback must be named here for its command (flag_default checks).
@@ -65,7 +65,8 @@ def _settings_names() -> tuple[tuple[str, ...], tuple[str, ...]]:
     """detect's setting names (upper case), and those of them other commands share."""
     import dataclasses
 
-    from flowsentinel.consumers.settings import SECURITY_SETTINGS, Settings
+    from flowsentinel.consumers.settings import Settings
+    from flowsentinel.kafka.connection import SECURITY_SETTINGS
 
     every = tuple(f.name.upper() for f in dataclasses.fields(Settings))
     return every, tuple(n.upper() for n in (*SECURITY_SETTINGS, "kafka_client"))

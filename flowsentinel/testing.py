@@ -45,7 +45,7 @@ def read_topic(
     security: dict[str, Any] | None = None,
 ) -> list[Any]:
     """All messages of a topic (from the start). Waits for ``expect`` messages, or for ``settle`` quiet s.
-    ``security``: client options (:func:`consumers.settings.security_options`) for a TLS broker."""
+    ``security``: client options (:meth:`flowsentinel.kafka.connection.Connection.options`) for a TLS broker."""
     c = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, **(security or {}))
     parts = c.partitions_for_topic(topic) or set()
     tps = [TopicPartition(topic, p) for p in sorted(parts)]

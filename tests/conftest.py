@@ -93,7 +93,7 @@ def _no_log_redaction_left_behind():
     yield
     import logging
 
-    from flowsentinel.consumers.settings import RedactSecrets
+    from flowsentinel.kafka.secret import RedactSecrets
 
     for handler in logging.getLogger().handlers:
         for f in [f for f in handler.filters if isinstance(f, RedactSecrets)]:

@@ -65,7 +65,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     for line in environment.unknown_variables():
         logging.getLogger("flowsentinel").warning("%s", line)
-    from flowsentinel.consumers.settings import redact_secrets_in_logs
+    from flowsentinel.kafka.secret import redact_secrets_in_logs
 
     redact_secrets_in_logs()
     try:

@@ -195,8 +195,8 @@ def _add_key_flag(parser: argparse.ArgumentParser, help: str) -> None:
 
 def _model_key(args: argparse.Namespace, *, env: bool = False) -> bytes | None:
     """The signing key of ``--model-key-file`` (or, with ``env``, FLOWSENTINEL_MODEL_KEY); None if neither."""
-    from flowsentinel.consumers.settings import Secret
     from flowsentinel.detector.artifact import check_key, read_key
+    from flowsentinel.kafka.secret import Secret
 
     if args.model_key_file:
         key = read_key(args.model_key_file)

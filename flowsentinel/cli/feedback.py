@@ -55,8 +55,8 @@ def read_verdicts(path: str, verdict: str | None = None, analyst: str | None = N
 
 
 def cmd_feedback(args: argparse.Namespace) -> int:
-    from flowsentinel.consumers.settings import client_security
     from flowsentinel.kafka.conn import KafkaUnreachable
+    from flowsentinel.kafka.connection import client_security
     from flowsentinel.producers.publisher import Publisher, replay_producer
 
     _check_files([args.file], "file")

@@ -45,10 +45,10 @@ def cmd_models(args: argparse.Namespace) -> int:
 
 
 def cmd_retrain(args: argparse.Namespace) -> int:
-    from flowsentinel.consumers.settings import client_security
     from flowsentinel.detector.artifact import load_artifact
     from flowsentinel.detector.store import ModelStore
     from flowsentinel.kafka.conn import KafkaUnreachable
+    from flowsentinel.kafka.connection import client_security
     from flowsentinel.retrain import judged_positions, read_topic, recent_normal, retrain
 
     store = ModelStore(args.model_store)
@@ -63,11 +63,13 @@ def cmd_retrain(args: argparse.Namespace) -> int:
         normal = data.is_normal
         original = data if normal is None else data.take(np.flatnonzero(normal))
     try:
-        settings, _ = client_security(args.bootstrap_servers, vars(args), environment.for_command("retrain"))
+        connection, _ = client_security(
+            args.bootstrap_servers, vars(args), environment.for_command("retrain")
+        )
     except KafkaUnreachable as exc:
         print(f"flowsentinel retrain: error: {exc}", file=sys.stderr)
         return 1
-    options = settings.kafka_common()
+    options = connection.common()
     messages = read_topic(options, args.topic, args.recent)
     judged = judged_positions(read_topic(options, args.alerts_topic, None),
                               read_topic(options, args.feedback_topic, None))  # fmt: skip

@@ -27,8 +27,8 @@ from flowsentinel.environment import flag_default, flag_default_list
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from flowsentinel.consumers.settings import SECURITY_SETTINGS
     from flowsentinel.detector.schema import BUILTIN_SCHEMAS
+    from flowsentinel.kafka.connection import SECURITY_SETTINGS
 
     builtins = ", ".join(BUILTIN_SCHEMAS)
 

@@ -61,11 +61,11 @@ def cmd_produce(args: argparse.Namespace) -> int:
                 pacer.restart_clock()
 
         source = file_batches()
-    from flowsentinel.consumers.settings import client_security
     from flowsentinel.kafka.conn import KafkaUnreachable
+    from flowsentinel.kafka.connection import client_security
 
     try:
-        settings, security = client_security(
+        connection, security = client_security(
             args.bootstrap_servers, vars(args), environment.for_command("produce")
         )
     except KafkaUnreachable as exc:  # not a bad argument: exit 1, as for a failed delivery
@@ -76,11 +76,11 @@ def cmd_produce(args: argparse.Namespace) -> int:
 
     producer = replay_producer(
         args.bootstrap_servers,
-        client=resolve_client(settings.kafka_client),
+        client=resolve_client(connection.kafka_client),
         compression=args.compression,
         linger_ms=args.linger_ms,
         batch_bytes=args.batch_bytes,
-        config=settings.client_config(security),
+        config=connection.client_config(security),
     )
     publisher = Publisher(args.topic, producer)
     bar = progress_bar(total=args.limit, quiet=args.quiet, unit="rec", desc=f"→ {args.topic}")

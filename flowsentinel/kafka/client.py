@@ -134,7 +134,9 @@ class ClientConfig(NamedTuple):
 
     bootstrap_servers: str
     client_id: str
-    security: dict[str, Any]  # kafka-python's options for them (consumers.settings.security_options)
+    security: dict[
+        str, Any
+    ]  # kafka-python's options for them (flowsentinel.kafka.connection.Connection.options)
     # the same as settings: protocol, file paths, mechanism, user; passwords as Secrets (never in a repr)
     security_files: dict[str, Any]
     extra: dict[str, dict[str, Any]]  # kafka_options, parsed: {"consumer": {...}, "producer": {...}}
@@ -312,7 +314,7 @@ _REBALANCED = ("REBALANCE_IN_PROGRESS", "ILLEGAL_GENERATION", "UNKNOWN_MEMBER_ID
 
 
 def _reveal(secret: Any) -> str:
-    """The text of a :class:`consumers.settings.Secret` (or of a plain string)."""
+    """The text of a :class:`flowsentinel.kafka.secret.Secret` (or of a plain string)."""
     return str(secret.reveal()) if hasattr(secret, "reveal") else str(secret)
 
 

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from flowsentinel.broker import EmbeddedBroker
-from flowsentinel.consumers.settings import Settings, security_options
+from flowsentinel.consumers.settings import Settings
 from tests.integration.conftest import (
     _require_broker_binary,
     committed,
@@ -47,7 +47,7 @@ def tls_env(certs: Certs, *, client_cert: bool = True, cafile: Path | None = Non
 def client_options(certs: Certs) -> dict:
     """The test's own clients use the same options the service builds."""
     s = Settings.load({}, environ=tls_env(certs))
-    return security_options(s)
+    return s.connection.options()
 
 
 def readyz(port: int) -> str:

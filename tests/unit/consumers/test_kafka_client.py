@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from flowsentinel.consumers.settings import Secret, Settings
+from flowsentinel.consumers.settings import Settings
 from flowsentinel.detector.errors import ConfigError
 from flowsentinel.kafka.client import (
     ClientConfig,
@@ -17,6 +17,7 @@ from flowsentinel.kafka.client import (
     make_producer,
     resolve_client,
 )
+from flowsentinel.kafka.secret import Secret
 
 
 def test_auto_takes_confluent_where_installed_and_a_name_is_taken_as_given():

@@ -5,9 +5,10 @@ import json
 import pytest
 
 from flowsentinel.consumers.decode import InputMessage, decode_messages
-from flowsentinel.consumers.settings import Secret, Settings
+from flowsentinel.consumers.settings import Settings
 from flowsentinel.detector.errors import ConfigError
 from flowsentinel.detector.schema import builtin_schema
+from flowsentinel.kafka.secret import Secret
 from flowsentinel.producers.synthetic import normal_training_records
 
 
@@ -118,17 +119,16 @@ def test_kafka_security_settings_are_checked_with_one_line(values, message):
 
 
 def test_tls_files_that_do_not_load_name_the_setting(tmp_path):
-    from flowsentinel.consumers.settings import security_options
 
     junk = tmp_path / "junk.pem"
     junk.write_text("not a certificate\n")
     with pytest.raises(ConfigError, match="ssl_cafile = .*junk.pem.*cannot load CA certificates"):
-        security_options(Settings(security_protocol="SSL", ssl_cafile=str(junk)))
+        Settings(security_protocol="SSL", ssl_cafile=str(junk)).connection.options()
     with pytest.raises(ConfigError, match="ssl_certfile = .*junk.pem.*cannot load the client certificate"):
-        security_options(Settings(security_protocol="SSL", ssl_certfile=str(junk)))
+        Settings(security_protocol="SSL", ssl_certfile=str(junk)).connection.options()
     with pytest.raises(ConfigError, match="ssl_keyfile = .*needs ssl_certfile"):
         Settings(security_protocol="SSL", ssl_keyfile=str(junk))
-    opts = security_options(Settings(security_protocol="SSL", ssl_check_hostname=False))
+    opts = Settings(security_protocol="SSL", ssl_check_hostname=False).connection.options()
     assert opts["ssl_context"].check_hostname is False  # the system CAs, no hostname check
 
 
