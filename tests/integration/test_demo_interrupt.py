@@ -13,7 +13,7 @@ import time
 
 import pytest
 
-from tests.integration.conftest import wait_for
+from tests.support import wait_for
 
 pytestmark = pytest.mark.integration
 

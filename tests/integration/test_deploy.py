@@ -19,8 +19,7 @@ import pytest
 from flowsentinel.broker import free_port
 from flowsentinel.consumers.main import start_service
 from flowsentinel.producers.synthetic import SyntheticTraffic, normal_training_records
-from tests.conftest import REPO
-from tests.integration.conftest import create_topics, make_settings, produce_raw, produce_records, wait_for
+from tests.support import REPO, create_topics, make_settings, produce_raw, produce_records, wait_for
 
 pytestmark = pytest.mark.integration
 DEPLOY = REPO / "deploy"

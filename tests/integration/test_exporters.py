@@ -13,7 +13,7 @@ from flowsentinel.detector.artifact import save_artifact
 from flowsentinel.detector.schema import builtin_schema
 from flowsentinel.detector.train import TrainConfig, train
 from flowsentinel.producers.files import read_records
-from tests.integration.conftest import create_topics, make_settings, produce_raw, read_topic, scrape, wait_for
+from tests.support import create_topics, make_settings, produce_raw, read_topic, scrape, wait_for
 from tests.unit.producers.test_flow_exporters import eve_flow, labelled, write_lines
 
 pytestmark = pytest.mark.integration

@@ -11,7 +11,8 @@ import json
 import pytest
 
 from flowsentinel.consumers.main import start_service
-from tests.integration.conftest import (
+from tests.integration.test_service import attack_stream
+from tests.support import (
     committed,
     create_topics,
     highwater,
@@ -20,7 +21,6 @@ from tests.integration.conftest import (
     read_topic,
     wait_for,
 )
-from tests.integration.test_service import attack_stream
 
 pytestmark = pytest.mark.integration
 

@@ -8,8 +8,8 @@ import logging
 import pytest
 
 from flowsentinel.consumers.main import start_service
-from tests.integration.conftest import create_topics, make_settings, produce_records, scrape, wait_for
 from tests.integration.test_service import attack_stream
+from tests.support import create_topics, make_settings, produce_records, scrape, wait_for
 
 pytestmark = pytest.mark.integration
 

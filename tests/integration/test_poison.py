@@ -9,7 +9,9 @@ import pytest
 
 from flowsentinel.consumers.main import start_service
 from flowsentinel.producers.synthetic import normal_training_records
-from tests.integration.conftest import (
+from tests.integration.test_processes import kcat_send
+from tests.integration.test_service import attack_stream
+from tests.support import (
     committed,
     create_topics,
     make_settings,
@@ -18,8 +20,6 @@ from tests.integration.conftest import (
     scrape,
     wait_for,
 )
-from tests.integration.test_processes import kcat_send
-from tests.integration.test_service import attack_stream
 
 pytestmark = pytest.mark.integration
 

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from flowsentinel.producers.synthetic import SyntheticTraffic
-from tests.integration.conftest import (
+from tests.support import (
     committed,
     create_topics,
     highwater,
@@ -222,7 +222,7 @@ def test_records_from_kcat_are_accepted_in_every_kafka_compression(bootstrap, na
     for codec, record in zip(codecs, records, strict=True):
         kcat_send(bootstrap, names["input"], [json.dumps(record)], "-k", record["src_host"], "-z", codec)
     from flowsentinel.consumers.main import start_service
-    from tests.integration.conftest import make_settings
+    from tests.support import make_settings
 
     running = start_service(make_settings(bootstrap, names, model_dir))
     try:

@@ -13,8 +13,8 @@ from prometheus_client import CollectorRegistry
 
 from flowsentinel.consumers.metrics import Metrics
 from flowsentinel.consumers.service import DetectorService
-from tests.integration.conftest import create_topics, make_settings, produce_records, read_topic
 from tests.integration.test_service import attack_stream
+from tests.support import create_topics, make_settings, produce_records, read_topic
 
 pytestmark = pytest.mark.integration
 

@@ -11,7 +11,7 @@ import pytest
 
 from flowsentinel.consumers.main import start_service
 from flowsentinel.producers.synthetic import SyntheticTraffic, normal_training_records
-from tests.integration.conftest import (
+from tests.support import (
     committed,
     consumer_lags,
     create_topics,

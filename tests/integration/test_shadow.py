@@ -17,7 +17,9 @@ from flowsentinel.consumers.main import start_service
 from flowsentinel.detector.store import ModelStore
 from flowsentinel.kafka.admin import ensure_topics
 from flowsentinel.producers.synthetic import normal_training_records
-from tests.integration.conftest import (
+from tests.integration.test_processes import kcat_send
+from tests.integration.test_service import attack_stream
+from tests.support import (
     create_topics,
     make_settings,
     produce_records,
@@ -25,8 +27,6 @@ from tests.integration.conftest import (
     scrape,
     wait_for,
 )
-from tests.integration.test_processes import kcat_send
-from tests.integration.test_service import attack_stream
 
 pytestmark = pytest.mark.integration
 

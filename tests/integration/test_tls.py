@@ -16,18 +16,18 @@ import pytest
 
 from flowsentinel.broker import EmbeddedBroker
 from flowsentinel.consumers.settings import Settings
-from tests.integration.conftest import (
-    _require_broker_binary,
+from tests.integration.test_processes import detect_process, free_port, scored, stream_with_attacks
+from tests.integration.tls import Certs, TlsProxy, make_certs
+from tests.support import (
     committed,
     create_topics,
     http_status,
     produce_records,
     read_topic,
+    require_broker_binary,
     scrape,
     wait_for,
 )
-from tests.integration.test_processes import detect_process, free_port, scored, stream_with_attacks
-from tests.integration.tls import Certs, TlsProxy, make_certs
 
 pytestmark = pytest.mark.integration
 
@@ -64,7 +64,7 @@ def tls_broker(tmp_path):
     """(bootstrap, certs, proxy): a broker that advertises a TLS proxy requiring client certificates, so every
     client connection after the bootstrap one goes through it too (its plaintext port stays open on
     127.0.0.1, but no client is told of it)."""
-    _require_broker_binary()
+    require_broker_binary()
     certs = make_certs(tmp_path / "certs")
     tls_port = free_port()
     with (
@@ -157,7 +157,7 @@ def test_a_missing_client_certificate_is_waited_out_with_the_reason_on_readyz(
 
 
 def test_detect_started_before_its_broker_comes_up_with_it(names, model_dir, tmp_path):
-    _require_broker_binary()
+    require_broker_binary()
     broker_port = free_port()
     bootstrap = f"127.0.0.1:{broker_port}"
     port = free_port()

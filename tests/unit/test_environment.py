@@ -11,7 +11,7 @@ import pytest
 from flowsentinel import environment
 from flowsentinel.cli import build_parser, main
 from flowsentinel.consumers.settings import Settings
-from tests.conftest import REPO
+from tests.support import REPO
 
 PACKAGE_FOLDERS = ("flowsentinel", "detector", "consumers", "producers")
 

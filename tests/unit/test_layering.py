@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO
+from tests.support import REPO
 
 PARTS = ("detector", "producers", "consumers")
 MAY_IMPORT = {
@@ -77,3 +77,11 @@ def test_tests_drive_the_service_through_its_public_methods():
         for path in (REPO / folder).rglob("*.py"):
             found = sorted(set(private.findall(path.read_text())))
             assert not found, f"{path.relative_to(REPO)}: {found}"
+
+
+def test_tests_share_helpers_through_the_support_module_not_conftest():
+    """conftest.py files hold fixtures; what tests share as functions is in tests/support.py."""
+    for folder in ("tests", "benchmarks", "scripts"):
+        for path in (REPO / folder).rglob("*.py"):
+            bad = {n for n in imports(path) if n.endswith("conftest")}
+            assert not bad, f"{path.relative_to(REPO)} imports {sorted(bad)}: use tests.support"

@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from tests.conftest import TOY, toy_table
+from tests.support import TOY, toy_table
 
 
 def run(*args: str, cwd=None) -> subprocess.CompletedProcess:

@@ -9,7 +9,7 @@ import json
 import numpy as np
 
 from flowsentinel.cli import main
-from tests.conftest import toy_table
+from tests.support import toy_table
 from tests.unit.cli.test_rejections import SCHEMA, TINY
 
 

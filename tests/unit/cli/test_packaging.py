@@ -13,7 +13,7 @@ import sys
 import zipfile
 from pathlib import Path
 
-from tests.conftest import REPO
+from tests.support import REPO
 
 CHECK = """
 import importlib.util, sys

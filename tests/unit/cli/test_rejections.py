@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from flowsentinel.cli import main
-from tests.conftest import toy_table
+from tests.support import toy_table
 
 SCHEMA = """name = "toy"
 key = "host"

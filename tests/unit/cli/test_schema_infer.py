@@ -8,7 +8,7 @@ import json
 import pytest
 
 from flowsentinel.cli import main
-from tests.conftest import shared_data
+from tests.support import shared_data
 
 SETS = [
     ("nsl-kdd/KDDTrain+.txt.gz", "nsl-kdd/KDDTest+.txt.gz"),

@@ -14,7 +14,7 @@ from flowsentinel.consumers.alerts import (
     publishable,
     to_ecs,
 )
-from tests.alert_schema import check_alert
+from tests.support import check_alert
 
 OBSERVER = {"name": "flowsentinel", "hostname": "detector-0", "version": "0.1.0"}
 

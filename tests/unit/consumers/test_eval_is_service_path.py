@@ -17,7 +17,7 @@ from flowsentinel.detector.evaluation import run_stream
 from flowsentinel.detector.pipeline import Detector
 from flowsentinel.detector.thresholds import make_thresholder
 from flowsentinel.producers.publisher import batch_to_records
-from tests.conftest import toy_batch
+from tests.support import toy_batch
 
 
 def test_eval_path_equals_service_path(tiny_model):

@@ -23,7 +23,7 @@ from flowsentinel.consumers.service import DetectorService
 from flowsentinel.consumers.settings import Settings
 from flowsentinel.fuzzing import fuzz_messages
 from flowsentinel.producers.publisher import batch_to_records
-from tests.conftest import toy_batch
+from tests.support import toy_batch
 
 EXAMPLES = int(os.environ.get("FLOWSENTINEL_FUZZ_EXAMPLES", "150"))
 GOOD = batch_to_records(toy_batch(200, seed=71, attack_rate=0.2))

@@ -14,7 +14,7 @@ from flowsentinel.consumers.settings import Settings
 from flowsentinel.detector.artifact import save_artifact
 from flowsentinel.detector.errors import ConfigError
 from flowsentinel.detector.store import ModelStore
-from tests.conftest import toy_batch
+from tests.support import toy_batch
 
 
 @pytest.fixture(scope="module")

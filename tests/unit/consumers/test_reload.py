@@ -19,7 +19,7 @@ from flowsentinel.detector.artifact import METADATA, WEIGHTS, save_artifact
 from flowsentinel.detector.errors import ArtifactError, ConfigError
 from flowsentinel.producers.publisher import batch_to_records
 from tests.artifacts import BROKEN, write_broken
-from tests.conftest import toy_batch
+from tests.support import toy_batch
 
 KEY = "s" * 32
 

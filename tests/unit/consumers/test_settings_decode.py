@@ -210,7 +210,7 @@ def test_a_message_that_makes_decoding_raise_is_isolated_and_the_rest_scored(tin
     monkeypatch.setattr(service_module, "decode_messages", flaky)
     service = DetectorService(Settings(state_dir=""), Metrics.create(CollectorRegistry()), model=tiny_model)
     from flowsentinel.producers.publisher import batch_to_records
-    from tests.conftest import toy_batch
+    from tests.support import toy_batch
 
     good = [json.dumps(r).encode() for r in batch_to_records(toy_batch(4, seed=5))]  # the toy model's schema
     messages = [msg(v, i) for i, v in enumerate([good[0], good[1], b"boom", good[2], b"{", good[3]])]
@@ -228,7 +228,7 @@ def test_revoking_one_topics_partition_drops_its_windows_and_no_other_topics(tin
     from flowsentinel.consumers.metrics import Metrics
     from flowsentinel.consumers.service import DetectorService
     from flowsentinel.producers.publisher import batch_to_records
-    from tests.conftest import toy_batch
+    from tests.support import toy_batch
 
     service = DetectorService(Settings(state_dir=""), Metrics.create(CollectorRegistry()), model=tiny_model)
     values = [json.dumps(r).encode() for r in batch_to_records(toy_batch(40, seed=5))]
@@ -254,7 +254,7 @@ def test_a_reload_of_the_same_model_keeps_the_live_state_and_a_switch_back_resto
     from flowsentinel.detector.artifact import save_artifact
     from flowsentinel.detector.train import TrainConfig, train
     from flowsentinel.producers.publisher import batch_to_records
-    from tests.conftest import toy_batch
+    from tests.support import toy_batch
 
     live = tmp_path / "model"
     save_artifact(tiny_model, live)
@@ -393,7 +393,7 @@ def test_process_is_the_loop_without_kafka(tiny_model, least):
     from flowsentinel.consumers.metrics import Metrics
     from flowsentinel.consumers.service import DetectorService
     from flowsentinel.producers.publisher import batch_to_records
-    from tests.conftest import toy_batch
+    from tests.support import toy_batch
 
     settings = Settings(state_dir="", risk=0.05, min_publish_severity=least)
     service = DetectorService(settings, Metrics.create(CollectorRegistry()), model=tiny_model)

@@ -127,7 +127,7 @@ def test_sigterm_during_start_up_is_a_clean_stop(tmp_path, after_s):
     before its handler existed when the machine was busy.)"""
     from flowsentinel.detector.artifact import save_artifact
     from flowsentinel.detector.train import TrainConfig, train
-    from tests.conftest import toy_batch
+    from tests.support import toy_batch
 
     model = tmp_path / "m"
     save_artifact(

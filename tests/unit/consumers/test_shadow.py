@@ -18,7 +18,7 @@ from flowsentinel.consumers.shadow import PromotionRule, ShadowStats, promotion_
 from flowsentinel.detector.schema import RecordBatch, parse_table
 from flowsentinel.detector.store import ModelStore
 from flowsentinel.producers.publisher import batch_to_records
-from tests.conftest import TOY, toy_table
+from tests.support import TOY, toy_table
 
 NEW_APP = "10.9.9.9"  # a host that starts a new, normal application the live model never saw
 ATTACKER = "10.6.6.6"

@@ -12,7 +12,7 @@ import torch
 from flowsentinel.detector.artifact import FORMAT_VERSION, _digest, load_artifact, save_artifact
 from flowsentinel.detector.errors import ArtifactError
 from flowsentinel.detector.pipeline import Detector
-from tests.conftest import toy_batch
+from tests.support import toy_batch
 
 
 @pytest.fixture

@@ -78,7 +78,7 @@ def test_a_signed_model_loads_with_its_key_only(tiny_model, tmp_path):
 
 def test_a_signature_does_not_carry_over_to_another_model(tiny_model, saved, tmp_path):
     from flowsentinel.detector.train import TrainConfig, train
-    from tests.conftest import toy_batch
+    from tests.support import toy_batch
 
     sign_artifact(saved, KEY)
     other = train(toy_batch(600, seed=4), TrainConfig(hidden=8, latent=4, members=1, epochs=1, seed=2),

@@ -6,7 +6,7 @@ import pytest
 from flowsentinel.detector.errors import ArtifactError, ConfigError
 from flowsentinel.detector.features import UNKNOWN, FeatureEncoder
 from flowsentinel.detector.schema import parse_table
-from tests.conftest import TOY, toy_batch
+from tests.support import TOY, toy_batch
 
 
 def test_fit_on_normal_then_encode_into_bounded_columns():

@@ -10,7 +10,7 @@ import pytest
 from flowsentinel.detector.feedback import FeedbackPolicy, VerdictMemory, profiles
 from flowsentinel.detector.pipeline import Detector
 from flowsentinel.detector.thresholds import make_thresholder
-from tests.conftest import toy_batch
+from tests.support import toy_batch
 
 
 def test_with_no_verdicts_the_scores_are_bit_identical(tiny_model):

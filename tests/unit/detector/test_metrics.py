@@ -50,7 +50,7 @@ def test_single_class_gives_nan():
 def test_first_occurrences_keeps_the_first_of_each_identical_record_and_label():
     from flowsentinel.detector.evaluation import first_occurrences
     from flowsentinel.detector.schema import parse_table
-    from tests.conftest import TOY
+    from tests.support import TOY
 
     table = {
         "bytes": ["1", "1", "2", "1", "1"],

@@ -9,7 +9,7 @@ from flowsentinel.detector.model import LSTMAutoencoder, ModelConfig
 from flowsentinel.detector.pipeline import SCORINGS, Detector, field_scales, score_windows
 from flowsentinel.detector.train import TrainConfig, train
 from flowsentinel.detector.windows import gather_windows, window_indices
-from tests.conftest import toy_batch
+from tests.support import toy_batch
 
 
 def test_validation_loss_falls(tiny_model):

@@ -15,7 +15,7 @@ from flowsentinel.detector.schema import (
     normalize_name,
     parse_table,
 )
-from tests.conftest import TOY
+from tests.support import TOY
 
 
 def kdd_row(**over: object) -> dict[str, object]:
@@ -196,7 +196,7 @@ def test_broken_schema_file_is_one_line_naming_the_file(tmp_path):
 
 
 def test_readme_example_schema_file_loads():
-    from tests.conftest import REPO
+    from tests.support import REPO
 
     s = load_schema(REPO / "docs" / "example-schema.toml")
     assert s.key and s.label and s.numeric

@@ -8,7 +8,7 @@ import pytest
 from flowsentinel.detector.errors import SchemaError
 from flowsentinel.detector.schema import KDD_FEATURES, builtin_schema
 from flowsentinel.producers.files import iter_batches, read_records
-from tests.conftest import shared_data
+from tests.support import shared_data
 
 KDD_LINE = "0,tcp,http,SF,215,45076,0,0,0,0,0,1,0,0,0,0,0,0,0,0,0,0,1,1,0.00,0.00,0.00,0.00,1.00,0.00,0.00,0,0,0.00,0.00,0.00,0.00,0.00,0.00,0.00,0.00"
 

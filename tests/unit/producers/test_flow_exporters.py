@@ -295,7 +295,7 @@ def test_a_replayed_record_reads_back_with_its_time_in_the_detector(schema, tmp_
                                                   "missed_bytes": 0, "history": "ShADadFf", "service": "http"}
                                                  for i in range(3)])  # fmt: skip
     else:  # a real CICFlowMeter file (Timestamp as date-time text)
-        from tests.conftest import shared_data
+        from tests.support import shared_data
 
         path = shared_data("cicids2017-improved-sample/Botnet_736.csv.gz")
     batch = read_records(path, builtin_schema(schema), limit=200)

@@ -7,7 +7,7 @@ from __future__ import annotations
 import subprocess
 from pathlib import Path
 
-from tests.conftest import REPO
+from tests.support import REPO
 
 STUB = """#!/usr/bin/env bash
 echo "$*" >> "{log}"
