@@ -277,7 +277,7 @@ class DetectorService:
         delay = 1.0
         while not stop.is_set():
             try:
-                s.connection.probe(options)
+                s.probe(options)
                 self._connect(options)
                 self.state.waiting_for = ""
                 self._check_topics()

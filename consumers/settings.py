@@ -10,7 +10,6 @@ Secrets (SASL password, SSL key password) are held as :class:`Secret` and shown 
 from __future__ import annotations
 
 import dataclasses
-import functools
 import math
 import os
 import re
@@ -28,10 +27,8 @@ from flowsentinel.detector.feedback import FeedbackPolicy
 from flowsentinel.detector.thresholds import AdaptPolicy
 from flowsentinel.kafka.client import ClientConfig, check_confluent_options, resolve_client
 from flowsentinel.kafka.connection import (
-    CONNECTION_SETTINGS,
     ENV_PREFIX,
     Connection,
-    check_text,
     coerce_setting,
     field_kind,
     with_source,
@@ -90,13 +87,14 @@ NUMERIC_UNITS = {
 
 
 @dataclass(frozen=True)
-class Settings:
-    bootstrap_servers: str = "127.0.0.1:9092"
+class Settings(Connection):
+    """``detect``'s settings: the connection (:class:`~flowsentinel.kafka.connection.Connection`: bootstrap
+    servers, client id and library, TLS, SASL; checked there) and the rest of the service's."""
+
     input_topic: str = "flowsentinel.records"
     alerts_topic: str = "flowsentinel.alerts"
     dead_letter_topic: str = "flowsentinel.dead-letter"
     group: str = "flowsentinel-detector"
-    client_id: str = "flowsentinel"
     model: str = ""
     thresholder: str = "spot"
     risk: float = 0.01
@@ -156,18 +154,7 @@ class Settings:
     max_poll_interval_ms: int = 300_000
     auto_offset_reset: str = "earliest"
     compression: str = "none"
-    # the Kafka client library: "auto" takes confluent-kafka (librdkafka) where installed, else kafka-python
-    kafka_client: str = "auto"
     shutdown_timeout_s: float = 20.0
-    security_protocol: str = "PLAINTEXT"
-    sasl_mechanism: str = ""
-    sasl_username: str = ""
-    sasl_password: Secret = field(default_factory=lambda: Secret(""))
-    ssl_cafile: str = ""
-    ssl_certfile: str = ""
-    ssl_keyfile: str = ""
-    ssl_password: Secret = field(default_factory=lambda: Secret(""))
-    ssl_check_hostname: bool = True
     # KEY=VALUE;... passed to the Kafka consumer and producer (consumers.kafka_options)
     kafka_options: str = ""
     log_level: str = "INFO"
@@ -178,14 +165,11 @@ class Settings:
         return tuple(t.strip() for t in self.input_topic.split(","))
 
     def __post_init__(self) -> None:
-        for f in fields(self):  # a secret given in code as a plain str is held as a Secret all the same
-            if f.type == "Secret" and not isinstance(getattr(self, f.name), Secret):
-                object.__setattr__(self, f.name, Secret(getattr(self, f.name)))
+        super().__post_init__()  # secrets held as Secret, no control character in any text, the connection
 
         def bad(name: str, why: str) -> ConfigError:
             return ConfigError(f"setting {name} = {getattr(self, name)!r}: {why}")
 
-        self.connection  # noqa: B018  (made and checked here: bootstrap servers, client, TLS, SASL)
         topic_name = "a Kafka topic name is 1-249 of letters, digits, '.', '_', '-'"
         differ = "input, alerts and dead-letter topics must all differ"
         if not all(map(_TOPIC_NAME.fullmatch, self.input_topics)):
@@ -233,8 +217,6 @@ class Settings:
                 raise bad(name, f"must be {span}{NUMERIC_UNITS.get(name, '')}")
         if self.heartbeat_interval_ms >= self.session_timeout_ms:
             raise bad("heartbeat_interval_ms", "must be below session_timeout_ms")
-        for f in fields(self):
-            check_text(f.name, getattr(self, f.name))
         if self.min_publish_severity not in SEVERITIES:
             raise bad("min_publish_severity", "must be one of " + ", ".join(SEVERITIES))
         if self.schema_field not in SCHEMA_FIELD_MODES:
@@ -280,20 +262,13 @@ class Settings:
             return key
         return check_key(self.model_key.reveal().encode(), "setting model_key")
 
-    @functools.cached_property
-    def connection(self) -> Connection:
-        """The brokers and how to talk to them (the same fields, checked as one)."""
-        return Connection(**{name: getattr(self, name) for name in CONNECTION_SETTINGS})
-
-    def kafka_common(self) -> dict[str, Any]:
-        """Connection and security settings shared by consumer, producer and admin clients."""
-        return self.connection.common()
-
-    def client_config(self, security: dict[str, Any] | None = None) -> ClientConfig:
-        """What :mod:`flowsentinel.kafka.client` builds either library's clients from (``security``: the
-        :meth:`Connection.options` already made, so that a TLS context is built once)."""
-        extra = parse_kafka_options(self.kafka_options, resolve_client(self.kafka_client))
-        return self.connection.client_config(security, extra)
+    def client_config(
+        self, security: dict[str, Any] | None = None, extra: dict[str, dict[str, Any]] | None = None
+    ) -> ClientConfig:
+        """:meth:`Connection.client_config`, with the ``kafka_options`` setting parsed for the client."""
+        if extra is None:
+            extra = parse_kafka_options(self.kafka_options, resolve_client(self.kafka_client))
+        return super().client_config(security, extra)
 
     def effective(self) -> dict[str, Any]:
         """The configuration as it will be used, secrets masked (for the start-up log)."""

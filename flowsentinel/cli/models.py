@@ -69,7 +69,7 @@ def cmd_retrain(args: argparse.Namespace) -> int:
     except KafkaUnreachable as exc:
         print(f"flowsentinel retrain: error: {exc}", file=sys.stderr)
         return 1
-    options = connection.common()
+    options = connection.kafka_common()
     messages = read_topic(options, args.topic, args.recent)
     judged = judged_positions(read_topic(options, args.alerts_topic, None),
                               read_topic(options, args.feedback_topic, None))  # fmt: skip

@@ -109,7 +109,8 @@ def check_text(name: str, value: Any) -> None:
 @dataclass(frozen=True)
 class Connection:
     """The brokers and how to talk to them. Checked when made: an invalid value is a :class:`ConfigError`
-    naming the setting and its value (a secret's shown as ``***``)."""
+    naming the setting and its value (a secret's shown as ``***``). A subclass's own fields (``detect``'s
+    settings) are held and checked alike: secrets as :class:`Secret`, no control character in any text."""
 
     bootstrap_servers: str = "127.0.0.1:9092"
     client_id: str = "flowsentinel"
@@ -173,7 +174,7 @@ class Connection:
             raise bad("ssl_keyfile", "needs ssl_certfile (the client certificate) too")
 
     @classmethod
-    def load(cls, flags: Mapping[str, Any], environ: Mapping[str, str]) -> Connection:
+    def from_flags(cls, flags: Mapping[str, Any], environ: Mapping[str, str]) -> Connection:
         """From ``FLOWSENTINEL_<NAME>`` variables in ``environ`` and, over them, ``flags`` (``None``: unset);
         other keys of either are not read. An invalid value's error says where it came from."""
         values: dict[str, Any] = {}
@@ -224,7 +225,7 @@ class Connection:
             timeout=timeout,
         )
 
-    def common(self) -> dict[str, Any]:
+    def kafka_common(self) -> dict[str, Any]:
         """kafka-python options shared by consumer, producer and admin clients."""
         return {"bootstrap_servers": self.servers, "client_id": self.client_id, **self.options()}
 
@@ -267,7 +268,7 @@ def client_security(
     """For commands other than ``detect``: the connection from their flags (``None``: unset) and
     ``FLOWSENTINEL_*`` variables, validated as ``detect`` validates it, and the kafka-python options it makes,
     after a probe of the brokers (:class:`flowsentinel.kafka.conn.KafkaUnreachable` if none answers)."""
-    connection = Connection.load({**flags, "bootstrap_servers": bootstrap_servers}, environ)
+    connection = Connection.from_flags({**flags, "bootstrap_servers": bootstrap_servers}, environ)
     options = connection.options()
     connection.probe(options)
     return connection, options

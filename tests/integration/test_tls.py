@@ -47,7 +47,7 @@ def tls_env(certs: Certs, *, client_cert: bool = True, cafile: Path | None = Non
 def client_options(certs: Certs) -> dict:
     """The test's own clients use the same options the service builds."""
     s = Settings.load({}, environ=tls_env(certs))
-    return s.connection.options()
+    return s.options()
 
 
 def readyz(port: int) -> str:

@@ -123,12 +123,12 @@ def test_tls_files_that_do_not_load_name_the_setting(tmp_path):
     junk = tmp_path / "junk.pem"
     junk.write_text("not a certificate\n")
     with pytest.raises(ConfigError, match="ssl_cafile = .*junk.pem.*cannot load CA certificates"):
-        Settings(security_protocol="SSL", ssl_cafile=str(junk)).connection.options()
+        Settings(security_protocol="SSL", ssl_cafile=str(junk)).options()
     with pytest.raises(ConfigError, match="ssl_certfile = .*junk.pem.*cannot load the client certificate"):
-        Settings(security_protocol="SSL", ssl_certfile=str(junk)).connection.options()
+        Settings(security_protocol="SSL", ssl_certfile=str(junk)).options()
     with pytest.raises(ConfigError, match="ssl_keyfile = .*needs ssl_certfile"):
         Settings(security_protocol="SSL", ssl_keyfile=str(junk))
-    opts = Settings(security_protocol="SSL", ssl_check_hostname=False).connection.options()
+    opts = Settings(security_protocol="SSL", ssl_check_hostname=False).options()
     assert opts["ssl_context"].check_hostname is False  # the system CAs, no hostname check
 
 
