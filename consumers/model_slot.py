@@ -20,6 +20,7 @@ from typing import Any
 from flowsentinel.consumers.metrics import Metrics
 from flowsentinel.consumers.settings import Settings, probe_writable_dir, shift_policy
 from flowsentinel.consumers.shadow import PromotionRule, Shadow, promotion_decision
+from flowsentinel.consumers.state_file import write_state
 from flowsentinel.detector.artifact import TrainedModel, artifact_identity, load_artifact
 from flowsentinel.detector.errors import ArtifactError, ConfigError
 from flowsentinel.detector.feedback import VerdictMemory
@@ -36,21 +37,6 @@ def one_line(exc: BaseException) -> str:
     :class:`ArtifactError` (whose message names the model's fault)."""
     text = str(exc) if isinstance(exc, ArtifactError) else f"{type(exc).__name__}: {exc}"
     return printable(text.splitlines()[0] if text else type(exc).__name__, limit=600)
-
-
-def write_state(path: Path, state: dict[str, Any], what: str, metrics: Metrics) -> bool:
-    """Write ``state`` as JSON to ``path`` atomically. A failure (a full disk, a directory gone) is counted,
-    logged, and False: scoring goes on."""
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(state))
-        tmp.replace(path)
-    except OSError as exc:
-        metrics.snapshot_failures.inc()
-        log.warning("could not save %s %s: %s; scoring goes on", what, path, exc.strerror or exc)
-        return False
-    return True
 
 
 class ModelSlot:

@@ -29,15 +29,17 @@ import torch
 from flowsentinel.consumers.alerts import AlertRecord, EpisodeTracker, publishable, severity, to_ecs
 from flowsentinel.consumers.checkpoint import Checkpoint, Outgoing
 from flowsentinel.consumers.decode import DeadLetter, InputMessage, decode_messages
+from flowsentinel.consumers.episode_files import EpisodeFiles
 from flowsentinel.consumers.feedback import FeedbackState
 from flowsentinel.consumers.kafka_options import GROUP_ONLY_OPTIONS
 from flowsentinel.consumers.metrics import Metrics, package_version
-from flowsentinel.consumers.model_slot import ModelSlot, write_state
+from flowsentinel.consumers.model_slot import ModelSlot
 from flowsentinel.consumers.settings import (
     Settings,
     feedback_policy,
 )
 from flowsentinel.consumers.shadow import Shadow
+from flowsentinel.consumers.state_file import write_state
 from flowsentinel.detector.artifact import TrainedModel
 from flowsentinel.detector.errors import ConfigError
 from flowsentinel.detector.feedback import VerdictMemory
@@ -130,7 +132,7 @@ class DetectorService:
         self._resumed: set[Partition] = set()  # partitions whose committed episodes were read
         self._committed: dict[Partition, int] = {}  # the offsets this process last committed
         self._metadata_kept: bool | None = None  # does the broker keep commit metadata (None: not known yet)
-        self._episode_files: dict[Partition, list[list[Any]]] = {}  # what each partition's file holds
+        self._episode_files = EpisodeFiles(settings.state_dir, settings.group, metrics)  # beside the metadata
         model = model or self.slot.load()
         self.feedback: FeedbackState | None = None
         if settings.feedback_topic:
@@ -497,7 +499,7 @@ class DetectorService:
             offset = committed.offset if committed is not None else None
             if offset is not None:
                 self._committed.setdefault(tp, offset)
-            metadata = (committed.metadata if committed else "") or self._local_episode_state(tp, offset)
+            metadata = (committed.metadata if committed else "") or self._episode_files.at(tp, offset)
             if metadata:
                 n = self.episodes.restore(tp.topic, tp.partition, metadata)
                 if n:
@@ -520,44 +522,16 @@ class DetectorService:
                  "keeps" if self._metadata_kept else "does not keep",
                  "handed over" if self._metadata_kept else "closed")  # fmt: skip
 
-    def _episode_path(self, tp: Partition) -> Path | None:
-        if not self.settings.state_dir:
-            return None
-        name = f"episodes-{self.settings.group}-{tp.topic}-{tp.partition}.json"
-        return Path(self.settings.state_dir).expanduser() / name
-
     def _save_episode_state(self, partitions: Iterable[Partition], offsets: dict | None = None) -> None:
         """Beside the commit metadata (which not every broker keeps): each partition's open episodes at the
-        offset about to be committed (``offsets``) or last committed, in the state directory, the last two
-        kept (the commit after this write may not happen). Written only while there is state to keep."""
+        offset about to be committed (``offsets``) or last committed, in the state directory
+        (:class:`~flowsentinel.consumers.episode_files.EpisodeFiles`)."""
+        if not self._episode_files.enabled:
+            return
         for tp in partitions:
-            path = self._episode_path(tp)
             offset = (offsets or {}).get(tp, self._committed.get(tp))
-            if path is None or offset is None:
-                continue
-            state = self.episodes.state_for(tp.topic, tp.partition)
-            entries = self._episode_files.get(tp)
-            if entries is None:
-                entries = self._read_episode_file(path)
-            if not state and not any(e[1] for e in entries):
-                continue
-            entries = [*[e for e in entries if e[0] != offset][-1:], [offset, state]]
-            if write_state(path, {"entries": entries}, "the episode state", self.metrics):
-                self._episode_files[tp] = entries
-
-    @staticmethod
-    def _read_episode_file(path: Path) -> list[list[Any]]:
-        try:
-            entries = json.loads(path.read_text())["entries"]
-            return [[int(o), str(st)] for o, st in entries][-2:]
-        except (OSError, ValueError, KeyError, TypeError):
-            return []
-
-    def _local_episode_state(self, tp: Partition, offset: int | None) -> str:
-        path = self._episode_path(tp)
-        if path is None or offset is None or not path.is_file():
-            return ""
-        return next((st for o, st in self._read_episode_file(path) if o == offset), "")
+            if offset is not None:
+                self._episode_files.save(tp, offset, self.episodes.state_for(tp.topic, tp.partition))
 
     def _commit_episode_state(self, partitions: list[Partition]) -> None:
         """Commit ``partitions`` again at their last committed offsets with their episodes' state as it is

@@ -9,8 +9,9 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from flowsentinel.consumers.metrics import Metrics
-from flowsentinel.consumers.model_slot import ModelSlot, write_state
+from flowsentinel.consumers.model_slot import ModelSlot
 from flowsentinel.consumers.settings import Settings
+from flowsentinel.consumers.state_file import write_state
 from flowsentinel.detector.artifact import save_artifact
 from flowsentinel.detector.errors import ConfigError
 from flowsentinel.detector.store import ModelStore
