@@ -127,14 +127,6 @@ def _detector_list(text: str) -> list[str]:
     return names
 
 
-def _truthy(text: str) -> bool:
-    if text.strip().lower() in ("1", "true", "yes", "on"):
-        return True
-    if text.strip().lower() in ("0", "false", "no", "off", ""):
-        return False
-    raise ValueError(text)
-
-
 def _positive_float(text: str) -> float:
     try:
         value = float(text)

@@ -20,10 +20,10 @@ from flowsentinel.cli.common import (
     _positive_int,
     _seed,
     _share,
-    _truthy,
     int_at_least,
 )
 from flowsentinel.environment import flag_default, flag_default_list
+from flowsentinel.kafka.connection import parse_bool
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -316,13 +316,13 @@ def build_parser() -> argparse.ArgumentParser:
     pace.add_argument(
         "--realtime",
         action="store_true",
-        default=flag_default("produce", "REALTIME", False, _truthy),
+        default=flag_default("produce", "REALTIME", False, parse_bool),
         help="replay at the records' own pace (--speedup 1)",
     )
     pr.add_argument(
         "--loop",
         action="store_true",
-        default=flag_default("produce", "LOOP", False, _truthy),
+        default=flag_default("produce", "LOOP", False, parse_bool),
         help="start over at the end",
     )
     pr.add_argument(
