@@ -34,10 +34,7 @@ from flowsentinel.consumers.feedback import FeedbackState
 from flowsentinel.consumers.kafka_options import GROUP_ONLY_OPTIONS
 from flowsentinel.consumers.metrics import Metrics, package_version
 from flowsentinel.consumers.model_slot import ModelSlot
-from flowsentinel.consumers.settings import (
-    Settings,
-    feedback_policy,
-)
+from flowsentinel.consumers.settings import Settings, feedback_policy
 from flowsentinel.consumers.shadow import Shadow
 from flowsentinel.consumers.state_file import write_state
 from flowsentinel.detector.artifact import TrainedModel

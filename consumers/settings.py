@@ -4,7 +4,8 @@ Precedence, lowest to highest: defaults < config file (TOML; ``--config`` or ``F
 environment ``FLOWSENTINEL_<FLAG>`` < command-line flags. The environment is handed in as a mapping (the
 command line's :mod:`flowsentinel.environment` reads it): nothing here looks at ``os.environ``. Every value
 is validated at start; an invalid one is reported in one line naming the setting, its source and the value.
-Secrets (SASL password, SSL key password) are held as :class:`Secret` and shown masked in the effective configuration that is logged.
+Secrets (SASL password, SSL key password, model key) are held as
+:class:`~flowsentinel.kafka.secret.Secret` and shown masked in the effective configuration that is logged.
 """
 
 from __future__ import annotations
