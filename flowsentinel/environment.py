@@ -134,20 +134,23 @@ class FromEnv:
             raise SystemExit(2) from None
 
 
+def _command_value(command: str, name: str) -> str | None:
+    """``FLOWSENTINEL_<name>`` for a flag of ``command``: KeyError where ``name`` is not one of its variables."""
+    if name not in variables(command):
+        raise KeyError(f"{PREFIX}{name} is not a variable of {command!r}: name it in COMMAND_VARIABLES")
+    return value(name)
+
+
 def flag_default(command: str, name: str, default: Any, convert: Callable[[str], Any] = str) -> Any:
     """A flag's default: ``default``, or ``FLOWSENTINEL_<name>`` where set (a :class:`FromEnv`, converted when
     ``command`` runs). ``name`` must be one of ``command``'s variables."""
-    if name not in variables(command):
-        raise KeyError(f"{PREFIX}{name} is not a variable of {command!r}: name it in COMMAND_VARIABLES")
-    raw = value(name)
+    raw = _command_value(command, name)
     return default if raw is None else FromEnv(name, raw, convert)
 
 
 def flag_default_list(command: str, name: str) -> list[str] | None:
     """A list flag's default: ``FLOWSENTINEL_<name>`` split at spaces, or None."""
-    if name not in variables(command):
-        raise KeyError(f"{PREFIX}{name} is not a variable of {command!r}: name it in COMMAND_VARIABLES")
-    raw = value(name)
+    raw = _command_value(command, name)
     return raw.split() if raw else None
 
 
